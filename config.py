@@ -1,0 +1,144 @@
+"""Every memchat setting, read in one place.
+
+Settings come from, in order of precedence: command-line flags, real environment
+variables, then a ``.env`` file in the current directory (python-dotenv; never a
+parent directory's, never written). This module imports nothing heavy, so
+``--help`` and the paths that only touch the database stay fast.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from dotenv import dotenv_values
+
+from memchat.errors import MemchatError
+
+Api = Literal["responses", "chat_completions"]
+
+DEFAULT_USER = "user1"
+DEFAULT_DB = "conversion.db"
+# A current small OpenAI chat model; any server's model name works with --model.
+DEFAULT_MODEL = "gpt-5.4-mini"
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_RETRIES = 2
+DEFAULT_INSTRUCTIONS = (
+    "You are a helpful assistant in a terminal chat. You remember earlier "
+    "conversations with this user: use what they told you before."
+)
+MAX_USER_ID_LENGTH = 200
+
+# Documented in --help and the README; the single list of what memchat reads.
+ENVIRONMENT: dict[str, str] = {
+    "OPENAI_API_KEY": "API key for the model server",
+    "OPENAI_BASE_URL": "OpenAI-compatible server URL (switches to Chat Completions)",
+    "OPENAI_DEFAULT_MODEL": f"model name (default {DEFAULT_MODEL})",
+    "MEMCHAT_USER": f"user id (default {DEFAULT_USER})",
+    "MEMCHAT_DB": f"SQLite file (default {DEFAULT_DB})",
+    "MEMCHAT_API": "responses | chat_completions (overrides the choice above)",
+    "MEMCHAT_TIMEOUT": f"seconds to wait for the model (default {DEFAULT_TIMEOUT:g})",
+    "MEMCHAT_RETRIES": f"retries on 429, 5xx and connection errors (default {DEFAULT_RETRIES})",
+    "MEMCHAT_INSTRUCTIONS": "system instructions for the assistant",
+    "MEMCHAT_HISTORY_FILE": "where typed input history is kept",
+    "MEMCHAT_TRACING": "1 to export traces to OpenAI (off by default)",
+}
+
+
+class ConfigError(MemchatError):
+    """A setting is missing or malformed; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings for one run."""
+
+    user: str
+    db: str
+    model: str
+    api: Api
+    api_key: str | None
+    base_url: str | None
+    timeout: float
+    retries: int
+    instructions: str
+    history_file: Path
+    tracing: bool
+
+    def require_model_access(self) -> None:
+        """Fail with a plain explanation when no model server can be reached."""
+        if not self.api_key and not self.base_url:
+            raise ConfigError(
+                "no model configured: set OPENAI_API_KEY (for OpenAI) or OPENAI_BASE_URL "
+                "(for a local or other OpenAI-compatible server) in the environment or in "
+                ".env; see .env.example"
+            )
+
+
+def environment(cwd: Path | None = None) -> dict[str, str]:
+    """The process environment over the ``.env`` of the current directory."""
+    dotenv_file = (cwd or Path.cwd()) / ".env"
+    from_file = dotenv_values(dotenv_file) if dotenv_file.is_file() else {}
+    merged = {key: value for key, value in from_file.items() if value is not None}
+    merged.update(os.environ)
+    return merged
+
+
+def check_user_id(user: str) -> str:
+    """Return a usable user id or raise ConfigError naming what is wrong with it."""
+    user = user.strip()
+    if not user:
+        raise ConfigError("the user id is empty: pass --user NAME")
+    if len(user) > MAX_USER_ID_LENGTH:
+        raise ConfigError(f"the user id is longer than {MAX_USER_ID_LENGTH} characters: choose a shorter one")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in user):
+        raise ConfigError("the user id contains control characters: use letters, digits or punctuation")
+    return user
+
+
+def load_settings(
+    *,
+    user: str | None = None,
+    db: str | None = None,
+    model: str | None = None,
+    env: dict[str, str] | None = None,
+) -> Settings:
+    """Resolve settings from flags (the arguments) over the environment and ``.env``."""
+    env = environment() if env is None else env
+    base_url = env.get("OPENAI_BASE_URL") or None
+    api = env.get("MEMCHAT_API") or ("chat_completions" if base_url else "responses")
+    if api not in ("responses", "chat_completions"):
+        raise ConfigError(f"MEMCHAT_API is {api!r}: use 'responses' or 'chat_completions'")
+    return Settings(
+        user=check_user_id(user if user is not None else env.get("MEMCHAT_USER") or DEFAULT_USER),
+        db=db or env.get("MEMCHAT_DB") or DEFAULT_DB,
+        model=model or env.get("OPENAI_DEFAULT_MODEL") or DEFAULT_MODEL,
+        api=api,  # type: ignore[arg-type]  # checked just above
+        api_key=env.get("OPENAI_API_KEY") or None,
+        base_url=base_url,
+        timeout=_number(env, "MEMCHAT_TIMEOUT", DEFAULT_TIMEOUT, float),
+        retries=int(_number(env, "MEMCHAT_RETRIES", DEFAULT_RETRIES, int)),
+        instructions=env.get("MEMCHAT_INSTRUCTIONS") or DEFAULT_INSTRUCTIONS,
+        history_file=Path(env.get("MEMCHAT_HISTORY_FILE") or _state_dir(env) / "input_history"),
+        tracing=env.get("MEMCHAT_TRACING", "").lower() in ("1", "true", "yes", "on"),
+    )
+
+
+def _number(env: dict[str, str], name: str, default: float, kind: type[int] | type[float]) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigError(f"{name} is {raw!r}: use a number such as {default:g}") from None
+    if value < 0:
+        raise ConfigError(f"{name} is {raw!r}: use a number of zero or more")
+    return value
+
+
+def _state_dir(env: dict[str, str]) -> Path:
+    base = env.get("XDG_STATE_HOME") or str(Path(env.get("HOME") or Path.home()) / ".local" / "state")
+    return Path(base) / "memchat"

@@ -1,0 +1,120 @@
+"""What happens to one typed line: a message for the model or a slash command.
+
+The terminal's interactive and piped loops both hand lines to ``Chat.handle``,
+so commands and turns behave the same in each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import importlib
+import threading
+from typing import TYPE_CHECKING
+
+from config import Settings, check_user_id
+
+from .commands import HELP, Blank, Command, CommandError, Leave, Message, parse
+from .errors import MemchatError
+from .memory import Store
+from .output import Output
+
+if TYPE_CHECKING:
+    from .turn import TurnRunner
+
+
+class Outcome(enum.Enum):
+    OK = "ok"
+    FAILED = "failed"
+    LEAVE = "leave"
+
+
+def preload_model_code() -> None:
+    """Import the Agents SDK in the background, so the prompt need not wait for it."""
+
+    def load() -> None:
+        # A failure here is reported properly by the foreground import.
+        with contextlib.suppress(Exception):
+            importlib.import_module("memchat.turn")
+
+    threading.Thread(target=load, name="memchat-preload", daemon=True).start()
+
+
+class Chat:
+    """One person's chat: the current user id, their memory, and the model."""
+
+    def __init__(self, settings: Settings, store: Store, output: Output) -> None:
+        self.settings = settings
+        self.store = store
+        self.out = output
+        self.user = settings.user
+        self.memory = store.memory(self.user)
+        self._runner: TurnRunner | None = None
+
+    async def handle(self, line: str, *, stream: bool) -> Outcome:
+        """Act on one input line; report problems as one ``error:`` line and carry on."""
+        try:
+            parsed = parse(line)
+            if isinstance(parsed, Blank):
+                return Outcome.OK
+            if isinstance(parsed, Leave):
+                return Outcome.LEAVE
+            if isinstance(parsed, Command):
+                await self._command(parsed)
+                return Outcome.OK
+            return await self._turn(parsed, stream=stream)
+        except (CommandError, MemchatError) as exc:
+            self.out.error(str(exc))
+            return Outcome.FAILED
+
+    async def _turn(self, message: Message, *, stream: bool) -> Outcome:
+        from .model_errors import describe_model_error
+
+        runner = self._turn_runner()
+        streamed_any = False
+
+        def show(piece: str) -> None:
+            nonlocal streamed_any
+            streamed_any = True
+            self.out.stream_piece(piece)
+
+        try:
+            if stream:
+                await runner.run(self.memory, message.text, show)
+                self.out.end_stream()
+            else:
+                self.out.reply(await runner.run(self.memory, message.text))
+        except MemchatError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any model failure becomes one line
+            if streamed_any:
+                self.out.end_stream()
+            self.out.error(describe_model_error(exc, self.settings) + " (nothing was saved)")
+            return Outcome.FAILED
+        return Outcome.OK
+
+    def _turn_runner(self) -> TurnRunner:
+        if self._runner is None:
+            from .turn import TurnRunner
+
+            self._runner = TurnRunner(self.settings)
+        return self._runner
+
+    async def _command(self, command: Command) -> None:
+        if command.name == "help":
+            self.out.lines(HELP)
+        elif command.name == "user":
+            self.user = check_user_id(command.arg)
+            self.memory = self.store.memory(self.user)
+            count = await self.memory.count()
+            self.out.notice(f"now talking as {self.user} ({count} messages remembered)")
+        elif command.name == "users":
+            self.out.users(await self.store.users(), self.user)
+        elif command.name == "history":
+            self.out.history(await self.memory.last_turns(int(command.arg)))
+        elif command.name == "clear":
+            await self.memory.clear_session()
+            self.out.notice(f"cleared the memory of {self.user}")
+        elif command.name == "undo":
+            removed = await self.memory.undo()
+            self.out.notice(f"removed the last exchange ({removed} items)" if removed else "nothing to undo")

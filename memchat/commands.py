@@ -1,0 +1,82 @@
+"""Parsing a typed line into a message, a slash command, or a request to leave."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_HISTORY_TURNS = 20
+
+HELP: dict[str, str] = {
+    "/help": "show this list",
+    "/user ID": "switch to the memory of another user id",
+    "/users": "list user ids in the database, with message counts and last activity",
+    "/history [N]": f"show the last N exchanges (default {DEFAULT_HISTORY_TURNS})",
+    "/clear": "wipe the current user's memory",
+    "/undo": "remove the last exchange (your last message and its reply)",
+    "/exit": "leave (also: exit, quit, Ctrl-D)",
+}
+EXIT_WORDS = frozenset({"exit", "quit"})
+
+
+class CommandError(ValueError):
+    """A malformed command; the message says how to write it."""
+
+
+@dataclass(frozen=True)
+class Message:
+    text: str
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    arg: str = ""
+
+
+@dataclass(frozen=True)
+class Leave:
+    pass
+
+
+@dataclass(frozen=True)
+class Blank:
+    pass
+
+
+Line = Message | Command | Leave | Blank
+
+
+def parse(line: str) -> Line:
+    """Classify one input line. Raises CommandError for an unknown or malformed command.
+
+    A line starting with '//' is a message that starts with '/'.
+    """
+    text = line.strip()
+    if not text:
+        return Blank()
+    if text.lower() in EXIT_WORDS:
+        return Leave()
+    if text.startswith("//"):
+        return Message(text[1:])
+    if not text.startswith("/"):
+        return Message(text)
+    name, _, arg = text[1:].partition(" ")
+    name, arg = name.lower(), arg.strip()
+    if name in ("exit", "quit"):
+        return Leave()
+    if name in ("help", "users", "clear", "undo") and not arg:
+        return Command(name)
+    if name in ("help", "users", "clear", "undo"):
+        raise CommandError(f"/{name} takes no argument: type /{name} alone")
+    if name == "user":
+        if not arg:
+            raise CommandError("/user needs an id: type /user NAME")
+        return Command("user", arg)
+    if name == "history":
+        if arg and not (arg.isdigit() and int(arg) > 0):
+            raise CommandError("/history takes a positive number of exchanges: type /history 5")
+        return Command("history", arg or str(DEFAULT_HISTORY_TURNS))
+    shown = name if len(name) <= 30 else name[:29] + "…"
+    raise CommandError(
+        f"unknown command /{shown}: type /help for the list, or start with // to send a line beginning with /"
+    )

@@ -1,0 +1,13 @@
+"""The one exception type a user is shown, as a single ``error:`` line."""
+
+from __future__ import annotations
+
+
+class MemchatError(Exception):
+    """A failure the user can act on: the message names the cause and the fix.
+
+    ``exit_code`` is what the process exits with when the failure ends the run
+    (2 for set-up problems: configuration, user id, database).
+    """
+
+    exit_code: int = 2

@@ -1,0 +1,44 @@
+"""Reading the SDK's conversation items (plain JSON dicts) without importing the SDK.
+
+Items are what the Agents SDK sends and receives: a user message
+``{"role": "user", "content": ...}``, an assistant message, a tool call and its
+output, and so on. A *turn* starts at a user message and runs to the next one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Item = dict[str, Any]
+
+
+def is_user_message(item: Item) -> bool:
+    """True for the item that opens a turn."""
+    return item.get("role") == "user"
+
+
+def item_text(item: Item) -> str:
+    """The human-readable text of a message item; '' for items without text."""
+    content = item.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(str(part.get("text") or part.get("refusal") or "") for part in content if isinstance(part, dict))
+    return ""
+
+
+def describe(item: Item) -> tuple[str, str]:
+    """(speaker, text) for showing an item to a person, never raw JSON."""
+    role = item.get("role")
+    if role == "user":
+        return "you", item_text(item)
+    if role == "assistant":
+        return "assistant", item_text(item)
+    if role in ("system", "developer"):
+        return role, item_text(item)
+    kind = str(item.get("type", "item"))
+    if kind == "function_call":
+        return "tool", f"called {item.get('name', '?')}({item.get('arguments', '')})"
+    if kind == "function_call_output":
+        return "tool", f"returned {item.get('output', '')}"
+    return "note", kind.replace("_", " ")

@@ -1,0 +1,49 @@
+"""Building the SDK agent that talks to the configured model server.
+
+Importing this module loads the Agents SDK (seconds on a small machine), so
+nothing on the start-up path imports it directly: the terminal loads it in the
+background while the user types.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from agents import (
+    Agent,
+    OpenAIChatCompletionsModel,
+    OpenAIResponsesModel,
+    RunConfig,
+    set_tracing_disabled,
+    set_tracing_export_api_key,
+)
+from openai import AsyncOpenAI
+
+from config import Settings
+
+# Servers such as Ollama need no key, but the client insists on one.
+PLACEHOLDER_KEY = "not-needed"
+
+
+def build_agent(settings: Settings) -> Agent[None]:
+    """The memchat agent for these settings, bound to its own client and model."""
+    # memchat reports failures itself, as one line; the SDK's own logging would add tracebacks.
+    logging.getLogger("openai.agents").disabled = True
+    logging.getLogger("openai").disabled = True
+    set_tracing_disabled(not settings.tracing)
+    if settings.tracing and settings.api_key:
+        set_tracing_export_api_key(settings.api_key)
+    client = AsyncOpenAI(
+        api_key=settings.api_key or PLACEHOLDER_KEY,
+        base_url=settings.base_url,
+        timeout=settings.timeout,
+        max_retries=settings.retries,
+    )
+    # A Model instance, not a name: the SDK would read "org/model" as a provider prefix.
+    model_class = OpenAIChatCompletionsModel if settings.api == "chat_completions" else OpenAIResponsesModel
+    model = model_class(model=settings.model, openai_client=client)
+    return Agent(name="memchat", instructions=settings.instructions, model=model)
+
+
+def run_config(settings: Settings) -> RunConfig:
+    return RunConfig(tracing_disabled=not settings.tracing, workflow_name="memchat")

@@ -1,0 +1,74 @@
+"""The two ways to talk to memchat from a shell: a live prompt, or lines on a pipe."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+from .chat import Chat, Outcome
+from .output import Output
+
+
+async def interactive(chat: Chat) -> int:
+    """Prompt with line editing and saved input history until exit, quit or Ctrl-D."""
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.history import FileHistory, History, InMemoryHistory
+
+    history: History
+    try:
+        history = FileHistory(str(_private_file(chat.settings.history_file)))
+    except OSError as exc:
+        chat.out.notice(f"input history is not kept: cannot write {chat.settings.history_file} ({exc.strerror})")
+        history = InMemoryHistory()
+    session: PromptSession[str] = PromptSession(history=history)
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            line = await session.prompt_async([("ansicyan bold", chat.user), ("", "> ")])
+        except KeyboardInterrupt:
+            continue  # Ctrl-C at the prompt clears the line, as in a shell.
+        except EOFError:
+            return 0
+        task = asyncio.ensure_future(chat.handle(line, stream=True))
+        # Ctrl-C while a reply streams stops that reply only; the turn stores nothing.
+        loop.add_signal_handler(signal.SIGINT, task.cancel)
+        try:
+            outcome = await task
+        except asyncio.CancelledError:
+            chat.out.end_stream()
+            chat.out.notice("(reply stopped; nothing was saved)")
+            continue
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+        if outcome is Outcome.LEAVE:
+            return 0
+
+
+async def piped(chat: Chat) -> int:
+    """One message a line; 0 at end of input if every line succeeded, else 1."""
+    failed = False
+    for raw in sys.stdin.buffer:
+        # Bad bytes must not end the chat: they become U+FFFD like any editor shows them.
+        outcome = await chat.handle(raw.decode("utf-8", errors="replace"), stream=False)
+        if outcome is Outcome.LEAVE:
+            break
+        failed = failed or outcome is Outcome.FAILED
+    return 1 if failed else 0
+
+
+def _private_file(path: Path) -> Path:
+    """Create ``path`` (and its folder) readable by its owner only, if missing."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    return path
+
+
+def banner(chat: Chat, count: int, out: Output) -> None:
+    where = chat.settings.base_url or "OpenAI"
+    out.notice(
+        f"memchat · {chat.user} · {count} messages remembered · {chat.settings.model} at {where} · /help for commands"
+    )

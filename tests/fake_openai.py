@@ -1,0 +1,360 @@
+"""A small OpenAI-compatible HTTP server for tests and the benchmark.
+
+It speaks Chat Completions and the Responses API, streamed (SSE) and not, so the
+real ``openai`` client and the SDK's parsers are exercised end to end. It keeps no
+memory of its own: every answer is derived from the conversation in the request,
+so "what's my name?" is answered correctly only if the client sent the history.
+
+Faults are asked for with markers inside the last user message:
+
+- ``[[status:NNN]]`` answer with HTTP status NNN (429 carries ``Retry-After: 0``)
+- ``[[context]]``    answer 400 ``context_length_exceeded``
+- ``[[slow]]``       stream the reply one word every 0.3 s
+- ``[[hang]]``       accept the request and never answer
+- ``[[reset]]``      send part of a streamed reply, then drop the connection
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+NAME_FACT = re.compile(r"my name is (\w+)", re.IGNORECASE)
+NAME_QUESTION = re.compile(r"what(?:'s| is) my name", re.IGNORECASE)
+STATUS_MARK = re.compile(r"\[\[status:(\d{3})\]\]")
+
+
+def text_of(content: Any) -> str:
+    """Flatten a message's content (a string or a list of parts) to plain text."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return ""
+
+
+def conversation(body: dict[str, Any]) -> list[tuple[str, str]]:
+    """(role, text) pairs of a Chat Completions or Responses request, in order."""
+    pairs: list[tuple[str, str]] = []
+    if body.get("instructions"):
+        pairs.append(("system", str(body["instructions"])))
+    items = body.get("messages")
+    if items is None:
+        raw = body.get("input", [])
+        items = [{"role": "user", "content": raw}] if isinstance(raw, str) else raw
+    for item in items:
+        if isinstance(item, dict) and "role" in item:
+            pairs.append((str(item["role"]), text_of(item.get("content"))))
+    return pairs
+
+
+def answer(pairs: list[tuple[str, str]]) -> str:
+    """The reply a stateless model would give to this conversation."""
+    users = [text for role, text in pairs if role == "user"]
+    last = users[-1] if users else ""
+    if NAME_QUESTION.search(last):
+        # Any earlier text counts: a summary in the instructions carries facts too.
+        for _, text in reversed(pairs[:-1]):
+            match = NAME_FACT.search(text)
+            if match:
+                return f"Your name is {match.group(1)}."
+        return "I don't know your name yet."
+    cleaned = re.sub(r"\[\[[a-z:0-9]+\]\]", "", last).strip()
+    return f"You said: {cleaned}"
+
+
+@dataclass
+class Recorded:
+    """One request the server received."""
+
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+    @property
+    def roles(self) -> list[str]:
+        return [role for role, _ in conversation(self.body) if role not in ("system", "developer")]
+
+
+@dataclass
+class FakeOpenAI:
+    """The server; ``with FakeOpenAI() as server:`` runs it on a free loopback port."""
+
+    api_key: str | None = None
+    port: int = 0
+    requests: list[Recorded] = field(default_factory=list)
+    word_delay: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        handler = type("Handler", (_Handler,), {"server_state": self})
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+
+    def start(self) -> FakeOpenAI:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> FakeOpenAI:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_state: FakeOpenAI
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
+        pass
+
+    # -- plumbing -------------------------------------------------------------
+    def _send_json(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _error(self, status: int, message: str, code: str | None = None) -> None:
+        headers = {"Retry-After": "0"} if status == 429 else None
+        error = {"message": message, "type": "invalid_request_error", "code": code, "param": None}
+        self._send_json(status, {"error": error}, headers)
+
+    def _start_sse(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+
+    def _sse(self, payload: dict[str, Any], event: str | None = None) -> None:
+        prefix = f"event: {event}\n" if event else ""
+        self.wfile.write(f"{prefix}data: {json.dumps(payload)}\n\n".encode())
+        self.wfile.flush()
+
+    def _reset(self) -> None:
+        # SO_LINGER 0 makes close() send RST: a true mid-stream connection reset.
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        self.connection.close()
+
+    def do_GET(self) -> None:
+        if self.path.rstrip("/").endswith("/models"):
+            self._send_json(200, {"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
+        else:
+            self._error(404, f"no route {self.path}")
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        body = json.loads(self.rfile.read(length) or b"{}")
+        state = self.server_state
+        state.requests.append(Recorded(self.path, dict(self.headers.items()), body))
+
+        if state.api_key is not None and self.headers.get("Authorization") != f"Bearer {state.api_key}":
+            given = self.headers.get("Authorization", "").removeprefix("Bearer ")
+            # Real servers echo (part of) the key back; memchat must never print it.
+            self._error(401, f"Incorrect API key provided: {given}.", "invalid_api_key")
+            return
+
+        pairs = conversation(body)
+        last = next((text for role, text in reversed(pairs) if role == "user"), "")
+        status = STATUS_MARK.search(last)
+        if status:
+            self._error(int(status.group(1)), f"simulated status {status.group(1)}")
+            return
+        if "[[context]]" in last:
+            self._error(400, "This model's maximum context length is exceeded.", "context_length_exceeded")
+            return
+        if "[[hang]]" in last:
+            state._stop.wait(120)
+            return
+
+        words = answer(pairs).split(" ")
+        delay = 0.3 if "[[slow]]" in last else state.word_delay
+        reset = "[[reset]]" in last
+        model = str(body.get("model", "fake-model"))
+        if self.path.endswith("/chat/completions"):
+            self._chat(body, model, words, delay, reset)
+        elif self.path.endswith("/responses"):
+            self._responses(body, model, words, delay, reset)
+        else:
+            self._error(404, f"no route {self.path}")
+
+    # -- Chat Completions -----------------------------------------------------
+    def _chat(self, body: dict[str, Any], model: str, words: list[str], delay: float, reset: bool) -> None:
+        text = " ".join(words)
+        usage = {
+            "prompt_tokens": _tokens(body),
+            "completion_tokens": len(words),
+            "total_tokens": _tokens(body) + len(words),
+        }
+        base = {"id": "chatcmpl-fake", "created": int(time.time()), "model": model}
+        if not body.get("stream"):
+            time.sleep(delay * len(words))
+            message = {"role": "assistant", "content": text}
+            choice = {"index": 0, "message": message, "finish_reason": "stop"}
+            self._send_json(200, {**base, "object": "chat.completion", "choices": [choice], "usage": usage})
+            return
+        self._start_sse()
+        for index, word in enumerate(words):
+            piece = word if index == 0 else " " + word
+            delta = {"role": "assistant", "content": piece} if index == 0 else {"content": piece}
+            self._sse(
+                {
+                    **base,
+                    "object": "chat.completion.chunk",
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+                }
+            )
+            if reset and index == len(words) // 2:
+                self._reset()
+                return
+            time.sleep(delay)
+        final = {"index": 0, "delta": {}, "finish_reason": "stop"}
+        self._sse({**base, "object": "chat.completion.chunk", "choices": [final]})
+        if (body.get("stream_options") or {}).get("include_usage"):
+            self._sse({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage})
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
+
+    # -- Responses API --------------------------------------------------------
+    def _responses(self, body: dict[str, Any], model: str, words: list[str], delay: float, reset: bool) -> None:
+        text = " ".join(words)
+        tokens_in = _tokens(body)
+        message = {
+            "id": "msg_fake",
+            "type": "message",
+            "role": "assistant",
+            "status": "completed",
+            "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
+        }
+        response = {
+            "id": "resp_fake",
+            "object": "response",
+            "created_at": int(time.time()),
+            "model": model,
+            "status": "completed",
+            "output": [message],
+            "parallel_tool_calls": True,
+            "tool_choice": "auto",
+            "tools": [],
+            "usage": {
+                "input_tokens": tokens_in,
+                "input_tokens_details": {"cached_tokens": 0},
+                "output_tokens": len(words),
+                "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": tokens_in + len(words),
+            },
+        }
+        if not body.get("stream"):
+            time.sleep(delay * len(words))
+            self._send_json(200, response)
+            return
+        self._start_sse()
+        seq = iter(range(1_000_000))
+        empty = {**message, "status": "in_progress", "content": []}
+        part = {"type": "output_text", "text": "", "annotations": []}
+        in_progress = {**response, "status": "in_progress", "output": [], "usage": None}
+        self._sse(
+            {"type": "response.created", "response": in_progress, "sequence_number": next(seq)}, "response.created"
+        )
+        self._sse(
+            {"type": "response.output_item.added", "output_index": 0, "item": empty, "sequence_number": next(seq)},
+            "response.output_item.added",
+        )
+        self._sse(
+            {
+                "type": "response.content_part.added",
+                "item_id": "msg_fake",
+                "output_index": 0,
+                "content_index": 0,
+                "part": part,
+                "sequence_number": next(seq),
+            },
+            "response.content_part.added",
+        )
+        for index, word in enumerate(words):
+            piece = word if index == 0 else " " + word
+            self._sse(
+                {
+                    "type": "response.output_text.delta",
+                    "item_id": "msg_fake",
+                    "output_index": 0,
+                    "content_index": 0,
+                    "delta": piece,
+                    "logprobs": [],
+                    "sequence_number": next(seq),
+                },
+                "response.output_text.delta",
+            )
+            if reset and index == len(words) // 2:
+                self._reset()
+                return
+            time.sleep(delay)
+        self._sse(
+            {
+                "type": "response.output_text.done",
+                "item_id": "msg_fake",
+                "output_index": 0,
+                "content_index": 0,
+                "text": text,
+                "logprobs": [],
+                "sequence_number": next(seq),
+            },
+            "response.output_text.done",
+        )
+        self._sse(
+            {
+                "type": "response.content_part.done",
+                "item_id": "msg_fake",
+                "output_index": 0,
+                "content_index": 0,
+                "part": {**part, "text": text},
+                "sequence_number": next(seq),
+            },
+            "response.content_part.done",
+        )
+        self._sse(
+            {"type": "response.output_item.done", "output_index": 0, "item": message, "sequence_number": next(seq)},
+            "response.output_item.done",
+        )
+        self._sse(
+            {"type": "response.completed", "response": response, "sequence_number": next(seq)}, "response.completed"
+        )
+
+
+def _tokens(body: dict[str, Any]) -> int:
+    """A rough token count of the request (4 characters a token), like a real server reports."""
+    return max(1, len(json.dumps(body.get("messages") or body.get("input") or "")) // 4)
+
+
+if __name__ == "__main__":
+    # Run by hand to try memchat against it: python tests/fake_openai.py [PORT]
+    import sys
+
+    with FakeOpenAI(port=int(sys.argv[1]) if len(sys.argv) > 1 else 0) as server:
+        print(f"OPENAI_BASE_URL={server.url}", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
