@@ -11,6 +11,7 @@ import logging
 
 from agents import (
     Agent,
+    Model,
     OpenAIChatCompletionsModel,
     OpenAIResponsesModel,
     RunConfig,
@@ -25,14 +26,19 @@ from config import Settings
 PLACEHOLDER_KEY = "not-needed"
 
 
-def build_agent(settings: Settings) -> Agent[None]:
-    """The memchat agent for these settings, bound to its own client and model."""
+def build_agent(settings: Settings, model: Model | None = None) -> Agent[None]:
+    """The memchat agent for these settings, bound to its own client and model.
+
+    ``model`` replaces the configured server, for tests that script the model.
+    """
     # memchat reports failures itself, as one line; the SDK's own logging would add tracebacks.
     logging.getLogger("openai.agents").disabled = True
     logging.getLogger("openai").disabled = True
     set_tracing_disabled(not settings.tracing)
     if settings.tracing and settings.api_key:
         set_tracing_export_api_key(settings.api_key)
+    if model is not None:
+        return Agent(name="memchat", instructions=settings.instructions, model=model)
     client = AsyncOpenAI(
         api_key=settings.api_key or PLACEHOLDER_KEY,
         base_url=settings.base_url,
@@ -41,8 +47,8 @@ def build_agent(settings: Settings) -> Agent[None]:
     )
     # A Model instance, not a name: the SDK would read "org/model" as a provider prefix.
     model_class = OpenAIChatCompletionsModel if settings.api == "chat_completions" else OpenAIResponsesModel
-    model = model_class(model=settings.model, openai_client=client)
-    return Agent(name="memchat", instructions=settings.instructions, model=model)
+    served = model_class(model=settings.model, openai_client=client)
+    return Agent(name="memchat", instructions=settings.instructions, model=served)
 
 
 def run_config(settings: Settings) -> RunConfig:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from agents import Agent, Runner
+from agents import Agent, Model, Runner
 from agents.result import RunResultBase
 from openai.types.responses import ResponseTextDeltaEvent
 
@@ -26,9 +26,9 @@ from .model import build_agent, run_config
 class TurnRunner:
     """Runs turns against one model for any user's memory."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, model: Model | None = None) -> None:
         self.settings = settings
-        self.agent: Agent[None] = build_agent(settings)
+        self.agent: Agent[None] = build_agent(settings, model)
         self._run_config = run_config(settings)
 
     async def run(self, memory: Memory, text: str, on_text: Callable[[str], None] | None = None) -> str:

@@ -1,0 +1,60 @@
+"""How a typed line is read: message, command, or leaving."""
+
+from __future__ import annotations
+
+import pytest
+
+from memchat.commands import DEFAULT_HISTORY_TURNS, Blank, Command, CommandError, Leave, Message, parse
+
+
+@pytest.mark.parametrize("line", ["", "   ", "\t\n"])
+def test_blank_lines_are_ignored(line: str) -> None:
+    assert parse(line) == Blank()
+
+
+@pytest.mark.parametrize("line", ["exit", "QUIT", " Exit ", "/exit", "/quit"])
+def test_exit_and_quit_in_any_case_leave(line: str) -> None:
+    assert parse(line) == Leave()
+
+
+def test_plain_text_is_a_message() -> None:
+    assert parse("  hello there \n") == Message("hello there")
+
+
+def test_a_double_slash_sends_a_line_starting_with_slash() -> None:
+    assert parse("//etc/hosts is a file") == Message("/etc/hosts is a file")
+
+
+@pytest.mark.parametrize(
+    ("line", "command"),
+    [
+        ("/help", Command("help")),
+        ("/users", Command("users")),
+        ("/clear", Command("clear")),
+        ("/undo", Command("undo")),
+        ("/HISTORY", Command("history", str(DEFAULT_HISTORY_TURNS))),
+        ("/history 3", Command("history", "3")),
+        ("/user bob", Command("user", "bob")),
+        ("/user  Émile Zola ", Command("user", "Émile Zola")),
+    ],
+)
+def test_commands_are_recognised(line: str, command: Command) -> None:
+    assert parse(line) == command
+
+
+@pytest.mark.parametrize(
+    ("line", "complaint"),
+    [
+        ("/", "unknown command"),
+        ("/nope", "unknown command /nope"),
+        ("/user", "needs an id"),
+        ("/history two", "positive number"),
+        ("/history 0", "positive number"),
+        ("/clear everything", "takes no argument"),
+        ("/" + "x" * 10_000, "unknown command"),
+    ],
+)
+def test_malformed_commands_are_refused_with_the_fix(line: str, complaint: str) -> None:
+    with pytest.raises(CommandError, match=complaint) as info:
+        parse(line)
+    assert len(str(info.value)) < 200
