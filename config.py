@@ -25,6 +25,8 @@ DEFAULT_DB = "conversion.db"
 DEFAULT_MODEL = "gpt-5.4-mini"
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_RETRIES = 2
+DEFAULT_CONTEXT_TOKENS = 8000
+MIN_CONTEXT_TOKENS = 100
 DEFAULT_INSTRUCTIONS = (
     "You are a helpful assistant in a terminal chat. You remember earlier "
     "conversations with this user: use what they told you before."
@@ -39,6 +41,7 @@ ENVIRONMENT: dict[str, str] = {
     "MEMCHAT_USER": f"user id (default {DEFAULT_USER})",
     "MEMCHAT_DB": f"SQLite file (default {DEFAULT_DB})",
     "MEMCHAT_API": "responses | chat_completions (overrides the choice above)",
+    "MEMCHAT_CONTEXT_TOKENS": f"most tokens of history sent per request (default {DEFAULT_CONTEXT_TOKENS})",
     "MEMCHAT_TIMEOUT": f"seconds to wait for the model (default {DEFAULT_TIMEOUT:g})",
     "MEMCHAT_RETRIES": f"retries on 429, 5xx and connection errors (default {DEFAULT_RETRIES})",
     "MEMCHAT_INSTRUCTIONS": "system instructions for the assistant",
@@ -61,6 +64,7 @@ class Settings:
     api: Api
     api_key: str | None
     base_url: str | None
+    context_tokens: int
     timeout: float
     retries: int
     instructions: str
@@ -103,6 +107,7 @@ def load_settings(
     user: str | None = None,
     db: str | None = None,
     model: str | None = None,
+    context_tokens: int | None = None,
     env: dict[str, str] | None = None,
 ) -> Settings:
     """Resolve settings from flags (the arguments) over the environment and ``.env``."""
@@ -118,6 +123,7 @@ def load_settings(
         api=api,  # type: ignore[arg-type]  # checked just above
         api_key=env.get("OPENAI_API_KEY") or None,
         base_url=base_url,
+        context_tokens=_context_tokens(context_tokens, env),
         timeout=_number(env, "MEMCHAT_TIMEOUT", DEFAULT_TIMEOUT, float),
         retries=int(_number(env, "MEMCHAT_RETRIES", DEFAULT_RETRIES, int)),
         instructions=env.get("MEMCHAT_INSTRUCTIONS") or DEFAULT_INSTRUCTIONS,
@@ -136,6 +142,15 @@ def _number(env: dict[str, str], name: str, default: float, kind: type[int] | ty
         raise ConfigError(f"{name} is {raw!r}: use a number such as {default:g}") from None
     if value < 0:
         raise ConfigError(f"{name} is {raw!r}: use a number of zero or more")
+    return value
+
+
+def _context_tokens(flag: int | None, env: dict[str, str]) -> int:
+    value = flag if flag is not None else int(_number(env, "MEMCHAT_CONTEXT_TOKENS", DEFAULT_CONTEXT_TOKENS, int))
+    if value < MIN_CONTEXT_TOKENS:
+        raise ConfigError(
+            f"the context budget of {value} tokens is too small to hold a turn: use at least {MIN_CONTEXT_TOKENS}"
+        )
     return value
 
 

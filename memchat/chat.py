@@ -6,6 +6,7 @@ so commands and turns behave the same in each.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import enum
 import importlib
@@ -50,6 +51,7 @@ class Chat:
         self.user = settings.user
         self.memory = store.memory(self.user)
         self._runner: TurnRunner | None = None
+        self._fold: asyncio.Task[None] | None = None
 
     async def handle(self, line: str, *, stream: bool) -> Outcome:
         """Act on one input line; report problems as one ``error:`` line and carry on."""
@@ -91,7 +93,30 @@ class Chat:
                 self.out.end_stream()
             self.out.error(describe_model_error(exc, self.settings) + " (nothing was saved)")
             return Outcome.FAILED
+        if stream:
+            # While the user reads and types, not before the prompt comes back.
+            if self._fold is None or self._fold.done():
+                self._fold = asyncio.ensure_future(self._update_summary(runner, quiet=True))
+        else:
+            await self._update_summary(runner, quiet=False)
         return Outcome.OK
+
+    async def _update_summary(self, runner: TurnRunner, *, quiet: bool) -> None:
+        """Fold turns that no longer fit into the summary; on failure, retry after a later turn."""
+        from .model_errors import describe_model_error
+
+        try:
+            await runner.fold_if_needed(self.memory)
+        except Exception as exc:  # noqa: BLE001 - the turn is stored; the summary can wait
+            if not quiet:
+                reason = describe_model_error(exc, self.settings)
+                self.out.notice(f"the summary of older turns was not updated ({reason}); a later turn retries")
+
+    def _stop_summary(self) -> None:
+        """A summary being written must not land after the memory it summarizes changed."""
+        if self._fold is not None:
+            self._fold.cancel()
+            self._fold = None
 
     def _turn_runner(self) -> TurnRunner:
         if self._runner is None:
@@ -101,6 +126,8 @@ class Chat:
         return self._runner
 
     async def _command(self, command: Command) -> None:
+        if command.name in ("user", "clear", "undo"):
+            self._stop_summary()
         if command.name == "help":
             self.out.lines(HELP)
         elif command.name == "user":
@@ -111,7 +138,10 @@ class Chat:
         elif command.name == "users":
             self.out.users(await self.store.users(), self.user)
         elif command.name == "history":
-            self.out.history(await self.memory.last_turns(int(command.arg)))
+            self.out.history(await self.memory.last_turns(int(command.arg)), await self.memory.summary())
+        elif command.name == "summary":
+            summary = await self.memory.summary()
+            self.out.summary(summary.text if summary else None)
         elif command.name == "clear":
             await self.memory.clear_session()
             self.out.notice(f"cleared the memory of {self.user}")

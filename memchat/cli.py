@@ -7,7 +7,7 @@ import asyncio
 import sys
 from typing import NoReturn
 
-from config import DEFAULT_DB, DEFAULT_USER, ENVIRONMENT, load_settings
+from config import DEFAULT_CONTEXT_TOKENS, DEFAULT_DB, DEFAULT_USER, ENVIRONMENT, load_settings
 
 from .commands import HELP
 from .errors import MemchatError
@@ -51,6 +51,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--db", metavar="PATH", help=f"the SQLite file (default: $MEMCHAT_DB or {DEFAULT_DB})")
     parser.add_argument("--clear", action="store_true", help="wipe this user's memory first, then chat")
     parser.add_argument("--model", metavar="NAME", help="model name (default: $OPENAI_DEFAULT_MODEL)")
+    parser.add_argument(
+        "--context-tokens",
+        metavar="N",
+        type=int,
+        help=f"most tokens of history sent per request; older turns live on in a summary (default: {DEFAULT_CONTEXT_TOKENS})",
+    )
     return parser
 
 
@@ -70,7 +76,7 @@ async def _run(args: argparse.Namespace) -> int:
     from .sqlite_store import SQLiteStore
     from .terminal import banner, interactive, piped
 
-    settings = load_settings(user=args.user, db=args.db, model=args.model)
+    settings = load_settings(user=args.user, db=args.db, model=args.model, context_tokens=args.context_tokens)
     settings.require_model_access()
     preload_model_code()
     out = Output()

@@ -10,8 +10,9 @@ HELP: dict[str, str] = {
     "/help": "show this list",
     "/user ID": "switch to the memory of another user id",
     "/users": "list user ids in the database, with message counts and last activity",
-    "/history [N]": f"show the last N exchanges (default {DEFAULT_HISTORY_TURNS})",
-    "/clear": "wipe the current user's memory",
+    "/history [N]": f"show the summary and the last N exchanges (default {DEFAULT_HISTORY_TURNS})",
+    "/summary": "show what is remembered of turns too old to send in full",
+    "/clear": "wipe the current user's memory and summary",
     "/undo": "remove the last exchange (your last message and its reply)",
     "/exit": "leave (also: exit, quit, Ctrl-D)",
 }
@@ -64,9 +65,9 @@ def parse(line: str) -> Line:
     name, arg = name.lower(), arg.strip()
     if name in ("exit", "quit"):
         return Leave()
-    if name in ("help", "users", "clear", "undo") and not arg:
+    if name in ("help", "users", "clear", "undo", "summary") and not arg:
         return Command(name)
-    if name in ("help", "users", "clear", "undo"):
+    if name in ("help", "users", "clear", "undo", "summary"):
         raise CommandError(f"/{name} takes no argument: type /{name} alone")
     if name == "user":
         if not arg:

@@ -9,6 +9,7 @@ plus the few operations memchat needs on top: whole-turn reads and undo.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -22,6 +23,30 @@ class UserStats:
     user: str
     messages: int
     last_active: str
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One exchange: a user message and everything up to the next one.
+
+    ``start`` and ``end`` are the store's positions of its first and last item;
+    positions only grow, so "after position N" is a stable bookmark.
+    """
+
+    start: int
+    end: int
+    items: list[Item]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What the model wrote about turns that no longer fit the context budget.
+
+    ``through`` is the position of the last item folded into it.
+    """
+
+    text: str
+    through: int
 
 
 class Memory(Protocol):
@@ -42,7 +67,7 @@ class Memory(Protocol):
         ...
 
     async def clear_session(self) -> None:
-        """Forget everything this user said."""
+        """Forget everything this user said, summary included."""
         ...
 
     async def last_turns(self, turns: int) -> list[Item]:
@@ -55,6 +80,25 @@ class Memory(Protocol):
 
     async def count(self) -> int:
         """How many items are stored."""
+        ...
+
+    def turns_backward(self, after: int) -> AsyncIterator[Turn]:
+        """Turns stored after position ``after``, newest first, read lazily.
+
+        A caller that stops iterating early has read only the rows it used.
+        """
+        ...
+
+    def turns_forward(self, after: int, before: int) -> AsyncIterator[Turn]:
+        """Turns between two positions, oldest first, read lazily."""
+        ...
+
+    async def summary(self) -> Summary | None:
+        """The running summary of older turns, if one was written."""
+        ...
+
+    async def save_summary(self, summary: Summary) -> None:
+        """Replace the running summary."""
         ...
 
 

@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .items import Item, describe
-from .memory import UserStats
+from .memory import Summary, UserStats
 
 
 class Output:
@@ -46,7 +46,15 @@ class Output:
         for key, value in rows.items():
             self.out.print(Text(key.ljust(width + 2), style="bold") + Text(value))
 
-    def history(self, items: list[Item]) -> None:
+    def summary(self, text: str | None) -> None:
+        if text is None:
+            self.notice("(no summary yet: it is written once the conversation outgrows the context budget)")
+        else:
+            self.out.print(Text("summary: ", style="bold magenta") + Text(text))
+
+    def history(self, items: list[Item], summary: Summary | None = None) -> None:
+        if summary is not None:
+            self.summary(summary.text)
         if not items:
             self.notice("(no stored conversation)")
             return

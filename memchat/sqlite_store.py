@@ -18,13 +18,14 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
+from typing import Any
 
 from .errors import MemchatError
-from .items import Item
-from .memory import UserStats
+from .items import Item, is_user_message
+from .memory import Summary, Turn, UserStats
 
 # How long a write waits for another process holding the lock before giving up.
 BUSY_TIMEOUT_SECONDS = 10.0
@@ -43,7 +44,16 @@ CREATE TABLE IF NOT EXISTS agent_messages (
     FOREIGN KEY (session_id) REFERENCES agent_sessions (session_id) ON DELETE CASCADE
 );
 CREATE INDEX IF NOT EXISTS idx_agent_messages_session_id ON agent_messages (session_id, id);
+CREATE TABLE IF NOT EXISTS memchat_summaries (
+    session_id TEXT PRIMARY KEY,
+    summary TEXT NOT NULL,
+    through_id INTEGER NOT NULL,
+    updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP
+);
 """
+
+# Rows are fetched this many at a time, so a lazy reader never holds more.
+FETCH_ROWS = 64
 
 # The id of the n-th newest user message (OFFSET n-1): where the last n turns begin.
 TURN_START = """
@@ -93,8 +103,14 @@ class SQLiteStore:
             raise
         self._conn.execute("COMMIT")
 
-    def query(self, sql: str, *params: object) -> list[tuple[object, ...]]:
+    def query(self, sql: str, *params: object) -> list[tuple[Any, ...]]:
         return self._conn.execute(sql, params).fetchall()
+
+    def rows(self, sql: str, *params: object) -> Iterator[tuple[Any, ...]]:
+        """Rows fetched a few at a time; stopping early reads no more."""
+        with closing(self._conn.execute(sql, params)) as cursor:
+            while batch := cursor.fetchmany(FETCH_ROWS):
+                yield from batch
 
 
 class SQLiteMemory:
@@ -120,7 +136,7 @@ class SQLiteMemory:
                 self.session_id,
                 limit,
             )
-        return [json.loads(str(data)) for (data,) in rows]
+        return [json.loads(data) for (data,) in rows]
 
     async def add_items(self, items: list[Item]) -> None:
         if not items:
@@ -152,6 +168,7 @@ class SQLiteMemory:
         with self._store.transaction() as conn:
             conn.execute("DELETE FROM agent_messages WHERE session_id = ?", (self.session_id,))
             conn.execute("DELETE FROM agent_sessions WHERE session_id = ?", (self.session_id,))
+            conn.execute("DELETE FROM memchat_summaries WHERE session_id = ?", (self.session_id,))
 
     async def last_turns(self, turns: int) -> list[Item]:
         if turns <= 0:
@@ -162,7 +179,7 @@ class SQLiteMemory:
             self.session_id,
             start[0][0] if start else 0,
         )
-        return [json.loads(str(data)) for (data,) in rows]
+        return [json.loads(data) for (data,) in rows]
 
     async def undo(self) -> int:
         with self._store.transaction() as conn:
@@ -176,7 +193,63 @@ class SQLiteMemory:
 
     async def count(self) -> int:
         (row,) = self._store.query("SELECT COUNT(*) FROM agent_messages WHERE session_id = ?", self.session_id)
-        return int(str(row[0]))
+        return int(row[0])
+
+    async def turns_backward(self, after: int) -> AsyncIterator[Turn]:
+        rows = self._store.rows(
+            "SELECT id, message_data FROM agent_messages WHERE session_id = ? AND id > ? ORDER BY id DESC",
+            self.session_id,
+            after,
+        )
+        items: list[Item] = []
+        end = 0
+        for row_id, data in rows:
+            item = json.loads(data)
+            end = end or row_id
+            items.append(item)
+            if is_user_message(item):
+                yield Turn(row_id, end, items[::-1])
+                items, end = [], 0
+        if items:  # items before the first user message (written by other tools)
+            yield Turn(after + 1, end, items[::-1])
+
+    async def turns_forward(self, after: int, before: int) -> AsyncIterator[Turn]:
+        rows = self._store.rows(
+            "SELECT id, message_data FROM agent_messages WHERE session_id = ? AND id > ? AND id < ? ORDER BY id",
+            self.session_id,
+            after,
+            before,
+        )
+        items: list[Item] = []
+        start = end = 0
+        for row_id, data in rows:
+            item = json.loads(data)
+            if items and is_user_message(item):
+                yield Turn(start, end, items)
+                items = []
+            if not items:
+                start = row_id
+            items.append(item)
+            end = row_id
+        if items:
+            yield Turn(start, end, items)
+
+    async def summary(self) -> Summary | None:
+        rows = self._store.query(
+            "SELECT summary, through_id FROM memchat_summaries WHERE session_id = ?", self.session_id
+        )
+        return Summary(rows[0][0], rows[0][1]) if rows else None
+
+    async def save_summary(self, summary: Summary) -> None:
+        with self._store.transaction() as conn:
+            conn.execute(
+                """
+                INSERT INTO memchat_summaries (session_id, summary, through_id) VALUES (?, ?, ?)
+                ON CONFLICT (session_id) DO UPDATE
+                SET summary = excluded.summary, through_id = excluded.through_id, updated_at = CURRENT_TIMESTAMP
+                """,
+                (self.session_id, summary.text, summary.through),
+            )
 
 
 def _open(path: Path) -> sqlite3.Connection:

@@ -5,10 +5,15 @@ so a failed or interrupted call leaves a lone user message and every later
 request carries two user messages in a row. Here the history is read, the
 model is called with history plus the new message, and only a finished reply
 is written, together with its message, in one transaction.
+
+The history sent is bounded: the running summary plus the newest whole turns
+that fit the token budget (see ``budget``); turns that fall out are folded into
+the summary after the reply (see ``summary``).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -18,9 +23,18 @@ from openai.types.responses import ResponseTextDeltaEvent
 
 from config import Settings
 
+from .budget import Context, TokenEstimator, build_context
 from .items import Item
-from .memory import Memory
+from .memory import Memory, Summary
 from .model import build_agent, run_config
+from .summary import Summarizer
+
+
+def instructions_with(base: str, summary: Summary | None) -> str:
+    """The system instructions, with what is remembered of older turns."""
+    if summary is None:
+        return base
+    return f"{base}\n\nWhat you remember from earlier conversations with this user:\n{summary.text}"
 
 
 class TurnRunner:
@@ -30,6 +44,10 @@ class TurnRunner:
         self.settings = settings
         self.agent: Agent[None] = build_agent(settings, model)
         self._run_config = run_config(settings)
+        self.estimator = TokenEstimator()
+        self.summarizer = Summarizer(self.agent, self._run_config, settings.context_tokens, self.estimator)
+        # The history of the last request: what was sent, for tests and the benchmark.
+        self.last_context: Context | None = None
 
     async def run(self, memory: Memory, text: str, on_text: Callable[[str], None] | None = None) -> str:
         """Answer ``text`` in the context of ``memory``; stream pieces to ``on_text`` if given.
@@ -37,13 +55,17 @@ class TurnRunner:
         Raises whatever the model call raised, with nothing stored. Cancelling
         the task mid-reply stores nothing either.
         """
+        context = await build_context(memory, self.settings.context_tokens, self.estimator)
+        self.last_context = context
+        instructions = instructions_with(self.settings.instructions, context.summary)
+        agent = self.agent.clone(instructions=instructions)
         user_item: Item = {"role": "user", "content": text}
-        request: list[Any] = [*await memory.get_items(), user_item]
+        request: list[Any] = [*context.items, user_item]
         result: RunResultBase
         if on_text is None:
-            result = await Runner.run(self.agent, request, run_config=self._run_config)
+            result = await Runner.run(agent, request, run_config=self._run_config)
         else:
-            streamed = Runner.run_streamed(self.agent, request, run_config=self._run_config)
+            streamed = Runner.run_streamed(agent, request, run_config=self._run_config)
             try:
                 async for event in streamed.stream_events():
                     if event.type == "raw_response_event" and isinstance(event.data, ResponseTextDeltaEvent):
@@ -54,4 +76,14 @@ class TurnRunner:
             result = streamed
         new_items: list[Item] = [dict(item.to_input_item()) for item in result.new_items]
         await memory.add_items([user_item, *new_items])
+        self.estimator.calibrate(
+            len(instructions) + len(json.dumps(request, ensure_ascii=False)),
+            result.context_wrapper.usage.input_tokens,
+        )
         return str(result.final_output)
+
+    async def fold_if_needed(self, memory: Memory) -> bool:
+        """Fold turns the last request had to leave out into the summary; True if it did."""
+        if self.last_context is None or not self.last_context.overflow:
+            return False
+        return await self.summarizer.fold(memory)

@@ -12,6 +12,9 @@ Faults are asked for with markers inside the last user message:
 - ``[[slow]]``       stream the reply one word every 0.3 s
 - ``[[hang]]``       accept the request and never answer
 - ``[[reset]]``      send part of a streamed reply, then drop the connection
+
+A request whose instructions ask to "Update the memory summary" gets a summary
+of the "my name is" facts it contains (or a 500 with ``fail_summaries=True``).
 """
 
 from __future__ import annotations
@@ -55,8 +58,16 @@ def conversation(body: dict[str, Any]) -> list[tuple[str, str]]:
     return pairs
 
 
+def is_summary_request(pairs: list[tuple[str, str]]) -> bool:
+    return any("Update the memory summary" in text for role, text in pairs if role in ("system", "developer"))
+
+
 def answer(pairs: list[tuple[str, str]]) -> str:
     """The reply a stateless model would give to this conversation."""
+    if is_summary_request(pairs):
+        # Keep the latest "my name is" fact, as a model asked for a summary would.
+        names = NAME_FACT.findall(" ".join(text for _, text in pairs))
+        return f"The user said: my name is {names[-1]}." if names else "Nothing notable yet."
     users = [text for role, text in pairs if role == "user"]
     last = users[-1] if users else ""
     if NAME_QUESTION.search(last):
@@ -89,6 +100,7 @@ class FakeOpenAI:
 
     api_key: str | None = None
     port: int = 0
+    fail_summaries: bool = False
     requests: list[Recorded] = field(default_factory=list)
     word_delay: float = 0.0
 
@@ -179,6 +191,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
 
         pairs = conversation(body)
+        if state.fail_summaries and is_summary_request(pairs):
+            self._error(500, "simulated summary failure")
+            return
         last = next((text for role, text in reversed(pairs) if role == "user"), "")
         status = STATUS_MARK.search(last)
         if status:

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pexpect
 import pytest
-from conftest import AGENT, Memchat, assert_alternates
 
+from conftest import AGENT, Memchat, assert_alternates
 from fake_openai import FakeOpenAI
 
 SLOW = "[[slow]] one two three four five six seven eight nine ten"

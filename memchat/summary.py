@@ -1,0 +1,87 @@
+"""Folding turns that no longer fit the budget into a running per-user summary.
+
+Written by the same model through a plain chat request (no provider-specific
+compaction), so it works with any OpenAI-compatible server. Folding happens
+after a turn is stored: if it fails, nothing is lost and a later turn retries.
+"""
+
+from __future__ import annotations
+
+from agents import Agent, RunConfig, Runner
+
+from .budget import TokenEstimator
+from .items import describe
+from .memory import Memory, Summary, Turn
+
+SUMMARY_INSTRUCTIONS = (
+    "Update the memory summary of a chat with one user. Keep what the user told about "
+    "themselves (name, facts, preferences), what was decided or promised, and open "
+    "questions; drop small talk. Write plain sentences in the third person, at most "
+    "{words} words. Reply with the updated summary only."
+)
+
+
+def transcript(turns: list[Turn]) -> str:
+    lines = []
+    for turn in turns:
+        for item in turn.items:
+            speaker, text = describe(item)
+            lines.append(f"{'user' if speaker == 'you' else speaker}: {text}")
+    return "\n".join(lines)
+
+
+class Summarizer:
+    """Keeps one user's unsummarized history short enough to fit the budget."""
+
+    def __init__(self, agent: Agent[None], run_config: RunConfig, budget: int, estimator: TokenEstimator) -> None:
+        self.budget = budget
+        self.estimator = estimator
+        # A summary gets at most a quarter of the budget, so recent turns keep most of it.
+        self.max_summary_tokens = max(50, budget // 4)
+        words = int(self.max_summary_tokens * 0.6)
+        self.agent = agent.clone(name="memchat-summarizer", instructions=SUMMARY_INSTRUCTIONS.format(words=words))
+        self.run_config = run_config
+
+    async def fold(self, memory: Memory) -> bool:
+        """Fold the oldest unsummarized turns into the summary; True if it changed.
+
+        Folds down to half the budget, so a summary call happens once every few
+        turns rather than on every turn.
+        """
+        summary = await memory.summary()
+        after = summary.through if summary else 0
+        keep_start = await self._keep_from(memory, after, self.budget // 2)
+        if keep_start is None:
+            return False
+        chunk: list[Turn] = []
+        room = self.budget
+        async for turn in memory.turns_forward(after, keep_start):
+            cost = self.estimator.item_tokens(turn.items)
+            if chunk and cost > room:
+                break
+            chunk.append(turn)
+            room -= cost
+        if not chunk:
+            return False
+        previous = summary.text if summary else "(none yet)"
+        request = f"Summary so far:\n{previous}\n\nNew conversation to fold in:\n{transcript(chunk)}"
+        result = await Runner.run(self.agent, request, run_config=self.run_config)
+        text = self._bounded(str(result.final_output).strip())
+        await memory.save_summary(Summary(text, chunk[-1].end))
+        return True
+
+    async def _keep_from(self, memory: Memory, after: int, keep_tokens: int) -> int | None:
+        """Where the newest turns worth ``keep_tokens`` start, if older unsummarized turns exist."""
+        kept = 0
+        start: int | None = None
+        async for turn in memory.turns_backward(after):
+            kept += self.estimator.item_tokens(turn.items)
+            if kept > keep_tokens and start is not None:
+                return start
+            start = turn.start
+        return None
+
+    def _bounded(self, text: str) -> str:
+        """Cut a summary that ignored its length limit, so the budget holds whatever the model does."""
+        limit = int(self.max_summary_tokens * self.estimator.chars_per_token)
+        return text if len(text) <= limit else text[: limit - 1] + "…"
