@@ -72,13 +72,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from .chat import Chat, preload_model_code
+    from .chat import Chat
     from .sqlite_store import SQLiteStore
     from .terminal import banner, interactive, piped
 
     settings = load_settings(user=args.user, db=args.db, model=args.model, context_tokens=args.context_tokens)
     settings.require_model_access()
-    preload_model_code()
     out = Output()
     store = SQLiteStore(settings.db)
     try:

@@ -8,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-from .chat import Chat, Outcome
+from .chat import Chat, Outcome, preload_model_code
 from .output import Output
 
 
@@ -24,6 +24,13 @@ async def interactive(chat: Chat) -> int:
         chat.out.notice(f"input history is not kept: cannot write {chat.settings.history_file} ({exc.strerror})")
         history = InMemoryHistory()
     session: PromptSession[str] = PromptSession(history=history)
+
+    def preload_once(_: object) -> None:
+        # Load the SDK only once the prompt is on screen, so the two do not share the CPU before it.
+        session.app.after_render -= preload_once
+        preload_model_code()
+
+    session.app.after_render += preload_once
     loop = asyncio.get_running_loop()
     while True:
         try:
@@ -49,6 +56,7 @@ async def interactive(chat: Chat) -> int:
 
 async def piped(chat: Chat) -> int:
     """One message a line; 0 at end of input if every line succeeded, else 1."""
+    preload_model_code()  # while the first line is read
     failed = False
     for raw in sys.stdin.buffer:
         # Bad bytes must not end the chat: they become U+FFFD like any editor shows them.
