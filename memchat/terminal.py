@@ -56,7 +56,6 @@ async def interactive(chat: Chat) -> int:
 
 async def piped(chat: Chat) -> int:
     """One message a line; 0 at end of input if every line succeeded, else 1."""
-    preload_model_code()  # while the first line is read
     failed = False
     for raw in sys.stdin.buffer:
         # Bad bytes must not end the chat: they become U+FFFD like any editor shows them.
