@@ -86,7 +86,7 @@ async def _run(args: argparse.Namespace) -> int:
             await chat.memory.clear_session()
             out.notice(f"cleared the memory of {chat.user}")
         if sys.stdin.isatty():
-            banner(chat, await chat.memory.count(), out)
+            banner(chat, await chat.memory.count())
             return await interactive(chat)
         return await piped(chat)
     finally:

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 from .chat import Chat, Outcome, preload_model_code
-from .output import Output
 
 
 async def interactive(chat: Chat) -> int:
@@ -74,8 +73,8 @@ def _private_file(path: Path) -> Path:
     return path
 
 
-def banner(chat: Chat, count: int, out: Output) -> None:
+def banner(chat: Chat, count: int) -> None:
     where = chat.settings.base_url or "OpenAI"
-    out.notice(
+    chat.out.notice(
         f"memchat · {chat.user} · {count} messages remembered · {chat.settings.model} at {where} · /help for commands"
     )
