@@ -40,6 +40,12 @@ def spawn(memchat: Memchat) -> Iterator[object]:
         child.close(force=True)
 
 
+def assert_exits_with_0(child: pexpect.spawn) -> None:
+    child.expect(pexpect.EOF)
+    child.wait()
+    assert child.exitstatus == 0
+
+
 def prompt(child: pexpect.spawn, user: str = "user1") -> None:
     """Wait for the prompt: the user id in colour, then '>'."""
     child.expect(re.escape(user) + r"(\x1b\[[0-9;]*m)*>")
@@ -53,9 +59,7 @@ def test_the_prompt_shows_the_user_and_replies_stream_in(spawn, memchat: Memchat
     child.expect_exact("You said: my name is Sara")
     prompt(child, "sara")
     child.sendline("exit")
-    child.expect(pexpect.EOF)
-    child.wait()
-    assert child.exitstatus == 0
+    assert_exits_with_0(child)
     assert server.requests[0].body["stream"] is True
     assert memchat.stored("sara") == [("you", "my name is Sara"), ("assistant", "You said: my name is Sara")]
 
@@ -85,9 +89,7 @@ def test_ctrl_c_mid_reply_stops_it_saves_nothing_and_keeps_chatting(spawn, memch
     child.expect_exact("You said: still here")
     prompt(child)
     child.sendeof()
-    child.expect(pexpect.EOF)
-    child.wait()
-    assert child.exitstatus == 0
+    assert_exits_with_0(child)
     assert [text for _, text in memchat.stored("user1")] == [
         "keep me",
         "You said: keep me",
@@ -103,18 +105,14 @@ def test_ctrl_c_at_the_prompt_does_not_quit(spawn) -> None:  # type: ignore[no-u
     child.sendintr()
     prompt(child)
     child.sendline("quit")
-    child.expect(pexpect.EOF)
-    child.wait()
-    assert child.exitstatus == 0
+    assert_exits_with_0(child)
 
 
 def test_ctrl_d_leaves_with_code_0(spawn) -> None:  # type: ignore[no-untyped-def]
     child = spawn()
     prompt(child)
     child.sendeof()
-    child.expect(pexpect.EOF)
-    child.wait()
-    assert child.exitstatus == 0
+    assert_exits_with_0(child)
 
 
 def test_input_history_is_kept_across_runs(spawn) -> None:  # type: ignore[no-untyped-def]
