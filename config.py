@@ -39,7 +39,7 @@ ENVIRONMENT: dict[str, str] = {
     "OPENAI_BASE_URL": "OpenAI-compatible server URL (switches to Chat Completions)",
     "OPENAI_DEFAULT_MODEL": f"model name (default {DEFAULT_MODEL})",
     "MEMCHAT_USER": f"user id (default {DEFAULT_USER})",
-    "MEMCHAT_DB": f"SQLite file (default {DEFAULT_DB})",
+    "MEMCHAT_DB": f"SQLite file or postgresql:// / redis:// URL (default {DEFAULT_DB})",
     "MEMCHAT_API": "responses | chat_completions (overrides the choice above)",
     "MEMCHAT_CONTEXT_TOKENS": f"most tokens of history sent per request (default {DEFAULT_CONTEXT_TOKENS})",
     "MEMCHAT_TIMEOUT": f"seconds to wait for the model (default {DEFAULT_TIMEOUT:g})",

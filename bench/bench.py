@@ -62,7 +62,7 @@ def fill(db: Path, messages: int) -> None:
     with store.transaction() as conn:
         conn.execute("INSERT INTO agent_sessions (session_id) VALUES (?)", (USER,))
         conn.executemany("INSERT INTO agent_messages (session_id, message_data) VALUES (?, ?)", rows)
-    store.close()
+    asyncio.run(store.close())
 
 
 async def measure(turn: Callable[[str], Awaitable[object]], server: FakeOpenAI, turns: int) -> dict[str, float]:
@@ -141,7 +141,7 @@ async def main() -> None:
             print(f"{size:>7} messages: plain loop…", file=sys.stderr, flush=True)
             plain = await measure(plain_turn, server, 1 if size >= 100_000 else TURNS)
             rows.append((size, mine, plain))
-            store.close()
+            await store.close()
             session.close()
 
         (work / "plain.py").write_text(PLAIN_LOOP)

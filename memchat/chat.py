@@ -131,8 +131,9 @@ class Chat:
         if command.name == "help":
             self.out.lines(HELP)
         elif command.name == "user":
-            self.user = check_user_id(command.arg)
-            self.memory = self.store.memory(self.user)
+            user = check_user_id(command.arg)
+            self.memory = self.store.memory(user)
+            self.user = user
             count = await self.memory.count()
             self.out.notice(f"now talking as {self.user} ({count} messages remembered)")
         elif command.name == "users":

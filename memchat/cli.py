@@ -1,4 +1,4 @@
-"""The command line: ``memchat [--user ID] [--db PATH] [--clear] [--model NAME]``."""
+"""The command line: ``memchat [--user ID] [--db PATH|URL] [--clear] [--model NAME]``, and ``memchat copy``."""
 
 from __future__ import annotations
 
@@ -7,15 +7,17 @@ import asyncio
 import sys
 from typing import NoReturn
 
-from config import DEFAULT_CONTEXT_TOKENS, DEFAULT_DB, DEFAULT_USER, ENVIRONMENT, load_settings
+from config import DEFAULT_CONTEXT_TOKENS, DEFAULT_DB, DEFAULT_USER, ENVIRONMENT, check_user_id, load_settings
 
 from .commands import HELP
 from .errors import MemchatError
 from .output import Output
 
+DB_FORMS = "sqlite:///PATH, postgresql://USER@HOST/DB (extra: postgres), redis://HOST:PORT/N (extra: redis)"
+
 EXIT_CODES = {
     0: "success (piped: every message got a reply)",
-    1: "piped: at least one message or command failed",
+    1: "piped: at least one message or command failed; copy: a user was not copied",
     2: "set-up problem: configuration, user id or database",
     130: "interrupted with Ctrl-C outside a reply",
 }
@@ -48,7 +50,9 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--user", metavar="ID", help=f"whose memory to use (default: $MEMCHAT_USER or {DEFAULT_USER})")
-    parser.add_argument("--db", metavar="PATH", help=f"the SQLite file (default: $MEMCHAT_DB or {DEFAULT_DB})")
+    parser.add_argument(
+        "--db", metavar="PATH|URL", help=f"where memories live (default: $MEMCHAT_DB or {DEFAULT_DB}); {DB_FORMS}"
+    )
     parser.add_argument("--clear", action="store_true", help="wipe this user's memory first, then chat")
     parser.add_argument("--model", metavar="NAME", help="model name (default: $OPENAI_DEFAULT_MODEL)")
     parser.add_argument(
@@ -60,10 +64,27 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _copy_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="memchat copy",
+        description="Copy memories from one store to another. Running it again adds only what is new.",
+        epilog=f"a store is a SQLite file path or a URL: {DB_FORMS}\n\n"
+        "example: memchat copy --from conversion.db --to postgresql://me@dbhost/memchat",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--from", dest="source", metavar="SRC", required=True, help="the store to copy from")
+    parser.add_argument("--to", dest="target", metavar="DST", required=True, help="the store to copy to")
+    parser.add_argument("--user", metavar="ID", help="copy only this user (default: everyone)")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run memchat; return the process exit code."""
+    args = sys.argv[1:] if argv is None else argv
     try:
-        return asyncio.run(_run(_parser().parse_args(argv)))
+        if args[:1] == ["copy"]:
+            return asyncio.run(_copy(_copy_parser().parse_args(args[1:])))
+        return asyncio.run(_run(_parser().parse_args(args)))
     except MemchatError as exc:
         Output().error(str(exc))
         return exc.exit_code
@@ -73,13 +94,13 @@ def main(argv: list[str] | None = None) -> int:
 
 async def _run(args: argparse.Namespace) -> int:
     from .chat import Chat
-    from .sqlite_store import SQLiteStore
+    from .stores import open_store
     from .terminal import banner, interactive, piped
 
     settings = load_settings(user=args.user, db=args.db, model=args.model, context_tokens=args.context_tokens)
     settings.require_model_access()
     out = Output()
-    store = SQLiteStore(settings.db)
+    store = await open_store(settings.db)
     try:
         chat = Chat(settings, store, out)
         if args.clear:
@@ -90,4 +111,36 @@ async def _run(args: argparse.Namespace) -> int:
             return await interactive(chat)
         return await piped(chat)
     finally:
-        store.close()
+        await store.close()
+
+
+async def _copy(args: argparse.Namespace) -> int:
+    from .copy import copy_store
+    from .stores import open_store, redact
+
+    users = None if args.user is None else [check_user_id(args.user)]
+    if args.source == args.target:
+        raise MemchatError("--from and --to name the same store: nothing to copy")
+    out = Output()
+    source = await open_store(args.source, create=False)
+    try:
+        target = await open_store(args.target)
+        try:
+            results = await copy_store(source, target, users)
+        finally:
+            await target.close()
+    finally:
+        await source.close()
+    for result in results:
+        if not result.copied:
+            out.error(
+                f"{result.user}: not copied: {redact(args.target)} already holds a different conversation for "
+                f"{result.user}; clear it there (memchat --db DST --user ID --clear) and copy again"
+            )
+        elif result.added:
+            out.reply(f"{result.user}: copied {result.added} messages")
+        else:
+            out.reply(f"{result.user}: already up to date")
+    if not results:
+        out.notice(f"{redact(args.source)} holds no memories: nothing to copy")
+    return 0 if all(result.copied for result in results) else 1

@@ -11,3 +11,7 @@ class MemchatError(Exception):
     """
 
     exit_code: int = 2
+
+
+class StoreError(MemchatError):
+    """The store of memories cannot be used; the message says why and what to do."""

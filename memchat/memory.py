@@ -98,7 +98,12 @@ class Memory(Protocol):
         ...
 
     async def save_summary(self, summary: Summary) -> None:
-        """Replace the running summary."""
+        """Replace the running summary, unless the stored one reaches further or its turns are gone.
+
+        Two processes folding the same memory at once must not move the
+        summary backward, and a fold that finishes after a clear must not bring
+        the cleared memory back.
+        """
         ...
 
 
@@ -113,6 +118,6 @@ class Store(Protocol):
         """Users with stored messages, most recently active first."""
         ...
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """Release the connection."""
         ...

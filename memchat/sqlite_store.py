@@ -5,7 +5,7 @@ written by a plain ``SQLiteSession("user1", "conversion.db")`` loop is read as
 is, and the other way round. This class exists instead of ``SQLiteSession``
 because memchat needs what that class does not give: a file created private
 (0600), a clear refusal of a path that is not a usable database, whole-turn
-reads and undo done in SQL, a list of users, and no import of the SDK, which
+reads and undo, a list of users, and no import of the SDK, which
 takes seconds to load, on the paths that only touch the database.
 
 Calls run inline rather than in a worker thread: each is a few milliseconds on
@@ -18,14 +18,15 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
-from contextlib import closing, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import MemchatError
-from .items import Item, is_user_message
-from .memory import Summary, Turn, UserStats
+from .errors import StoreError
+from .items import Item
+from .memory import Summary, UserStats
+from .memory_base import PAGE_ROWS, MemoryBase, Row, last_turn_start
 
 # How long a write waits for another process holding the lock before giving up.
 BUSY_TIMEOUT_SECONDS = 10.0
@@ -52,26 +53,25 @@ CREATE TABLE IF NOT EXISTS memchat_summaries (
 );
 """
 
-# Rows are fetched this many at a time, so a lazy reader never holds more.
-FETCH_ROWS = 64
 
-# The id of the n-th newest user message (OFFSET n-1): where the last n turns begin.
-TURN_START = """
-SELECT id FROM agent_messages
-WHERE session_id = ? AND json_extract(message_data, '$.role') = 'user'
-ORDER BY id DESC LIMIT 1 OFFSET ?
+# Another process may have cleared this memory, or saved a summary reaching
+# further, while this one was writing its own: then the summary is not saved.
+SAVE_SUMMARY = """
+INSERT INTO memchat_summaries (session_id, summary, through_id)
+SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM agent_messages WHERE id = ?3 AND session_id = ?1)
+ON CONFLICT (session_id) DO UPDATE
+SET summary = excluded.summary, through_id = excluded.through_id, updated_at = CURRENT_TIMESTAMP
+WHERE excluded.through_id > memchat_summaries.through_id
 """
-
-
-class StoreError(MemchatError):
-    """The database cannot be used; the message says why and what to do."""
 
 
 class SQLiteStore:
     """Every user's memory in one SQLite file."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
         self.path = Path(path).expanduser()
+        if not create and not self.path.exists():
+            raise StoreError(f"{self.path} does not exist: check the path")
         self._conn = _open(self.path)
 
     def memory(self, user: str) -> SQLiteMemory:
@@ -86,7 +86,7 @@ class SQLiteStore:
         ).fetchall()
         return [UserStats(user, count, last) for user, count, last in rows]
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self._conn.close()
 
     @contextmanager
@@ -106,14 +106,8 @@ class SQLiteStore:
     def query(self, sql: str, *params: object) -> list[tuple[Any, ...]]:
         return self._conn.execute(sql, params).fetchall()
 
-    def rows(self, sql: str, *params: object) -> Iterator[tuple[Any, ...]]:
-        """Rows fetched a few at a time; stopping early reads no more."""
-        with closing(self._conn.execute(sql, params)) as cursor:
-            while batch := cursor.fetchmany(FETCH_ROWS):
-                yield from batch
 
-
-class SQLiteMemory:
+class SQLiteMemory(MemoryBase):
     """One user's conversation in a ``SQLiteStore``; an SDK-compatible Session."""
 
     def __init__(self, store: SQLiteStore, user: str) -> None:
@@ -170,24 +164,13 @@ class SQLiteMemory:
             conn.execute("DELETE FROM agent_sessions WHERE session_id = ?", (self.session_id,))
             conn.execute("DELETE FROM memchat_summaries WHERE session_id = ?", (self.session_id,))
 
-    async def last_turns(self, turns: int) -> list[Item]:
-        if turns <= 0:
-            return []
-        start = self._store.query(TURN_START, self.session_id, turns - 1)
-        rows = self._store.query(
-            "SELECT message_data FROM agent_messages WHERE session_id = ? AND id >= ? ORDER BY id",
-            self.session_id,
-            start[0][0] if start else 0,
-        )
-        return [json.loads(data) for (data,) in rows]
-
     async def undo(self) -> int:
         with self._store.transaction() as conn:
-            start = conn.execute(TURN_START, (self.session_id, 0)).fetchone()
+            start = await last_turn_start(self.rows_backward(0))
             if start is None:
                 return 0
             removed = conn.execute(
-                "DELETE FROM agent_messages WHERE session_id = ? AND id >= ?", (self.session_id, start[0])
+                "DELETE FROM agent_messages WHERE session_id = ? AND id >= ?", (self.session_id, start)
             ).rowcount
         return int(removed)
 
@@ -195,44 +178,18 @@ class SQLiteMemory:
         (row,) = self._store.query("SELECT COUNT(*) FROM agent_messages WHERE session_id = ?", self.session_id)
         return int(row[0])
 
-    async def turns_backward(self, after: int) -> AsyncIterator[Turn]:
-        rows = self._store.rows(
-            "SELECT id, message_data FROM agent_messages WHERE session_id = ? AND id > ? ORDER BY id DESC",
-            self.session_id,
-            after,
-        )
-        items: list[Item] = []
-        end = 0
-        for row_id, data in rows:
-            item = json.loads(data)
-            end = end or row_id
-            items.append(item)
-            if is_user_message(item):
-                yield Turn(row_id, end, items[::-1])
-                items, end = [], 0
-        if items:  # items before the first user message (written by other tools)
-            yield Turn(after + 1, end, items[::-1])
-
-    async def turns_forward(self, after: int, before: int) -> AsyncIterator[Turn]:
-        rows = self._store.rows(
-            "SELECT id, message_data FROM agent_messages WHERE session_id = ? AND id > ? AND id < ? ORDER BY id",
+    async def page(self, after: int, before: int, *, newest_first: bool, conn: Any = None) -> list[Row]:
+        order = "DESC" if newest_first else "ASC"
+        rows = self._store.query(
+            f"""
+            SELECT id, message_data FROM agent_messages WHERE session_id = ? AND id > ? AND id < ?
+            ORDER BY id {order} LIMIT {PAGE_ROWS}
+            """,
             self.session_id,
             after,
             before,
         )
-        items: list[Item] = []
-        start = end = 0
-        for row_id, data in rows:
-            item = json.loads(data)
-            if items and is_user_message(item):
-                yield Turn(start, end, items)
-                items = []
-            if not items:
-                start = row_id
-            items.append(item)
-            end = row_id
-        if items:
-            yield Turn(start, end, items)
+        return [(row_id, json.loads(data)) for row_id, data in rows]
 
     async def summary(self) -> Summary | None:
         rows = self._store.query(
@@ -242,14 +199,7 @@ class SQLiteMemory:
 
     async def save_summary(self, summary: Summary) -> None:
         with self._store.transaction() as conn:
-            conn.execute(
-                """
-                INSERT INTO memchat_summaries (session_id, summary, through_id) VALUES (?, ?, ?)
-                ON CONFLICT (session_id) DO UPDATE
-                SET summary = excluded.summary, through_id = excluded.through_id, updated_at = CURRENT_TIMESTAMP
-                """,
-                (self.session_id, summary.text, summary.through),
-            )
+            conn.execute(SAVE_SUMMARY, (self.session_id, summary.text, summary.through))
 
 
 def _open(path: Path) -> sqlite3.Connection:
@@ -266,11 +216,14 @@ def _open(path: Path) -> sqlite3.Connection:
             # Created here rather than by SQLite so it is 0600 whatever the umask;
             # SQLite gives the -wal and -shm files the same mode as the database.
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            fd = -1  # another memchat created it a moment ago
         except OSError as exc:
             raise StoreError(f"cannot create {path}: {exc.strerror}; pass --db a path in a writable folder") from None
-        os.fchmod(fd, 0o600)
-        os.close(fd)
-        created = True
+        if fd >= 0:
+            os.fchmod(fd, 0o600)
+            os.close(fd)
+            created = True
     elif not os.access(path, os.R_OK | os.W_OK):
         raise StoreError(f"cannot read and write {path}: check its permissions or pass --db another path")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,6 +13,7 @@ from conftest import Memchat, assert_alternates
 from fake_openai import FakeOpenAI, conversation
 from memchat.budget import TokenEstimator, build_context
 from memchat.memory import Summary
+from memchat.memory_base import PAGE_ROWS, Row
 from memchat.sqlite_store import SQLiteStore
 
 
@@ -73,20 +75,21 @@ def test_building_a_request_reads_only_the_rows_it_needs_from_100000_messages(
     with store.transaction() as conn:
         conn.execute("INSERT INTO agent_sessions (session_id) VALUES ('alice')")
         conn.executemany("INSERT INTO agent_messages (session_id, message_data) VALUES (?, ?)", rows)
+    memory = store.memory("alice")
     read = 0
-    original = store.rows
+    original = memory.page
 
-    def counting(sql: str, *params: object):  # type: ignore[no-untyped-def]
+    async def counting(*args: Any, **kwargs: Any) -> list[Row]:
         nonlocal read
-        for row in original(sql, *params):
-            read += 1
-            yield row
+        rows = await original(*args, **kwargs)
+        read += len(rows)
+        return rows
 
-    monkeypatch.setattr(store, "rows", counting)
-    context = asyncio.run(build_context(store.memory("alice"), 8000, TokenEstimator()))
-    assert asyncio.run(store.memory("alice").count()) == 100_000
+    monkeypatch.setattr(memory, "page", counting)
+    context = asyncio.run(build_context(memory, 8000, TokenEstimator()))
+    assert asyncio.run(memory.count()) == 100_000
     assert 0 < len(context.items) < 1000
-    assert read <= len(context.items) + 2  # the window, plus the turn that did not fit
+    assert read <= len(context.items) + PAGE_ROWS  # the window, and at most one page more
 
 
 def test_a_fact_from_the_first_turn_survives_500_later_turns_within_budget(

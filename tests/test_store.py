@@ -24,7 +24,7 @@ def test_memory_survives_reopening_the_file(tmp_path: Path) -> None:
     db = tmp_path / "m.db"
     store = SQLiteStore(db)
     run(store.memory("alice").add_items(turn("my name is Alice")))
-    store.close()
+    run(store.close())
     again = SQLiteStore(db)
     assert run(again.memory("alice").get_items()) == turn("my name is Alice")
 

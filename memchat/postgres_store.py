@@ -1,0 +1,303 @@
+"""Memories in PostgreSQL, in the Agents SDK's ``SQLAlchemySession`` schema.
+
+The tables are the ones ``SQLAlchemySession`` creates (``agent_sessions``,
+``agent_messages``), so an agent built on that class reads what memchat wrote
+and the other way round; memchat adds ``memchat_summaries`` beside them. The
+class exists instead of ``SQLAlchemySession`` for what that class does not
+give: whole-turn reads, undo and the summary done in one locked transaction
+each, a list of users, and errors a person can act on.
+
+Every write locks the user's ``agent_sessions`` row first, as the SDK's own
+class does, so writers of one user (memchat processes on any host, or SDK
+sessions) take turns and a turn's rows get consecutive ids. A lock held too
+long by someone else ends in a clear error, not a hang.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from .errors import StoreError
+from .items import Item
+from .memory import Summary, UserStats
+from .memory_base import PAGE_ROWS, MemoryBase, Row, last_turn_start
+from .stores import redact
+
+CONNECT_TIMEOUT_SECONDS = 10
+LOCK_TIMEOUT_SECONDS = 10
+
+# Any constant will do: it only keeps two first starts from creating the tables at once.
+SCHEMA_LOCK = 0x6D656D63
+
+SCHEMA = [
+    """
+    CREATE TABLE IF NOT EXISTS agent_sessions (
+        session_id VARCHAR PRIMARY KEY,
+        created_at TIMESTAMP WITHOUT TIME ZONE NOT NULL DEFAULT CURRENT_TIMESTAMP,
+        updated_at TIMESTAMP WITHOUT TIME ZONE NOT NULL DEFAULT CURRENT_TIMESTAMP
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS agent_messages (
+        id SERIAL PRIMARY KEY,
+        session_id VARCHAR NOT NULL REFERENCES agent_sessions (session_id) ON DELETE CASCADE,
+        message_data TEXT NOT NULL,
+        created_at TIMESTAMP WITHOUT TIME ZONE NOT NULL DEFAULT CURRENT_TIMESTAMP
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS idx_agent_messages_session_time ON agent_messages (session_id, created_at)",
+    "CREATE INDEX IF NOT EXISTS idx_agent_messages_session_id ON agent_messages (session_id, id)",
+    """
+    CREATE TABLE IF NOT EXISTS memchat_summaries (
+        session_id VARCHAR PRIMARY KEY,
+        summary TEXT NOT NULL,
+        through_id INTEGER NOT NULL,
+        updated_at TIMESTAMP WITHOUT TIME ZONE NOT NULL DEFAULT CURRENT_TIMESTAMP
+    )
+    """,
+]
+
+# Same rule as the SQLite store: never move the summary backward, never save one for a cleared memory.
+SAVE_SUMMARY = """
+INSERT INTO memchat_summaries (session_id, summary, through_id)
+SELECT CAST(:user AS VARCHAR), CAST(:summary AS TEXT), CAST(:through AS INTEGER)
+WHERE EXISTS (
+    SELECT 1 FROM agent_messages WHERE id = CAST(:through AS INTEGER) AND session_id = CAST(:user AS VARCHAR)
+)
+ON CONFLICT (session_id) DO UPDATE
+SET summary = EXCLUDED.summary, through_id = EXCLUDED.through_id, updated_at = CURRENT_TIMESTAMP
+WHERE memchat_summaries.through_id < EXCLUDED.through_id
+"""
+
+
+class PostgresStore:
+    """Every user's memory in one PostgreSQL database."""
+
+    def __init__(self, engine: AsyncEngine, location: str) -> None:
+        self._engine = engine
+        self.location = location
+
+    @classmethod
+    async def open(cls, url: str) -> PostgresStore:
+        """Connect, and create the tables if this database has none yet."""
+        parsed = make_url(url)
+        store = cls(
+            create_async_engine(
+                parsed.set(drivername="postgresql+asyncpg"),
+                connect_args={"timeout": CONNECT_TIMEOUT_SECONDS},
+                pool_pre_ping=True,
+            ),
+            redact(url),
+        )
+        try:
+            async with store.connection(write=True) as conn:
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
+                for statement in SCHEMA:
+                    await conn.execute(text(statement))
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    def memory(self, user: str) -> PostgresMemory:
+        return PostgresMemory(self, user)
+
+    async def users(self) -> list[UserStats]:
+        rows = await self.query(
+            """
+            SELECT session_id, COUNT(*), to_char(MAX(created_at), 'YYYY-MM-DD HH24:MI:SS')
+            FROM agent_messages GROUP BY session_id ORDER BY MAX(id) DESC
+            """
+        )
+        return [UserStats(user, count, last) for user, count, last in rows]
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    @asynccontextmanager
+    async def connection(self, *, write: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A connection in a transaction, committed at the end; errors become one clear line."""
+        with self._errors():
+            async with self._engine.begin() as conn:
+                if write:
+                    await conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT_SECONDS}s'"))
+                yield conn
+
+    async def query(self, sql: str, **params: Any) -> list[Any]:
+        async with self.connection() as conn:
+            return list((await conn.execute(text(sql), params)).all())
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except StoreError:
+            raise
+        except DBAPIError as exc:
+            cause = exc.orig.__cause__ if exc.orig is not None else None
+            raise self._explain(cause or exc.orig or exc) from None
+        except (OSError, TimeoutError) as exc:
+            raise self._unreachable(exc) from None
+        except SQLAlchemyError as exc:
+            raise StoreError(f"PostgreSQL at {self.location} failed: {exc}") from None
+
+    def _explain(self, exc: BaseException) -> StoreError:
+        """One line for an error from the server or the driver, password removed."""
+        if isinstance(exc, (OSError, TimeoutError)):
+            return self._unreachable(exc)
+        code = getattr(exc, "sqlstate", None)
+        message = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        if code == "55P03":  # lock_not_available
+            return StoreError(
+                f"this memory stayed locked by another process for {LOCK_TIMEOUT_SECONDS} s: try again, "
+                "or close the other memchat"
+            )
+        if code is not None and code.startswith(("28", "3D")):  # invalid authorization, unknown database
+            return StoreError(
+                f"PostgreSQL refused the connection ({message}): check the user, password and database in --db "
+                f"{self.location}"
+            )
+        return StoreError(f"PostgreSQL at {self.location} failed: {message}")
+
+    def _unreachable(self, exc: BaseException) -> StoreError:
+        reason = redact(str(exc)) or "timed out"
+        return StoreError(
+            f"cannot reach PostgreSQL at {self.location} ({reason}): start the server or check the host and port in --db"
+        )
+
+
+class PostgresMemory(MemoryBase):
+    """One user's conversation in a ``PostgresStore``; an SDK-compatible Session."""
+
+    def __init__(self, store: PostgresStore, user: str) -> None:
+        self.session_id = user
+        self._store = store
+
+    @asynccontextmanager
+    async def _locked(self, *, create: bool = False) -> AsyncIterator[AsyncConnection | None]:
+        """A transaction holding this user's lock; None if the user has no memory (and ``create`` is off)."""
+        async with self._store.connection(write=True) as conn:
+            params = {"user": self.session_id}
+            if create:
+                await conn.execute(
+                    text("INSERT INTO agent_sessions (session_id) VALUES (:user) ON CONFLICT DO NOTHING"), params
+                )
+            found = await conn.execute(text("SELECT 1 FROM agent_sessions WHERE session_id = :user FOR UPDATE"), params)
+            yield conn if found.first() is not None else None
+
+    async def get_items(self, limit: int | None = None) -> list[Item]:
+        if limit is None:
+            rows = await self._store.query(
+                "SELECT message_data FROM agent_messages WHERE session_id = :user ORDER BY id", user=self.session_id
+            )
+        else:
+            rows = await self._store.query(
+                """
+                SELECT message_data FROM (
+                    SELECT id, message_data FROM agent_messages
+                    WHERE session_id = :user ORDER BY id DESC LIMIT :limit
+                ) AS latest ORDER BY id
+                """,
+                user=self.session_id,
+                limit=max(limit, 0),
+            )
+        return [json.loads(data) for (data,) in rows]
+
+    async def add_items(self, items: list[Item]) -> None:
+        if not items:
+            return
+        rows = [{"user": self.session_id, "data": json.dumps(item, ensure_ascii=False)} for item in items]
+        async with self._locked(create=True) as conn:
+            assert conn is not None
+            await conn.execute(
+                text("INSERT INTO agent_messages (session_id, message_data) VALUES (:user, :data)"), rows
+            )
+            await conn.execute(
+                text("UPDATE agent_sessions SET updated_at = CURRENT_TIMESTAMP WHERE session_id = :user"),
+                {"user": self.session_id},
+            )
+
+    async def pop_item(self) -> Item | None:
+        async with self._locked() as conn:
+            if conn is None:
+                return None
+            row = (
+                await conn.execute(
+                    text(
+                        """
+                        DELETE FROM agent_messages WHERE id = (
+                            SELECT MAX(id) FROM agent_messages WHERE session_id = :user
+                        ) RETURNING message_data
+                        """
+                    ),
+                    {"user": self.session_id},
+                )
+            ).first()
+        if row is None:
+            return None
+        item: Item = json.loads(row[0])
+        return item
+
+    async def clear_session(self) -> None:
+        async with self._locked() as conn:
+            if conn is None:
+                return
+            params = {"user": self.session_id}
+            await conn.execute(text("DELETE FROM agent_messages WHERE session_id = :user"), params)
+            await conn.execute(text("DELETE FROM memchat_summaries WHERE session_id = :user"), params)
+            await conn.execute(text("DELETE FROM agent_sessions WHERE session_id = :user"), params)
+
+    async def undo(self) -> int:
+        async with self._locked() as conn:
+            if conn is None:
+                return 0
+            start = await last_turn_start(self.rows_backward(0, conn))
+            if start is None:
+                return 0
+            result = await conn.execute(
+                text("DELETE FROM agent_messages WHERE session_id = :user AND id >= :start"),
+                {"user": self.session_id, "start": start},
+            )
+        return int(result.rowcount)
+
+    async def count(self) -> int:
+        rows = await self._store.query(
+            "SELECT COUNT(*) FROM agent_messages WHERE session_id = :user", user=self.session_id
+        )
+        return int(rows[0][0])
+
+    async def page(self, after: int, before: int, *, newest_first: bool, conn: Any = None) -> list[Row]:
+        order = "DESC" if newest_first else "ASC"
+        sql = f"""
+            SELECT id, message_data FROM agent_messages
+            WHERE session_id = :user AND id > :after AND id < CAST(:before AS BIGINT)
+            ORDER BY id {order} LIMIT {PAGE_ROWS}
+        """
+        params = {"user": self.session_id, "after": after, "before": before}
+        if conn is None:
+            rows = await self._store.query(sql, **params)
+        else:
+            rows = list((await conn.execute(text(sql), params)).all())
+        return [(row_id, json.loads(data)) for row_id, data in rows]
+
+    async def summary(self) -> Summary | None:
+        rows = await self._store.query(
+            "SELECT summary, through_id FROM memchat_summaries WHERE session_id = :user", user=self.session_id
+        )
+        return Summary(rows[0][0], rows[0][1]) if rows else None
+
+    async def save_summary(self, summary: Summary) -> None:
+        async with self._locked() as conn:
+            if conn is None:
+                return
+            await conn.execute(
+                text(SAVE_SUMMARY), {"user": self.session_id, "summary": summary.text, "through": summary.through}
+            )
