@@ -8,9 +8,11 @@ to the next one.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
 
 from .items import Item, is_user_message
 from .memory import Turn
@@ -22,6 +24,7 @@ PAGE_ROWS = 64
 END = 2**62
 
 Row = tuple[int, Item]
+T = TypeVar("T")
 
 
 class MemoryBase(ABC):
@@ -94,3 +97,14 @@ async def last_turn_start(rows: AsyncIterator[Row]) -> int | None:
         if is_user_message(item):
             return position
     return None
+
+
+async def uninterrupted(write: Awaitable[T]) -> T:
+    """Finish ``write`` even if the caller is cancelled meanwhile, then pass the cancellation on."""
+    task = asyncio.ensure_future(write)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await task
+        raise

@@ -5,7 +5,9 @@ The tables are the ones ``SQLAlchemySession`` creates (``agent_sessions``,
 and the other way round; memchat adds ``memchat_summaries`` beside them. The
 class exists instead of ``SQLAlchemySession`` for what that class does not
 give: whole-turn reads, undo and the summary done in one locked transaction
-each, a list of users, and errors a person can act on.
+each, a list of users, and errors a person can act on. Writes run to their end
+even when the caller is cancelled (Ctrl-C, a stopped summary): a statement cut
+off half-way costs a dropped connection, not just the write.
 
 Every write locks the user's ``agent_sessions`` row first, as the SDK's own
 class does, so writers of one user (memchat processes on any host, or SDK
@@ -28,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from .errors import StoreError
 from .items import Item
 from .memory import Summary, UserStats
-from .memory_base import PAGE_ROWS, MemoryBase, Row, last_turn_start
+from .memory_base import PAGE_ROWS, MemoryBase, Row, last_turn_start, uninterrupted
 from .stores import redact
 
 CONNECT_TIMEOUT_SECONDS = 10
@@ -212,6 +214,9 @@ class PostgresMemory(MemoryBase):
         return [json.loads(data) for (data,) in rows]
 
     async def add_items(self, items: list[Item]) -> None:
+        await uninterrupted(self._add_items(items))
+
+    async def _add_items(self, items: list[Item]) -> None:
         if not items:
             return
         rows = [{"user": self.session_id, "data": json.dumps(item, ensure_ascii=False)} for item in items]
@@ -226,6 +231,9 @@ class PostgresMemory(MemoryBase):
             )
 
     async def pop_item(self) -> Item | None:
+        return await uninterrupted(self._pop_item())
+
+    async def _pop_item(self) -> Item | None:
         async with self._locked() as conn:
             if conn is None:
                 return None
@@ -247,6 +255,9 @@ class PostgresMemory(MemoryBase):
         return item
 
     async def clear_session(self) -> None:
+        await uninterrupted(self._clear_session())
+
+    async def _clear_session(self) -> None:
         async with self._locked() as conn:
             if conn is None:
                 return
@@ -256,6 +267,9 @@ class PostgresMemory(MemoryBase):
             await conn.execute(text("DELETE FROM agent_sessions WHERE session_id = :user"), params)
 
     async def undo(self) -> int:
+        return await uninterrupted(self._undo())
+
+    async def _undo(self) -> int:
         async with self._locked() as conn:
             if conn is None:
                 return 0
@@ -295,6 +309,9 @@ class PostgresMemory(MemoryBase):
         return Summary(rows[0][0], rows[0][1]) if rows else None
 
     async def save_summary(self, summary: Summary) -> None:
+        await uninterrupted(self._save_summary(summary))
+
+    async def _save_summary(self, summary: Summary) -> None:
         async with self._locked() as conn:
             if conn is None:
                 return

@@ -13,6 +13,7 @@ the summary after the reply (see ``summary``).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -75,7 +76,12 @@ class TurnRunner:
                 raise
             result = streamed
         new_items: list[Item] = [dict(item.to_input_item()) for item in result.new_items]
-        await memory.add_items([user_item, *new_items])
+        # The reply is complete and on screen: a Ctrl-C now must not lose it, nor cut a write in half.
+        write = asyncio.ensure_future(memory.add_items([user_item, *new_items]))
+        try:
+            await asyncio.shield(write)
+        except asyncio.CancelledError:
+            await write
         self.estimator.calibrate(
             len(instructions) + len(json.dumps(request, ensure_ascii=False)),
             result.context_wrapper.usage.input_tokens,

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from fake_openai import FakeOpenAI
+from memchat.items import Item
+from memchat.memory import Store
+from memchat.stores import open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 AGENT = ROOT / "agent.py"
@@ -90,3 +97,91 @@ def assert_alternates(stored: list[tuple[str, str]]) -> None:
     """Stored history is user, assistant, user, assistant... and ends with a reply."""
     speakers = [speaker for speaker, _ in stored]
     assert speakers == ["you", "assistant"] * (len(speakers) // 2), speakers
+
+
+# The servers of this project's machines; override to test against others.
+POSTGRES_URL = os.environ.get("MEMCHAT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("MEMCHAT_TEST_REDIS", "redis://127.0.0.1:6379/15")
+STORES = ("sqlite", "postgres", "redis")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def require_server(url: str) -> None:
+    """Skip when the server is down, with the reason; under CI (CI=true) fail instead."""
+    parts = urlsplit(url)
+    try:
+        socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 0), timeout=2).close()
+    except OSError as exc:
+        message = f"{parts.scheme} server at {parts.hostname}:{parts.port} is not reachable ({exc})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{message}; under CI every store must be tested")
+        pytest.skip(message)
+
+
+def fresh_store(kind: str, tmp_path: Path) -> str:
+    """The --db value of an empty store of ``kind``."""
+    if kind == "sqlite":
+        return str(tmp_path / "memory.db")
+    if kind == "postgres":
+        require_server(POSTGRES_URL)
+        import asyncpg
+
+        async def drop() -> None:
+            conn = await asyncpg.connect(POSTGRES_URL)
+            await conn.execute("DROP TABLE IF EXISTS memchat_summaries, agent_messages, agent_sessions CASCADE")
+            await conn.close()
+
+        asyncio.run(drop())
+        return POSTGRES_URL
+    require_server(REDIS_URL)
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    client.close()
+    return REDIS_URL
+
+
+@pytest.fixture(params=STORES)
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each store in turn, empty: the conformance suite runs once per store."""
+    return fresh_store(request.param, tmp_path)
+
+
+@asynccontextmanager
+async def opened(location: str) -> AsyncIterator[Store]:
+    store = await open_store(location)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def stored_items(location: str, user: str) -> list[Item]:
+    """Every item of ``user`` in the store at ``location``, oldest first."""
+
+    async def read() -> list[Item]:
+        async with opened(location) as store:
+            return await store.memory(user).get_items()
+
+    return asyncio.run(read())
+
+
+# Figures tests report (concurrency, crash trials...), printed at the end of the run.
+FIGURES: list[str] = []
+
+
+@pytest.fixture
+def report() -> Iterator[list[str]]:
+    yield FIGURES
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if FIGURES:
+        terminalreporter.section("memchat figures")
+        for line in FIGURES:
+            terminalreporter.write_line(line)
