@@ -41,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
             section("environment (also read from .env in the current folder)", ENVIRONMENT),
             section("commands inside the chat", HELP),
             section("exit codes", EXIT_CODES),
+            section("other commands", {"memchat copy --from SRC --to DST [--user ID]": "copy memories between stores"}),
         ]
     )
     parser = _Parser(

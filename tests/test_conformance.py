@@ -184,6 +184,26 @@ async def test_a_cancelled_write_stores_the_whole_turn_or_nothing(location: str)
 
 
 @pytest.mark.anyio
+async def test_writers_racing_on_one_memory_never_interleave_turns(location: str) -> None:
+    writers, turns_each = 8, 40
+
+    async def writer(w: int) -> None:
+        async with opened(location) as store:  # a connection of its own, as another process would have
+            memory = store.memory("shared")
+            for t in range(turns_each):
+                text = f"w{w} t{t}"
+                await memory.add_items([*turn(text)[:1], {"role": "assistant", "content": "thinking"}, turn(text)[1]])
+
+    await asyncio.gather(*(writer(w) for w in range(writers)))
+    async with opened(location) as store:
+        items = await store.memory("shared").get_items()
+    assert len(items) == writers * turns_each * 3
+    for n in range(0, len(items), 3):
+        question, thinking, answer = items[n : n + 3]
+        assert (thinking["content"], answer["content"]) == ("thinking", f"re: {question['content']}")
+
+
+@pytest.mark.anyio
 async def test_the_agents_sdk_session_reads_what_memchat_wrote(location: str) -> None:
     async with opened(location) as store:
         await store.memory("alice").add_items(turn("my name is Alice") + turn(ODD_TEXT))
