@@ -27,7 +27,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one ``error:`` line like every other error."""
 
     def error(self, message: str) -> NoReturn:
-        Output().error(f"{message}: see memchat --help")
+        Output().error(f"{message}: see {self.prog} --help")
         raise SystemExit(2)
 
 
