@@ -9,7 +9,7 @@ parent directory's, never written). This module imports nothing heavy, so
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -47,6 +47,7 @@ ENVIRONMENT: dict[str, str] = {
     "MEMCHAT_INSTRUCTIONS": "system instructions for the assistant",
     "MEMCHAT_HISTORY_FILE": "where typed input history is kept",
     "MEMCHAT_TRACING": "1 to export traces to OpenAI (off by default)",
+    "MEMCHAT_ENCRYPTION_KEY": "a passphrase: store messages encrypted with it (off by default)",
 }
 
 
@@ -62,7 +63,7 @@ class Settings:
     db: str
     model: str
     api: Api
-    api_key: str | None
+    api_key: str | None = field(repr=False)
     base_url: str | None
     context_tokens: int
     timeout: float
@@ -70,6 +71,7 @@ class Settings:
     instructions: str
     history_file: Path
     tracing: bool
+    encryption_key: str | None = field(default=None, repr=False)
 
     def require_model_access(self) -> None:
         """Fail with a plain explanation when no model server can be reached."""
@@ -99,7 +101,18 @@ def check_user_id(user: str) -> str:
         raise ConfigError(f"the user id is longer than {MAX_USER_ID_LENGTH} characters: choose a shorter one")
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in user):
         raise ConfigError("the user id contains control characters: use letters, digits or punctuation")
+    if not _is_unicode(user):
+        raise ConfigError("the user id is not valid UTF-8: check the terminal's encoding or choose another id")
     return user
+
+
+def _is_unicode(text: str) -> bool:
+    """False for text holding bytes that were not UTF-8 (Python keeps them as lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def load_settings(
@@ -116,6 +129,9 @@ def load_settings(
     api = env.get("MEMCHAT_API") or ("chat_completions" if base_url else "responses")
     if api not in ("responses", "chat_completions"):
         raise ConfigError(f"MEMCHAT_API is {api!r}: use 'responses' or 'chat_completions'")
+    for name, value in (("--model", model), *((name, env.get(name)) for name in ENVIRONMENT)):
+        if value is not None and not _is_unicode(value):
+            raise ConfigError(f"{name} is not valid UTF-8: check the terminal's encoding or the .env file")
     return Settings(
         user=check_user_id(user if user is not None else env.get("MEMCHAT_USER") or DEFAULT_USER),
         db=db or env.get("MEMCHAT_DB") or DEFAULT_DB,
@@ -129,6 +145,7 @@ def load_settings(
         instructions=env.get("MEMCHAT_INSTRUCTIONS") or DEFAULT_INSTRUCTIONS,
         history_file=Path(env.get("MEMCHAT_HISTORY_FILE") or _state_dir(env) / "input_history"),
         tracing=env.get("MEMCHAT_TRACING", "").lower() in ("1", "true", "yes", "on"),
+        encryption_key=env.get("MEMCHAT_ENCRYPTION_KEY") or None,
     )
 
 

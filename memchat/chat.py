@@ -118,6 +118,12 @@ class Chat:
             self._fold.cancel()
             self._fold = None
 
+    async def close(self) -> None:
+        """Stop a summary in progress and close the model connections."""
+        self._stop_summary()
+        if self._runner is not None:
+            await self._runner.aclose()
+
     def _turn_runner(self) -> TurnRunner:
         if self._runner is None:
             from .turn import TurnRunner
@@ -132,8 +138,9 @@ class Chat:
             self.out.lines(HELP)
         elif command.name == "user":
             user = check_user_id(command.arg)
-            self.memory = self.store.memory(user)
-            self.user = user
+            memory = self.store.memory(user)
+            await memory.check_readable()
+            self.memory, self.user = memory, user
             count = await self.memory.count()
             self.out.notice(f"now talking as {self.user} ({count} messages remembered)")
         elif command.name == "users":

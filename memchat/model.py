@@ -26,8 +26,18 @@ from config import Settings
 PLACEHOLDER_KEY = "not-needed"
 
 
-def build_agent(settings: Settings, model: Model | None = None) -> Agent[None]:
-    """The memchat agent for these settings, bound to its own client and model.
+def build_client(settings: Settings) -> AsyncOpenAI:
+    """The HTTP client of the configured server, with memchat's timeout and retries."""
+    return AsyncOpenAI(
+        api_key=settings.api_key or PLACEHOLDER_KEY,
+        base_url=settings.base_url,
+        timeout=settings.timeout,
+        max_retries=settings.retries,
+    )
+
+
+def build_agent(settings: Settings, model: Model | None = None, client: AsyncOpenAI | None = None) -> Agent[None]:
+    """The memchat agent for these settings, on ``client`` (or a new one).
 
     ``model`` replaces the configured server, for tests that script the model.
     """
@@ -39,15 +49,9 @@ def build_agent(settings: Settings, model: Model | None = None) -> Agent[None]:
         set_tracing_export_api_key(settings.api_key)
     if model is not None:
         return Agent(name="memchat", instructions=settings.instructions, model=model)
-    client = AsyncOpenAI(
-        api_key=settings.api_key or PLACEHOLDER_KEY,
-        base_url=settings.base_url,
-        timeout=settings.timeout,
-        max_retries=settings.retries,
-    )
     # A Model instance, not a name: the SDK would read "org/model" as a provider prefix.
     model_class = OpenAIChatCompletionsModel if settings.api == "chat_completions" else OpenAIResponsesModel
-    served = model_class(model=settings.model, openai_client=client)
+    served = model_class(model=settings.model, openai_client=client or build_client(settings))
     return Agent(name="memchat", instructions=settings.instructions, model=served)
 
 

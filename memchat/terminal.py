@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import BinaryIO
 
 from .chat import Chat, Outcome, preload_model_code
 
@@ -53,10 +54,10 @@ async def interactive(chat: Chat) -> int:
             return 0
 
 
-async def piped(chat: Chat) -> int:
-    """One message a line; 0 at end of input if every line succeeded, else 1."""
+async def piped(chat: Chat, source: BinaryIO | None = None) -> int:
+    """One message a line of ``source`` (stdin); 0 at end of input if every line succeeded, else 1."""
     failed = False
-    for raw in sys.stdin.buffer:
+    for raw in source or sys.stdin.buffer:
         # Bad bytes must not end the chat: they become U+FFFD like any editor shows them.
         outcome = await chat.handle(raw.decode("utf-8", errors="replace"), stream=False)
         if outcome is Outcome.LEAVE:

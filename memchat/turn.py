@@ -27,7 +27,7 @@ from config import Settings
 from .budget import Context, TokenEstimator, build_context
 from .items import Item
 from .memory import Memory, Summary
-from .model import build_agent, run_config
+from .model import build_agent, build_client, run_config
 from .summary import Summarizer
 
 
@@ -43,7 +43,8 @@ class TurnRunner:
 
     def __init__(self, settings: Settings, model: Model | None = None) -> None:
         self.settings = settings
-        self.agent: Agent[None] = build_agent(settings, model)
+        self._client = None if model is not None else build_client(settings)
+        self.agent: Agent[None] = build_agent(settings, model, self._client)
         self._run_config = run_config(settings)
         self.estimator = TokenEstimator()
         self.summarizer = Summarizer(self.agent, self._run_config, settings.context_tokens, self.estimator)
@@ -87,6 +88,11 @@ class TurnRunner:
             result.context_wrapper.usage.input_tokens,
         )
         return str(result.final_output)
+
+    async def aclose(self) -> None:
+        """Close the connections to the model server."""
+        if self._client is not None:
+            await self._client.close()
 
     async def fold_if_needed(self, memory: Memory) -> bool:
         """Fold turns the last request had to leave out into the summary; True if it did."""

@@ -8,10 +8,11 @@ so "what's my name?" is answered correctly only if the client sent the history.
 Faults are asked for with markers inside the last user message:
 
 - ``[[status:NNN]]`` answer with HTTP status NNN (429 carries ``Retry-After: 0``)
+- ``[[busy:N]]``     answer the first N requests for this message with 429 and ``Retry-After: 1``
 - ``[[context]]``    answer 400 ``context_length_exceeded``
 - ``[[slow]]``       stream the reply one word every 0.3 s
 - ``[[hang]]``       accept the request and never answer
-- ``[[reset]]``      send part of a streamed reply, then drop the connection
+- ``[[reset]]``      send part of a reply, then drop the connection
 
 A request whose instructions ask to "Update the memory summary" gets a summary
 of the "my name is" facts it contains (or a 500 with ``fail_summaries=True``).
@@ -32,6 +33,7 @@ from typing import Any
 NAME_FACT = re.compile(r"my name is (\w+)", re.IGNORECASE)
 NAME_QUESTION = re.compile(r"what(?:'s| is) my name", re.IGNORECASE)
 STATUS_MARK = re.compile(r"\[\[status:(\d{3})\]\]")
+BUSY_MARK = re.compile(r"\[\[busy:(\d+)\]\]")
 
 
 def text_of(content: Any) -> str:
@@ -88,6 +90,7 @@ class Recorded:
     path: str
     headers: dict[str, str]
     body: dict[str, Any]
+    at: float = field(default_factory=time.monotonic)
 
     @property
     def roles(self) -> list[str]:
@@ -103,6 +106,8 @@ class FakeOpenAI:
     fail_summaries: bool = False
     requests: list[Recorded] = field(default_factory=list)
     word_delay: float = 0.0
+    # How many requests each message has made, for ``[[busy:N]]``.
+    attempts: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -171,6 +176,8 @@ class _Handler(BaseHTTPRequestHandler):
         # SO_LINGER 0 makes close() send RST: a true mid-stream connection reset.
         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         self.connection.close()
+        # And no waiting for another request on it: the handler ends, and the socket really closes.
+        self.close_connection = True
 
     def do_GET(self) -> None:
         if self.path.rstrip("/").endswith("/models"):
@@ -199,6 +206,12 @@ class _Handler(BaseHTTPRequestHandler):
         if status:
             self._error(int(status.group(1)), f"simulated status {status.group(1)}")
             return
+        busy = BUSY_MARK.search(last)
+        if busy:
+            state.attempts[last] = state.attempts.get(last, 0) + 1
+            if state.attempts[last] <= int(busy.group(1)):
+                self._send_json(429, {"error": {"message": "slow down", "code": "rate_limit"}}, {"Retry-After": "1"})
+                return
         if "[[context]]" in last:
             self._error(400, "This model's maximum context length is exceeded.", "context_length_exceeded")
             return
@@ -228,6 +241,14 @@ class _Handler(BaseHTTPRequestHandler):
         base = {"id": "chatcmpl-fake", "created": int(time.time()), "model": model}
         if not body.get("stream"):
             time.sleep(delay * len(words))
+            if reset:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "4096")
+                self.end_headers()
+                self.wfile.write(b'{"id": "chatcmpl-fake", "choices": [')
+                self._reset()
+                return
             message = {"role": "assistant", "content": text}
             choice = {"index": 0, "message": message, "finish_reason": "stop"}
             self._send_json(200, {**base, "object": "chat.completion", "choices": [choice], "usage": usage})
