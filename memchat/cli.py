@@ -101,9 +101,10 @@ async def _run(args: argparse.Namespace) -> int:
     settings = load_settings(user=args.user, db=args.db, model=args.model, context_tokens=args.context_tokens)
     settings.require_model_access()
     out = Output()
-    store = await open_store(settings.db)
+    store = await open_store(settings.db, encryption_key=settings.encryption_key)
+    chat = Chat(settings, store, out)
     try:
-        chat = Chat(settings, store, out)
+        await chat.memory.check_readable()
         if args.clear:
             await chat.memory.clear_session()
             out.notice(f"cleared the memory of {chat.user}")
@@ -112,6 +113,7 @@ async def _run(args: argparse.Namespace) -> int:
             return await interactive(chat)
         return await piped(chat)
     finally:
+        await chat.close()
         await store.close()
 
 
@@ -123,9 +125,10 @@ async def _copy(args: argparse.Namespace) -> int:
     if args.source == args.target:
         raise MemchatError("--from and --to name the same store: nothing to copy")
     out = Output()
-    source = await open_store(args.source, create=False)
+    key = load_settings().encryption_key
+    source = await open_store(args.source, create=False, encryption_key=key)
     try:
-        target = await open_store(args.target)
+        target = await open_store(args.target, encryption_key=key)
         try:
             results = await copy_store(source, target, users)
         finally:

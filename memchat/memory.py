@@ -78,6 +78,10 @@ class Memory(Protocol):
         """Remove the latest turn (the last user message and all after it); return items removed."""
         ...
 
+    async def check_readable(self) -> None:
+        """Raise ``StoreError`` now if this memory cannot be read (an encryption key that does not fit)."""
+        ...
+
     async def count(self) -> int:
         """How many items are stored."""
         ...

@@ -14,8 +14,9 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
+from .codec import Codec
 from .items import Item, is_user_message
-from .memory import Turn
+from .memory import Summary, Turn
 
 # Rows are read this many at a time, so a lazy reader never holds more.
 PAGE_ROWS = 64
@@ -30,7 +31,9 @@ T = TypeVar("T")
 class MemoryBase(ABC):
     """The turn reads of ``Memory``, built on two row readers a store supplies."""
 
-    session_id: str
+    def __init__(self, user: str, codec: Codec) -> None:
+        self.session_id = user
+        self.codec = codec
 
     @abstractmethod
     async def page(self, after: int, before: int, *, newest_first: bool, conn: Any = None) -> list[Row]:
@@ -79,6 +82,14 @@ class MemoryBase(ABC):
             end = position
         if items:
             yield Turn(start, end, items)
+
+    async def check_readable(self) -> None:
+        """Decode the newest items and the summary, so a wrong or missing key stops a run before any change."""
+        await self.page(0, END, newest_first=True)
+        await self.summary()
+
+    @abstractmethod
+    async def summary(self) -> Summary | None: ...
 
     async def last_turns(self, turns: int) -> list[Item]:
         if turns <= 0:

@@ -17,7 +17,6 @@ long by someone else ends in a clear error, not a hang.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
@@ -27,6 +26,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from .codec import Codecs
 from .errors import StoreError
 from .items import Item
 from .memory import Summary, UserStats
@@ -83,12 +83,13 @@ WHERE memchat_summaries.through_id < EXCLUDED.through_id
 class PostgresStore:
     """Every user's memory in one PostgreSQL database."""
 
-    def __init__(self, engine: AsyncEngine, location: str) -> None:
+    def __init__(self, engine: AsyncEngine, location: str, encryption_key: str | None = None) -> None:
         self._engine = engine
         self.location = location
+        self.codecs = Codecs(encryption_key)
 
     @classmethod
-    async def open(cls, url: str) -> PostgresStore:
+    async def open(cls, url: str, encryption_key: str | None = None) -> PostgresStore:
         """Connect, and create the tables if this database has none yet."""
         parsed = make_url(url)
         store = cls(
@@ -98,6 +99,7 @@ class PostgresStore:
                 pool_pre_ping=True,
             ),
             redact(url),
+            encryption_key,
         )
         try:
             async with store.connection(write=True) as conn:
@@ -180,7 +182,7 @@ class PostgresMemory(MemoryBase):
     """One user's conversation in a ``PostgresStore``; an SDK-compatible Session."""
 
     def __init__(self, store: PostgresStore, user: str) -> None:
-        self.session_id = user
+        super().__init__(user, store.codecs(user))
         self._store = store
 
     @asynccontextmanager
@@ -211,7 +213,7 @@ class PostgresMemory(MemoryBase):
                 user=self.session_id,
                 limit=max(limit, 0),
             )
-        return [json.loads(data) for (data,) in rows]
+        return [self.codec.decode(data) for (data,) in rows]
 
     async def add_items(self, items: list[Item]) -> None:
         await uninterrupted(self._add_items(items))
@@ -219,7 +221,7 @@ class PostgresMemory(MemoryBase):
     async def _add_items(self, items: list[Item]) -> None:
         if not items:
             return
-        rows = [{"user": self.session_id, "data": json.dumps(item, ensure_ascii=False)} for item in items]
+        rows = [{"user": self.session_id, "data": self.codec.encode(item)} for item in items]
         async with self._locked(create=True) as conn:
             assert conn is not None
             await conn.execute(
@@ -249,10 +251,8 @@ class PostgresMemory(MemoryBase):
                     {"user": self.session_id},
                 )
             ).first()
-        if row is None:
-            return None
-        item: Item = json.loads(row[0])
-        return item
+            # Decoded inside the transaction: an item that cannot be read (a wrong key) rolls the delete back.
+            return None if row is None else self.codec.decode(row[0])
 
     async def clear_session(self) -> None:
         await uninterrupted(self._clear_session())
@@ -300,13 +300,13 @@ class PostgresMemory(MemoryBase):
             rows = await self._store.query(sql, **params)
         else:
             rows = list((await conn.execute(text(sql), params)).all())
-        return [(row_id, json.loads(data)) for row_id, data in rows]
+        return [(row_id, self.codec.decode(data)) for row_id, data in rows]
 
     async def summary(self) -> Summary | None:
         rows = await self._store.query(
             "SELECT summary, through_id FROM memchat_summaries WHERE session_id = :user", user=self.session_id
         )
-        return Summary(rows[0][0], rows[0][1]) if rows else None
+        return Summary(self.codec.decode_text(rows[0][0]), rows[0][1]) if rows else None
 
     async def save_summary(self, summary: Summary) -> None:
         await uninterrupted(self._save_summary(summary))
@@ -316,5 +316,6 @@ class PostgresMemory(MemoryBase):
             if conn is None:
                 return
             await conn.execute(
-                text(SAVE_SUMMARY), {"user": self.session_id, "summary": summary.text, "through": summary.through}
+                text(SAVE_SUMMARY),
+                {"user": self.session_id, "summary": self.codec.encode_text(summary.text), "through": summary.through},
             )

@@ -15,7 +15,6 @@ again if another process wrote in between.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -26,6 +25,7 @@ from redis.exceptions import AuthenticationError, RedisError, ResponseError, Wat
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from .codec import Codecs
 from .errors import StoreError
 from .items import Item
 from .memory import Summary, UserStats
@@ -46,12 +46,13 @@ T = TypeVar("T")
 class RedisStore:
     """Every user's memory in one Redis database."""
 
-    def __init__(self, client: aioredis.Redis, location: str) -> None:
+    def __init__(self, client: aioredis.Redis, location: str, encryption_key: str | None = None) -> None:
         self.client = client
         self.location = location
+        self.codecs = Codecs(encryption_key)
 
     @classmethod
-    async def open(cls, url: str) -> RedisStore:
+    async def open(cls, url: str, encryption_key: str | None = None) -> RedisStore:
         """Connect and check the server answers."""
         store = cls(
             aioredis.from_url(
@@ -61,6 +62,7 @@ class RedisStore:
                 socket_timeout=COMMAND_TIMEOUT_SECONDS,
             ),
             redact(url),
+            encryption_key,
         )
         try:
             with store.errors():
@@ -134,7 +136,7 @@ class RedisMemory(MemoryBase):
     """One user's conversation in a ``RedisStore``; an SDK-compatible Session."""
 
     def __init__(self, store: RedisStore, user: str) -> None:
-        self.session_id = user
+        super().__init__(user, store.codecs(user))
         self._store = store
         self._redis = store.client
         self._session_key = f"{PREFIX}:{user}"
@@ -145,7 +147,7 @@ class RedisMemory(MemoryBase):
             return []
         with self._store.errors():
             raw = await self._redis.lrange(self._messages_key, 0 if limit is None else -limit, -1)
-        return [json.loads(data) for data in raw]
+        return [self.codec.decode(data) for data in raw]
 
     async def add_items(self, items: list[Item]) -> None:
         if not items:
@@ -155,7 +157,7 @@ class RedisMemory(MemoryBase):
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hset(self._session_key, "session_id", self.session_id)
                 pipe.hsetnx(self._session_key, "created_at", now)
-                pipe.rpush(self._messages_key, *[json.dumps(item, ensure_ascii=False) for item in items])
+                pipe.rpush(self._messages_key, *[self.codec.encode(item) for item in items])
                 pipe.hset(self._session_key, "updated_at", now)
                 await pipe.execute()
 
@@ -165,9 +167,9 @@ class RedisMemory(MemoryBase):
             if count == 0:
                 pipe.multi()
                 return None
-            raw = await pipe.lindex(self._messages_key, -1)
+            # Decoded before the removal is queued: an item that cannot be read (a wrong key) stays.
+            item = self.codec.decode(await pipe.lindex(self._messages_key, -1))
             await self._truncate(pipe, count - 1)
-            item: Item = json.loads(raw)
             return item
 
         return await self._store.watched((self._session_key, self._messages_key), change)
@@ -213,13 +215,17 @@ class RedisMemory(MemoryBase):
             if low > high:
                 return []
             raw = await self._redis.lrange(self._messages_key, low - 1, high - 1)
-        rows = [(low + offset, json.loads(data)) for offset, data in enumerate(raw)]
+        rows = [(low + offset, self.codec.decode(data)) for offset, data in enumerate(raw)]
         return rows[::-1] if newest_first else rows
 
     async def summary(self) -> Summary | None:
         with self._store.errors():
             text, through = await self._redis.hmget(self._session_key, ["memchat_summary", "memchat_through"])
-        return Summary(str(text), int(through)) if text is not None and through is not None else None
+        return (
+            Summary(self.codec.decode_text(str(text)), int(through))
+            if text is not None and through is not None
+            else None
+        )
 
     async def save_summary(self, summary: Summary) -> None:
         async def change(pipe: Any) -> None:
@@ -229,7 +235,10 @@ class RedisMemory(MemoryBase):
             if summary.through <= count and (current is None or int(current) < summary.through):
                 pipe.hset(
                     self._session_key,
-                    mapping={"memchat_summary": summary.text, "memchat_through": summary.through},
+                    mapping={
+                        "memchat_summary": self.codec.encode_text(summary.text),
+                        "memchat_through": summary.through,
+                    },
                 )
 
         await self._store.watched((self._session_key, self._messages_key), change)

@@ -15,7 +15,6 @@ turn's write whole when Ctrl-C arrives.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .codec import Codecs
 from .errors import StoreError
 from .items import Item
 from .memory import Summary, UserStats
@@ -68,8 +68,9 @@ WHERE excluded.through_id > memchat_summaries.through_id
 class SQLiteStore:
     """Every user's memory in one SQLite file."""
 
-    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+    def __init__(self, path: str | Path, *, create: bool = True, encryption_key: str | None = None) -> None:
         self.path = Path(path).expanduser()
+        self.codecs = Codecs(encryption_key)
         if not create and not self.path.exists():
             raise StoreError(f"{self.path} does not exist: check the path")
         self._conn = _open(self.path)
@@ -111,7 +112,7 @@ class SQLiteMemory(MemoryBase):
     """One user's conversation in a ``SQLiteStore``; an SDK-compatible Session."""
 
     def __init__(self, store: SQLiteStore, user: str) -> None:
-        self.session_id = user
+        super().__init__(user, store.codecs(user))
         self._store = store
 
     async def get_items(self, limit: int | None = None) -> list[Item]:
@@ -130,7 +131,7 @@ class SQLiteMemory(MemoryBase):
                 self.session_id,
                 limit,
             )
-        return [json.loads(data) for (data,) in rows]
+        return [self.codec.decode(data) for (data,) in rows]
 
     async def add_items(self, items: list[Item]) -> None:
         if not items:
@@ -139,7 +140,7 @@ class SQLiteMemory(MemoryBase):
             conn.execute("INSERT OR IGNORE INTO agent_sessions (session_id) VALUES (?)", (self.session_id,))
             conn.executemany(
                 "INSERT INTO agent_messages (session_id, message_data) VALUES (?, ?)",
-                [(self.session_id, json.dumps(item, ensure_ascii=False)) for item in items],
+                [(self.session_id, self.codec.encode(item)) for item in items],
             )
             conn.execute(
                 "UPDATE agent_sessions SET updated_at = CURRENT_TIMESTAMP WHERE session_id = ?",
@@ -154,8 +155,9 @@ class SQLiteMemory(MemoryBase):
             ).fetchone()
             if row is None:
                 return None
+            # Decoded before the delete: an item that cannot be read (a wrong key) is never removed.
+            item: Item = self.codec.decode(row[1])
             conn.execute("DELETE FROM agent_messages WHERE id = ?", (row[0],))
-        item: Item = json.loads(row[1])
         return item
 
     async def clear_session(self) -> None:
@@ -189,17 +191,17 @@ class SQLiteMemory(MemoryBase):
             after,
             before,
         )
-        return [(row_id, json.loads(data)) for row_id, data in rows]
+        return [(row_id, self.codec.decode(data)) for row_id, data in rows]
 
     async def summary(self) -> Summary | None:
         rows = self._store.query(
             "SELECT summary, through_id FROM memchat_summaries WHERE session_id = ?", self.session_id
         )
-        return Summary(rows[0][0], rows[0][1]) if rows else None
+        return Summary(self.codec.decode_text(rows[0][0]), rows[0][1]) if rows else None
 
     async def save_summary(self, summary: Summary) -> None:
         with self._store.transaction() as conn:
-            conn.execute(SAVE_SUMMARY, (self.session_id, summary.text, summary.through))
+            conn.execute(SAVE_SUMMARY, (self.session_id, self.codec.encode_text(summary.text), summary.through))
 
 
 def _open(path: Path) -> sqlite3.Connection:

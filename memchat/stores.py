@@ -62,21 +62,24 @@ def sqlite_path(location: str) -> str:
     return path[1:]
 
 
-async def open_store(location: str, *, create: bool = True) -> Store:
-    """Open the store ``location`` names; ``create=False`` refuses a SQLite file that does not exist."""
+async def open_store(location: str, *, create: bool = True, encryption_key: str | None = None) -> Store:
+    """Open the store ``location`` names; ``create=False`` refuses a SQLite file that does not exist.
+
+    With ``encryption_key``, items and summaries are written encrypted (see ``codec``).
+    """
     kind = kind_of(location)
     if kind == "sqlite":
         from .sqlite_store import SQLiteStore
 
-        return SQLiteStore(sqlite_path(location), create=create)
+        return SQLiteStore(sqlite_path(location), create=create, encryption_key=encryption_key)
     _require_extra(kind, location)
     if kind == "postgres":
         from .postgres_store import PostgresStore
 
-        return await PostgresStore.open(location)
+        return await PostgresStore.open(location, encryption_key)
     from .redis_store import RedisStore
 
-    return await RedisStore.open(location)
+    return await RedisStore.open(location, encryption_key)
 
 
 def _require_extra(kind: str, location: str) -> None:
