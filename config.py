@@ -70,6 +70,8 @@ class Settings:
     retries: int
     instructions: str
     history_file: Path
+    # Where memchat keeps its own files: input history, the web page's secret and settings.
+    state_dir: Path
     tracing: bool
     encryption_key: str | None = field(default=None, repr=False)
 
@@ -144,6 +146,7 @@ def load_settings(
         retries=int(_number(env, "MEMCHAT_RETRIES", DEFAULT_RETRIES, int)),
         instructions=env.get("MEMCHAT_INSTRUCTIONS") or DEFAULT_INSTRUCTIONS,
         history_file=Path(env.get("MEMCHAT_HISTORY_FILE") or _state_dir(env) / "input_history"),
+        state_dir=_state_dir(env),
         tracing=env.get("MEMCHAT_TRACING", "").lower() in ("1", "true", "yes", "on"),
         encryption_key=env.get("MEMCHAT_ENCRYPTION_KEY") or None,
     )

@@ -41,7 +41,14 @@ def _parser() -> argparse.ArgumentParser:
             section("environment (also read from .env in the current folder)", ENVIRONMENT),
             section("commands inside the chat", HELP),
             section("exit codes", EXIT_CODES),
-            section("other commands", {"memchat copy --from SRC --to DST [--user ID]": "copy memories between stores"}),
+            section(
+                "other commands",
+                {
+                    "memchat copy --from SRC --to DST [--user ID]": "copy memories between stores",
+                    "memchat passwd USER": "set USER's password for the web page",
+                    "memchat web [--host H] [--port N]": "serve the chat page (needs the web extra)",
+                },
+            ),
         ]
     )
     parser = _Parser(
@@ -79,12 +86,43 @@ def _copy_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _passwd_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="memchat passwd",
+        description="Set or change the password USER logs in with on the web page (memchat web). "
+        "Asks twice in a terminal; reads one line from a pipe.",
+    )
+    parser.add_argument("user", metavar="USER", help="the user id")
+    parser.add_argument("--db", metavar="PATH|URL", help=f"the store (default: $MEMCHAT_DB or {DEFAULT_DB})")
+    return parser
+
+
+def _web_parser() -> argparse.ArgumentParser:
+    from .web import DEFAULT_HOST, DEFAULT_PORT
+
+    parser = _Parser(
+        prog="memchat web",
+        description="Serve the chat page: the same memory as the terminal, behind a password (memchat passwd USER).",
+    )
+    parser.add_argument(
+        "--host", default=DEFAULT_HOST, help=f"address to listen on (default: {DEFAULT_HOST}, this machine only)"
+    )
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT})")
+    parser.add_argument("--db", metavar="PATH|URL", help=f"the store (default: $MEMCHAT_DB or {DEFAULT_DB})")
+    parser.add_argument("--model", metavar="NAME", help="model name (default: $OPENAI_DEFAULT_MODEL)")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run memchat; return the process exit code."""
     args = sys.argv[1:] if argv is None else argv
     try:
         if args[:1] == ["copy"]:
             return asyncio.run(_copy(_copy_parser().parse_args(args[1:])))
+        if args[:1] == ["passwd"]:
+            return asyncio.run(_passwd(_passwd_parser().parse_args(args[1:])))
+        if args[:1] == ["web"]:
+            return _web(_web_parser().parse_args(args[1:]))
         return asyncio.run(_run(_parser().parse_args(args)))
     except MemchatError as exc:
         Output().error(str(exc))
@@ -115,6 +153,37 @@ async def _run(args: argparse.Namespace) -> int:
     finally:
         await chat.close()
         await store.close()
+
+
+async def _passwd(args: argparse.Namespace) -> int:
+    from .passwords import PasswordError, hash_password
+    from .stores import open_store
+
+    settings = load_settings(user=args.user, db=args.db)
+    if sys.stdin.isatty():
+        import getpass
+
+        password = getpass.getpass(f"new password for {settings.user}: ")
+        if getpass.getpass("again: ") != password:
+            raise PasswordError("the two passwords differ: nothing was changed")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    hashed = hash_password(password)
+    store = await open_store(settings.db)
+    try:
+        await store.set_password_hash(settings.user, hashed)
+    finally:
+        await store.close()
+    Output().notice(f"password set for {settings.user}: log in on memchat web with it")
+    return 0
+
+
+def _web(args: argparse.Namespace) -> int:
+    from .web import serve
+
+    settings = load_settings(db=args.db, model=args.model)
+    settings.require_model_access()
+    return serve(settings, args.host, args.port, Output())
 
 
 async def _copy(args: argparse.Namespace) -> int:

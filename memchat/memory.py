@@ -122,6 +122,14 @@ class Store(Protocol):
         """Users with stored messages, most recently active first."""
         ...
 
+    async def password_hash(self, user: str) -> str | None:
+        """The stored hash of ``user``'s web password (see ``passwords``), if one was set."""
+        ...
+
+    async def set_password_hash(self, user: str, password_hash: str) -> None:
+        """Store or replace ``user``'s password hash; their memory is untouched."""
+        ...
+
     async def close(self) -> None:
         """Release the connection."""
         ...

@@ -58,6 +58,13 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS idx_agent_messages_session_time ON agent_messages (session_id, created_at)",
     "CREATE INDEX IF NOT EXISTS idx_agent_messages_session_id ON agent_messages (session_id, id)",
     """
+    CREATE TABLE IF NOT EXISTS memchat_passwords (
+        user_id VARCHAR PRIMARY KEY,
+        hash TEXT NOT NULL,
+        updated_at TIMESTAMP WITHOUT TIME ZONE NOT NULL DEFAULT CURRENT_TIMESTAMP
+    )
+    """,
+    """
     CREATE TABLE IF NOT EXISTS memchat_summaries (
         session_id VARCHAR PRIMARY KEY,
         summary TEXT NOT NULL,
@@ -122,6 +129,22 @@ class PostgresStore:
             """
         )
         return [UserStats(user, count, last) for user, count, last in rows]
+
+    async def password_hash(self, user: str) -> str | None:
+        rows = await self.query("SELECT hash FROM memchat_passwords WHERE user_id = :user", user=user)
+        return str(rows[0][0]) if rows else None
+
+    async def set_password_hash(self, user: str, password_hash: str) -> None:
+        async with self.connection(write=True) as conn:
+            await conn.execute(
+                text(
+                    """
+                    INSERT INTO memchat_passwords (user_id, hash) VALUES (:user, :hash)
+                    ON CONFLICT (user_id) DO UPDATE SET hash = EXCLUDED.hash, updated_at = CURRENT_TIMESTAMP
+                    """
+                ),
+                {"user": user, "hash": password_hash},
+            )
 
     async def close(self) -> None:
         await self._engine.dispose()

@@ -33,6 +33,8 @@ from .memory_base import PAGE_ROWS, MemoryBase, Row, last_turn_start
 from .stores import redact
 
 PREFIX = "agents:session"
+# Web password hashes, one field per user id (outside the SDK's prefix, so no user id can reach it).
+PASSWORDS_KEY = "memchat:passwords"
 CONNECT_TIMEOUT_SECONDS = 10
 COMMAND_TIMEOUT_SECONDS = 30
 # How often a watched change starts again when other processes keep writing.
@@ -90,6 +92,15 @@ class RedisStore:
                     found.append((user, int(count), int(updated or 0)))
         found.sort(key=lambda row: row[2], reverse=True)
         return [UserStats(user, count, _timestamp(updated)) for user, count, updated in found]
+
+    async def password_hash(self, user: str) -> str | None:
+        with self.errors():
+            found = await self.client.hget(PASSWORDS_KEY, user)
+        return None if found is None else str(found)
+
+    async def set_password_hash(self, user: str, password_hash: str) -> None:
+        with self.errors():
+            await self.client.hset(PASSWORDS_KEY, user, password_hash)
 
     async def close(self) -> None:
         await self.client.aclose()

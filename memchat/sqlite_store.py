@@ -45,6 +45,11 @@ CREATE TABLE IF NOT EXISTS agent_messages (
     FOREIGN KEY (session_id) REFERENCES agent_sessions (session_id) ON DELETE CASCADE
 );
 CREATE INDEX IF NOT EXISTS idx_agent_messages_session_id ON agent_messages (session_id, id);
+CREATE TABLE IF NOT EXISTS memchat_passwords (
+    user_id TEXT PRIMARY KEY,
+    hash TEXT NOT NULL,
+    updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP
+);
 CREATE TABLE IF NOT EXISTS memchat_summaries (
     session_id TEXT PRIMARY KEY,
     summary TEXT NOT NULL,
@@ -86,6 +91,20 @@ class SQLiteStore:
             """
         ).fetchall()
         return [UserStats(user, count, last) for user, count, last in rows]
+
+    async def password_hash(self, user: str) -> str | None:
+        rows = self.query("SELECT hash FROM memchat_passwords WHERE user_id = ?", user)
+        return str(rows[0][0]) if rows else None
+
+    async def set_password_hash(self, user: str, password_hash: str) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                """
+                INSERT INTO memchat_passwords (user_id, hash) VALUES (?, ?)
+                ON CONFLICT (user_id) DO UPDATE SET hash = excluded.hash, updated_at = CURRENT_TIMESTAMP
+                """,
+                (user, password_hash),
+            )
 
     async def close(self) -> None:
         self._conn.close()

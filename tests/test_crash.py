@@ -39,6 +39,8 @@ def check_file(db: Path, user: str) -> list[tuple[str, str]]:
     """The database is intact and ``user``'s history is whole turns; return (role, text) pairs."""
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'agent_messages'").fetchone():
+            return []  # killed while the file was being created: nothing was acknowledged yet
         rows = conn.execute(
             "SELECT message_data FROM agent_messages WHERE session_id = ? ORDER BY id", (user,)
         ).fetchall()

@@ -1,0 +1,83 @@
+"""``memchat web``: serve the chat page (``web_app``) with Chainlit, on this machine only unless told otherwise.
+
+Chainlit reads its settings from the environment when it is imported, so
+everything is decided here first: the store is checked (a bad ``--db`` is one
+line and exit 2, not a page that fails later), Chainlit's own files go to
+memchat's state folder instead of the current one, and the secret that signs
+logins is taken from ``CHAINLIT_AUTH_SECRET`` or generated once into a file
+only its owner can read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from config import Settings
+
+from .errors import MemchatError
+from .output import Output
+from .stores import kind_of, open_store, redact, sqlite_path
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+
+
+def serve(settings: Settings, host: str, port: int, out: Output) -> int:
+    """Run the page until Ctrl-C; return the exit code."""
+    if importlib.util.find_spec("chainlit") is None:
+        raise MemchatError(
+            "memchat web needs the web extra, which is not installed: pip install 'memchat[web]' "
+            "(in a checkout: .venv/bin/pip install -e '.[web]')"
+        )
+    asyncio.run(_check_store(settings))
+    root = settings.state_dir / "web"
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    db = str(Path(sqlite_path(settings.db)).resolve()) if kind_of(settings.db) == "sqlite" else settings.db
+    os.environ.update(
+        CHAINLIT_APP_ROOT=str(root),
+        CHAINLIT_HOST=host,
+        CHAINLIT_PORT=str(port),
+        CHAINLIT_AUTH_SECRET=os.environ.get("CHAINLIT_AUTH_SECRET") or auth_secret(root / "auth_secret"),
+        # web_app reads its settings again, in Chainlit's process: the same ones, flags included.
+        MEMCHAT_DB=db,
+        OPENAI_DEFAULT_MODEL=settings.model,
+    )
+    out.notice(
+        f"memchat web on http://{host}:{port} · memory in {redact(settings.db)} · "
+        "log in with a user id and the password set by memchat passwd ID · Ctrl-C stops"
+    )
+    # Imported only now: Chainlit reads CHAINLIT_APP_ROOT and the rest when it is first imported.
+    from chainlit.cli import run_chainlit
+    from chainlit.config import config
+
+    # Editing a sent message would rewrite a turn the store already holds; files are not read.
+    config.features.edit_message = False
+    if config.features.spontaneous_file_upload is not None:
+        config.features.spontaneous_file_upload.enabled = False
+    config.ui.name = "memchat"
+    # One line from memchat, not a log of every request.
+    for name in ("chainlit", "httpx", "httpx2", "uvicorn"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    run_chainlit(str(Path(__file__).with_name("web_app.py")))
+    return 0
+
+
+def auth_secret(path: Path) -> str:
+    """The secret in ``path``, created (mode 0600) on first use."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as file:
+        file.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+async def _check_store(settings: Settings) -> None:
+    store = await open_store(settings.db, encryption_key=settings.encryption_key)
+    await store.close()
