@@ -6,6 +6,7 @@ user or the model is never read as markup.
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import TextIO
 
@@ -16,6 +17,20 @@ from rich.text import Text
 from .items import Item, describe
 from .memory import Summary, UserStats
 
+# Control characters other than newline and tab: in a terminal they would move the cursor,
+# recolour or clear the screen, whether they came from the user, a stored message or the model.
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def shown(text: str) -> str:
+    """``text`` with control characters made visible (``\\x1b``) instead of obeyed."""
+    return CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
+
+
+def plain(text: str, style: str = "") -> Text:
+    """Text that is printed as it reads: never markup, never a control sequence."""
+    return Text(shown(text), style=style)
+
 
 class Output:
     """The terminal, as memchat writes to it."""
@@ -25,16 +40,16 @@ class Output:
         self.err = Console(file=stderr or sys.stderr, highlight=False, soft_wrap=True)
 
     def error(self, message: str) -> None:
-        self.err.print(Text("error: ", style="bold red") + Text(message))
+        self.err.print(plain("error: ", style="bold red") + plain(message))
 
     def notice(self, message: str) -> None:
-        self.err.print(Text(message, style="dim"))
+        self.err.print(plain(message, style="dim"))
 
     def reply(self, text: str) -> None:
-        self.out.print(Text(text))
+        self.out.print(plain(text))
 
     def stream_piece(self, piece: str) -> None:
-        self.out.file.write(piece)
+        self.out.file.write(shown(piece))
         self.out.file.flush()
 
     def end_stream(self) -> None:
@@ -44,13 +59,13 @@ class Output:
     def lines(self, rows: dict[str, str]) -> None:
         width = max(map(len, rows))
         for key, value in rows.items():
-            self.out.print(Text(key.ljust(width + 2), style="bold") + Text(value))
+            self.out.print(plain(key.ljust(width + 2), style="bold") + plain(value))
 
     def summary(self, text: str | None) -> None:
         if text is None:
             self.notice("(no summary yet: it is written once the conversation outgrows the context budget)")
         else:
-            self.out.print(Text("summary: ", style="bold magenta") + Text(text))
+            self.out.print(plain("summary: ", style="bold magenta") + plain(text))
 
     def history(self, items: list[Item], summary: Summary | None = None) -> None:
         if summary is not None:
@@ -62,7 +77,7 @@ class Output:
         for item in items:
             speaker, text = describe(item)
             body = text.replace("\n", "\n" + " " * (len(speaker) + 2))
-            self.out.print(Text(f"{speaker}: ", style=styles.get(speaker, "bold")) + Text(body))
+            self.out.print(plain(f"{speaker}: ", style=styles.get(speaker, "bold")) + plain(body))
 
     def users(self, users: list[UserStats], current: str) -> None:
         if not users:
@@ -73,5 +88,5 @@ class Output:
             table.add_column(column, justify="right" if column == "messages" else "left")
         for stats in users:
             mark = " *" if stats.user == current else ""
-            table.add_row(Text(stats.user + mark), str(stats.messages), stats.last_active)
+            table.add_row(plain(stats.user + mark), str(stats.messages), stats.last_active)
         self.out.print(table)

@@ -125,11 +125,12 @@ def test_random_lines_on_a_pipe_are_handled_or_refused_in_one_line(
         run_piped(shared_server, db, b"/user " + BYSTANDER.encode() + b"\n" + bystander)
         before = histories(db)[BYSTANDER]
         data = b"\n".join(lines) + (b"\n" if final_newline else b"")
-        code, _, err = run_piped(shared_server, db, data)
+        code, out, err = run_piped(shared_server, db, data)
         TRIED["inputs"] += 1
         TRIED["lines"] += len(lines)
         assert code in (0, 1)
         assert "Traceback" not in err
+        assert "\x1b" not in out + err  # control sequences typed by the user are shown, never obeyed
         for line in err.split("\n"):
             assert line == "" or line.startswith("error: ") or line.startswith(NOTICES), line
         after = histories(db)
