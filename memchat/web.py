@@ -15,6 +15,7 @@ import importlib.util
 import logging
 import os
 import secrets
+import socket
 from pathlib import Path
 
 from config import Settings
@@ -35,6 +36,7 @@ def serve(settings: Settings, host: str, port: int, out: Output) -> int:
             "(in a checkout: .venv/bin/pip install -e '.[web]')"
         )
     asyncio.run(_check_store(settings))
+    _check_port(host, port)
     root = settings.state_dir / "web"
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     db = str(Path(sqlite_path(settings.db)).resolve()) if kind_of(settings.db) == "sqlite" else settings.db
@@ -76,6 +78,18 @@ def auth_secret(path: Path) -> str:
     with os.fdopen(fd, "w") as file:
         file.write(secrets.token_urlsafe(48))
     return path.read_text().strip()
+
+
+def _check_port(host: str, port: int) -> None:
+    """Fail now, in one line, rather than after Chainlit has started and its server cannot bind."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server itself will
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise MemchatError(
+                f"cannot listen on {host}:{port} ({exc.strerror}): pass --port another port, or stop what uses it"
+            ) from None
 
 
 async def _check_store(settings: Settings) -> None:

@@ -288,3 +288,13 @@ def test_passwords_are_stored_as_salted_hashes(web: Web) -> None:
     for user, password in PASSWORDS.items():
         assert hashes[user].startswith("scrypt$") and password not in hashes[user]
     assert hashes["alice"].split("$")[4] != hashes["bob"].split("$")[4]  # each has its own salt
+
+
+def test_a_port_in_use_is_one_line_and_exit_2(web: Web) -> None:
+    taken = web.url.rsplit(":", 1)[1]
+    run = subprocess.run(
+        [sys.executable, str(AGENT), "web", "--port", taken], capture_output=True, cwd=web.cwd, env=web.env, timeout=60
+    )
+    assert run.returncode == 2
+    assert run.stderr.decode().startswith(f"error: cannot listen on 127.0.0.1:{taken}")
+    assert len(run.stderr.decode().splitlines()) == 1
