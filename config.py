@@ -127,6 +127,7 @@ def load_settings(
 ) -> Settings:
     """Resolve settings from flags (the arguments) over the environment and ``.env``."""
     env = environment() if env is None else env
+    state_dir = _state_dir(env)
     base_url = env.get("OPENAI_BASE_URL") or None
     api = env.get("MEMCHAT_API") or ("chat_completions" if base_url else "responses")
     if api not in ("responses", "chat_completions"):
@@ -145,8 +146,8 @@ def load_settings(
         timeout=_number(env, "MEMCHAT_TIMEOUT", DEFAULT_TIMEOUT, float),
         retries=int(_number(env, "MEMCHAT_RETRIES", DEFAULT_RETRIES, int)),
         instructions=env.get("MEMCHAT_INSTRUCTIONS") or DEFAULT_INSTRUCTIONS,
-        history_file=Path(env.get("MEMCHAT_HISTORY_FILE") or _state_dir(env) / "input_history"),
-        state_dir=_state_dir(env),
+        history_file=Path(env.get("MEMCHAT_HISTORY_FILE") or state_dir / "input_history"),
+        state_dir=state_dir,
         tracing=env.get("MEMCHAT_TRACING", "").lower() in ("1", "true", "yes", "on"),
         encryption_key=env.get("MEMCHAT_ENCRYPTION_KEY") or None,
     )

@@ -70,7 +70,7 @@ class Chat:
             return Outcome.FAILED
 
     async def _turn(self, message: Message, *, stream: bool) -> Outcome:
-        from .model_errors import describe_model_error
+        from .model_errors import describe_failed_turn
 
         runner = self._turn_runner()
         streamed_any = False
@@ -91,7 +91,7 @@ class Chat:
         except Exception as exc:  # noqa: BLE001 - any model failure becomes one line
             if streamed_any:
                 self.out.end_stream()
-            self.out.error(describe_model_error(exc, self.settings) + " (nothing was saved)")
+            self.out.error(describe_failed_turn(exc, self.settings))
             return Outcome.FAILED
         if stream:
             # While the user reads and types, not before the prompt comes back.

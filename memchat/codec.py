@@ -47,10 +47,6 @@ class Codec:
             key = hashlib.scrypt(passphrase.encode(), salt=b"memchat/" + user.encode(), dklen=32, **SCRYPT)
             self._fernet = Fernet(base64.urlsafe_b64encode(key))
 
-    @property
-    def encrypts(self) -> bool:
-        return self._fernet is not None
-
     def encode(self, item: Item) -> str:
         return self.encode_text(json.dumps(item, ensure_ascii=False))
 

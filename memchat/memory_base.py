@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
 
 from .codec import Codec
 from .items import Item, is_user_message
@@ -26,6 +27,7 @@ END = 2**62
 
 Row = tuple[int, Item]
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 class MemoryBase(ABC):
@@ -110,12 +112,17 @@ async def last_turn_start(rows: AsyncIterator[Row]) -> int | None:
     return None
 
 
-async def uninterrupted(write: Awaitable[T]) -> T:
-    """Finish ``write`` even if the caller is cancelled meanwhile, then pass the cancellation on."""
-    task = asyncio.ensure_future(write)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            await task
-        raise
+def uninterrupted(write: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+    """A write that runs to its end even if the caller is cancelled meanwhile; the cancellation is passed on after."""
+
+    @functools.wraps(write)
+    async def finishing(*args: P.args, **kwargs: P.kwargs) -> T:
+        task = asyncio.ensure_future(write(*args, **kwargs))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await task
+            raise
+
+    return finishing

@@ -39,6 +39,11 @@ def describe_model_error(exc: BaseException, settings: Settings) -> str:
     return redact(message, settings)
 
 
+def describe_failed_turn(exc: BaseException, settings: Settings) -> str:
+    """The one line shown when a turn's model call fails, in the terminal and on the web page alike."""
+    return describe_model_error(exc, settings) + " (nothing was saved)"
+
+
 def redact(text: str, settings: Settings) -> str:
     """Remove the API key from text that may echo it back."""
     if settings.api_key:

@@ -238,10 +238,8 @@ class PostgresMemory(MemoryBase):
             )
         return [self.codec.decode(data) for (data,) in rows]
 
+    @uninterrupted
     async def add_items(self, items: list[Item]) -> None:
-        await uninterrupted(self._add_items(items))
-
-    async def _add_items(self, items: list[Item]) -> None:
         if not items:
             return
         rows = [{"user": self.session_id, "data": self.codec.encode(item)} for item in items]
@@ -255,10 +253,8 @@ class PostgresMemory(MemoryBase):
                 {"user": self.session_id},
             )
 
+    @uninterrupted
     async def pop_item(self) -> Item | None:
-        return await uninterrupted(self._pop_item())
-
-    async def _pop_item(self) -> Item | None:
         async with self._locked() as conn:
             if conn is None:
                 return None
@@ -277,10 +273,8 @@ class PostgresMemory(MemoryBase):
             # Decoded inside the transaction: an item that cannot be read (a wrong key) rolls the delete back.
             return None if row is None else self.codec.decode(row[0])
 
+    @uninterrupted
     async def clear_session(self) -> None:
-        await uninterrupted(self._clear_session())
-
-    async def _clear_session(self) -> None:
         async with self._locked() as conn:
             if conn is None:
                 return
@@ -289,10 +283,8 @@ class PostgresMemory(MemoryBase):
             await conn.execute(text("DELETE FROM memchat_summaries WHERE session_id = :user"), params)
             await conn.execute(text("DELETE FROM agent_sessions WHERE session_id = :user"), params)
 
+    @uninterrupted
     async def undo(self) -> int:
-        return await uninterrupted(self._undo())
-
-    async def _undo(self) -> int:
         async with self._locked() as conn:
             if conn is None:
                 return 0
@@ -331,10 +323,8 @@ class PostgresMemory(MemoryBase):
         )
         return Summary(self.codec.decode_text(rows[0][0]), rows[0][1]) if rows else None
 
+    @uninterrupted
     async def save_summary(self, summary: Summary) -> None:
-        await uninterrupted(self._save_summary(summary))
-
-    async def _save_summary(self, summary: Summary) -> None:
         async with self._locked() as conn:
             if conn is None:
                 return

@@ -153,6 +153,10 @@ class RedisMemory(MemoryBase):
         self._session_key = f"{PREFIX}:{user}"
         self._messages_key = f"{self._session_key}:messages"
 
+    async def _watched(self, change: Callable[[Any], Awaitable[T]]) -> T:
+        """``change`` under ``WATCH`` of this user's keys (see ``RedisStore.watched``)."""
+        return await self._store.watched((self._session_key, self._messages_key), change)
+
     async def get_items(self, limit: int | None = None) -> list[Item]:
         if limit is not None and limit <= 0:
             return []
@@ -183,7 +187,7 @@ class RedisMemory(MemoryBase):
             await self._truncate(pipe, count - 1)
             return item
 
-        return await self._store.watched((self._session_key, self._messages_key), change)
+        return await self._watched(change)
 
     async def clear_session(self) -> None:
         with self._store.errors():
@@ -199,7 +203,7 @@ class RedisMemory(MemoryBase):
             await self._truncate(pipe, start - 1)
             return count - (start - 1)
 
-        return await self._store.watched((self._session_key, self._messages_key), change)
+        return await self._watched(change)
 
     async def _truncate(self, pipe: Any, keep: int) -> None:
         """Queue the removal of every item after position ``keep``; a summary reaching past it is cut back."""
@@ -252,7 +256,7 @@ class RedisMemory(MemoryBase):
                     },
                 )
 
-        await self._store.watched((self._session_key, self._messages_key), change)
+        await self._watched(change)
 
 
 def _timestamp(seconds: int) -> str:

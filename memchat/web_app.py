@@ -22,7 +22,7 @@ from memchat.commands import Command, CommandError, Message, parse
 from memchat.errors import MemchatError
 from memchat.items import describe
 from memchat.memory import Memory, Store
-from memchat.model_errors import describe_model_error
+from memchat.model_errors import describe_failed_turn
 from memchat.passwords import verify_password
 from memchat.stores import open_store
 from memchat.turn import TurnRunner
@@ -130,7 +130,7 @@ async def turn(mine: Memory, text: str) -> None:
     except MemchatError:
         raise
     except Exception as exc:  # noqa: BLE001 - any model failure becomes one line in the chat
-        await error(describe_model_error(exc, SETTINGS) + " (nothing was saved)")
+        await error(describe_failed_turn(exc, SETTINGS))
         return
     finally:
         pieces.put_nowait(None)
