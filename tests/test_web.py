@@ -152,6 +152,12 @@ def chat_ready(page) -> None:  # type: ignore[no-untyped-def]
     page.get_by_role("button", name="undo").wait_for(timeout=20_000)
 
 
+def open_chat(page, web: Web, user: str) -> None:  # type: ignore[no-untyped-def]
+    """Log in as ``user`` and wait for the chat to be ready."""
+    log_in(page, web, user)
+    chat_ready(page)
+
+
 def send(page, text: str) -> None:  # type: ignore[no-untyped-def]
     page.locator("#chat-input").fill(text)
     page.keyboard.press("Enter")
@@ -176,8 +182,7 @@ def test_a_wrong_password_or_a_user_without_one_is_refused(page, web: Web) -> No
 
 
 def test_log_in_send_and_see_the_reply_stream_in(page, web: Web, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    log_in(page, web, "alice")
-    chat_ready(page)
+    open_chat(page, web, "alice")
     words = "one two three four five six seven eight nine ten eleven twelve"
     send(page, words)
     seen: list[str] = []
@@ -193,8 +198,7 @@ def test_log_in_send_and_see_the_reply_stream_in(page, web: Web, tmp_path: Path)
 
 
 def test_reloading_the_page_shows_the_stored_history(page, web: Web) -> None:  # type: ignore[no-untyped-def]
-    log_in(page, web, "alice")
-    chat_ready(page)
+    open_chat(page, web, "alice")
     initial = len(stored_items(web.db, "alice"))
     send(page, "remember the lighthouse")
     wait_for_text(page, "You said: remember the lighthouse")
@@ -207,8 +211,7 @@ def test_reloading_the_page_shows_the_stored_history(page, web: Web) -> None:  #
 
 def test_a_fact_told_in_the_terminal_is_known_on_the_page_and_back(page, web: Web) -> None:  # type: ignore[no-untyped-def]
     assert web.terminal("alice", "my name is Alice\n") == "You said: my name is Alice\n"
-    log_in(page, web, "alice")
-    chat_ready(page)
+    open_chat(page, web, "alice")
     send(page, "what's my name?")
     wait_for_text(page, "Your name is Alice.")
     initial = len(stored_items(web.db, "alice"))
@@ -220,8 +223,7 @@ def test_a_fact_told_in_the_terminal_is_known_on_the_page_and_back(page, web: We
 
 def test_user_b_never_sees_user_as_messages(page, web: Web) -> None:  # type: ignore[no-untyped-def]
     web.terminal("alice", "my secret is the blue door\n")
-    log_in(page, web, "bob")
-    chat_ready(page)
+    open_chat(page, web, "bob")
     send(page, "what's my name?")
     wait_for_text(page, "I don't know your name yet.")
     page.reload()
@@ -234,8 +236,7 @@ def test_user_b_never_sees_user_as_messages(page, web: Web) -> None:  # type: ig
 
 def test_undo_and_clear_do_what_they_do_in_the_terminal(page, web: Web) -> None:  # type: ignore[no-untyped-def]
     web.terminal("bob", "first\n")
-    log_in(page, web, "bob")
-    chat_ready(page)
+    open_chat(page, web, "bob")
     initial = len(stored_items(web.db, "bob"))
     send(page, "second")
     wait_for_text(page, "You said: second")
@@ -249,8 +250,7 @@ def test_undo_and_clear_do_what_they_do_in_the_terminal(page, web: Web) -> None:
 
 
 def test_a_model_error_is_one_clear_message_without_the_key(page, web: Web) -> None:  # type: ignore[no-untyped-def]
-    log_in(page, web, "alice")
-    chat_ready(page)
+    open_chat(page, web, "alice")
     before = stored_items(web.db, "alice")
     send(page, "boom [[status:500]]")
     wait_for_text(page, "error:")
@@ -261,8 +261,7 @@ def test_a_model_error_is_one_clear_message_without_the_key(page, web: Web) -> N
 
 
 def test_stopping_a_reply_stores_nothing_of_it(page, web: Web) -> None:  # type: ignore[no-untyped-def]
-    log_in(page, web, "alice")
-    chat_ready(page)
+    open_chat(page, web, "alice")
     before = stored_items(web.db, "alice")
     send(page, "[[slow]] a b c d e f g h i j k l m n o p")
     wait_for_text(page, "You said: a")
