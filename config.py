@@ -8,6 +8,8 @@ parent directory's, never written). This module imports nothing heavy, so
 
 from __future__ import annotations
 
+import io
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,7 @@ DEFAULT_DB = "conversion.db"
 # A current small OpenAI chat model; any server's model name works with --model.
 DEFAULT_MODEL = "gpt-5.4-mini"
 DEFAULT_TIMEOUT = 60.0
+DEFAULT_STORE_TIMEOUT = 20.0
 DEFAULT_RETRIES = 2
 DEFAULT_CONTEXT_TOKENS = 8000
 MIN_CONTEXT_TOKENS = 100
@@ -44,6 +47,7 @@ ENVIRONMENT: dict[str, str] = {
     "MEMCHAT_CONTEXT_TOKENS": f"most tokens of history sent per request (default {DEFAULT_CONTEXT_TOKENS})",
     "MEMCHAT_TIMEOUT": f"seconds to wait for the model (default {DEFAULT_TIMEOUT:g})",
     "MEMCHAT_RETRIES": f"retries on 429, 5xx and connection errors (default {DEFAULT_RETRIES})",
+    "MEMCHAT_STORE_TIMEOUT": f"seconds to wait for a PostgreSQL or Redis server (default {DEFAULT_STORE_TIMEOUT:g})",
     "MEMCHAT_INSTRUCTIONS": "system instructions for the assistant",
     "MEMCHAT_HISTORY_FILE": "where typed input history is kept",
     "MEMCHAT_TRACING": "1 to export traces to OpenAI (off by default)",
@@ -68,6 +72,7 @@ class Settings:
     context_tokens: int
     timeout: float
     retries: int
+    store_timeout: float
     instructions: str
     history_file: Path
     # Where memchat keeps its own files: input history, the web page's secret and settings.
@@ -88,10 +93,25 @@ class Settings:
 def environment(cwd: Path | None = None) -> dict[str, str]:
     """The process environment over the ``.env`` of the current directory."""
     dotenv_file = (cwd or Path.cwd()) / ".env"
-    from_file = dotenv_values(dotenv_file) if dotenv_file.is_file() else {}
+    from_file = _read_dotenv(dotenv_file) if dotenv_file.is_file() else {}
     merged = {key: value for key, value in from_file.items() if value is not None}
     merged.update(os.environ)
     return merged
+
+
+def _read_dotenv(path: Path) -> dict[str, str | None]:
+    """The settings of a ``.env`` file, or one line saying why it cannot be read."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte {exc.start + 1}): save it as UTF-8, or move it out of this folder"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path} ({exc.strerror}): check its permissions") from None
+    if "\x00" in text:
+        raise ConfigError(f"{path} holds a NUL byte, so it is not a text file: fix or remove it")
+    return dotenv_values(stream=io.StringIO(text))
 
 
 def check_user_id(user: str) -> str:
@@ -143,8 +163,9 @@ def load_settings(
         api_key=env.get("OPENAI_API_KEY") or None,
         base_url=base_url,
         context_tokens=_context_tokens(context_tokens, env),
-        timeout=_number(env, "MEMCHAT_TIMEOUT", DEFAULT_TIMEOUT, float),
+        timeout=_number(env, "MEMCHAT_TIMEOUT", DEFAULT_TIMEOUT, float, positive=True),
         retries=int(_number(env, "MEMCHAT_RETRIES", DEFAULT_RETRIES, int)),
+        store_timeout=_number(env, "MEMCHAT_STORE_TIMEOUT", DEFAULT_STORE_TIMEOUT, float, positive=True),
         instructions=env.get("MEMCHAT_INSTRUCTIONS") or DEFAULT_INSTRUCTIONS,
         history_file=Path(env.get("MEMCHAT_HISTORY_FILE") or state_dir / "input_history"),
         state_dir=state_dir,
@@ -153,7 +174,9 @@ def load_settings(
     )
 
 
-def _number(env: dict[str, str], name: str, default: float, kind: type[int] | type[float]) -> float:
+def _number(
+    env: dict[str, str], name: str, default: float, kind: type[int] | type[float], *, positive: bool = False
+) -> float:
     raw = env.get(name)
     if not raw:
         return default
@@ -161,6 +184,10 @@ def _number(env: dict[str, str], name: str, default: float, kind: type[int] | ty
         value = kind(raw)
     except ValueError:
         raise ConfigError(f"{name} is {raw!r}: use a number such as {default:g}") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} is {raw!r}: use a finite number such as {default:g}")
+    if positive and value <= 0:
+        raise ConfigError(f"{name} is {raw!r}: use a number of seconds above zero, such as {default:g}")
     if value < 0:
         raise ConfigError(f"{name} is {raw!r}: use a number of zero or more")
     return value

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from config import Settings, check_user_id
 
 from .commands import HELP, Blank, Command, CommandError, Leave, Message, parse
-from .errors import MemchatError
+from .errors import MemchatError, StoreLostError
 from .memory import Store
 from .output import Output
 
@@ -28,6 +28,8 @@ class Outcome(enum.Enum):
     OK = "ok"
     FAILED = "failed"
     LEAVE = "leave"
+    # The store is gone (its file deleted or replaced): nothing more can be kept, so the chat ends.
+    STOP = "stop"
 
 
 def preload_model_code() -> None:
@@ -67,7 +69,7 @@ class Chat:
             return await self._turn(parsed, stream=stream)
         except (CommandError, MemchatError) as exc:
             self.out.error(str(exc))
-            return Outcome.FAILED
+            return Outcome.STOP if isinstance(exc, StoreLostError) else Outcome.FAILED
 
     async def _turn(self, message: Message, *, stream: bool) -> Outcome:
         from .model_errors import describe_failed_turn
@@ -82,10 +84,11 @@ class Chat:
 
         try:
             if stream:
-                await runner.run(self.memory, message.text, show)
+                result = await runner.run(self.memory, message.text, show)
                 self.out.end_stream()
             else:
-                self.out.reply(await runner.run(self.memory, message.text))
+                result = await runner.run(self.memory, message.text)
+                self.out.reply(result.reply)
         except MemchatError:
             raise
         except Exception as exc:  # noqa: BLE001 - any model failure becomes one line
@@ -93,6 +96,9 @@ class Chat:
                 self.out.end_stream()
             self.out.error(describe_failed_turn(exc, self.settings))
             return Outcome.FAILED
+        if result.not_saved is not None:
+            self.out.error(f"the reply above was not saved: {result.not_saved}")
+            return Outcome.STOP if isinstance(result.not_saved, StoreLostError) else Outcome.FAILED
         if stream:
             # While the user reads and types, not before the prompt comes back.
             if self._fold is None or self._fold.done():

@@ -139,7 +139,7 @@ async def _run(args: argparse.Namespace) -> int:
     settings = load_settings(user=args.user, db=args.db, model=args.model, context_tokens=args.context_tokens)
     settings.require_model_access()
     out = Output()
-    store = await open_store(settings.db, encryption_key=settings.encryption_key)
+    store = await open_store(settings.db, encryption_key=settings.encryption_key, timeout=settings.store_timeout)
     chat = Chat(settings, store, out)
     try:
         await chat.memory.check_readable()
@@ -169,7 +169,7 @@ async def _passwd(args: argparse.Namespace) -> int:
     else:
         password = sys.stdin.readline().rstrip("\r\n")
     hashed = hash_password(password)
-    store = await open_store(settings.db)
+    store = await open_store(settings.db, timeout=settings.store_timeout)
     try:
         await store.set_password_hash(settings.user, hashed)
     finally:
@@ -194,10 +194,11 @@ async def _copy(args: argparse.Namespace) -> int:
     if args.source == args.target:
         raise MemchatError("--from and --to name the same store: nothing to copy")
     out = Output()
-    key = load_settings().encryption_key
-    source = await open_store(args.source, create=False, encryption_key=key)
+    settings = load_settings()
+    key, timeout = settings.encryption_key, settings.store_timeout
+    source = await open_store(args.source, create=False, encryption_key=key, timeout=timeout)
     try:
-        target = await open_store(args.target, encryption_key=key)
+        target = await open_store(args.target, encryption_key=key, timeout=timeout)
         try:
             results = await copy_store(source, target, users)
         finally:

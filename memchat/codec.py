@@ -29,6 +29,13 @@ ENVELOPE = "memchat_encrypted"
 SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 
 
+class UnreadableError(ValueError):
+    """A stored row that is not an item: damaged, or written by another program.
+
+    Readers skip such rows, as the SDK's own sessions do, so one bad row cannot stop every start.
+    """
+
+
 class Codec:
     """Items and summaries to stored text and back, for one user."""
 
@@ -51,9 +58,15 @@ class Codec:
         return self.encode_text(json.dumps(item, ensure_ascii=False))
 
     def decode(self, stored: str | bytes) -> Item:
-        data = json.loads(stored)
+        """The item a row holds; ``UnreadableError`` if it holds none, ``StoreError`` if the key does not fit."""
+        try:
+            data = json.loads(stored)
+        except (ValueError, TypeError):
+            raise UnreadableError(stored) from None
         if isinstance(data, dict) and ENVELOPE in data:
             data = json.loads(self._decrypt(data))
+        if not isinstance(data, dict):
+            raise UnreadableError(stored)
         item: Item = data
         return item
 

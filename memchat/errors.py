@@ -15,3 +15,11 @@ class MemchatError(Exception):
 
 class StoreError(MemchatError):
     """The store of memories cannot be used; the message says why and what to do."""
+
+
+class StoreLostError(StoreError):
+    """The store went away under a running memchat (its file deleted or replaced): the chat cannot go on."""
+
+
+class StoreUnreachableError(StoreError):
+    """The store's server could not be reached, or the connection dropped: trying again may work."""

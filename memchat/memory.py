@@ -1,19 +1,23 @@
 """The interface every store of memories offers, whatever its backend.
 
 ``Memory`` is one user's conversation. It is a structural match for the Agents
-SDK's ``Session`` protocol (``get_items``, ``add_items``, ``pop_item``,
-``clear_session``), so it can be handed to the SDK where a Session is expected,
+SDK's ``Session`` protocol (``session_settings``, ``get_items``, ``add_items``,
+``pop_item``, ``clear_session``), so it can be handed to the SDK where a Session is expected,
 plus the few operations memchat needs on top: whole-turn reads and undo.
 ``Store`` holds every user's memory and knows who is in it.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .items import Item
+
+if TYPE_CHECKING:
+    # For the type checker only: importing the SDK takes seconds, and the database paths never need it.
+    from agents import SessionSettings, TResponseInputItem
 
 
 @dataclass(frozen=True)
@@ -53,16 +57,17 @@ class Memory(Protocol):
     """One user's stored conversation."""
 
     session_id: str
+    session_settings: SessionSettings | None
 
-    async def get_items(self, limit: int | None = None) -> list[Item]:
-        """The latest ``limit`` items (all when None), oldest first."""
+    async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
+        """The latest ``limit`` items (all when None: ``session_settings.limit``, if set), oldest first."""
         ...
 
-    async def add_items(self, items: list[Item]) -> None:
+    async def add_items(self, items: Sequence[Mapping[str, Any]]) -> None:
         """Append items all together or not at all."""
         ...
 
-    async def pop_item(self) -> Item | None:
+    async def pop_item(self) -> TResponseInputItem | None:
         """Remove and return the newest item."""
         ...
 

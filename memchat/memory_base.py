@@ -12,12 +12,16 @@ import asyncio
 import contextlib
 import functools
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
-from .codec import Codec
+from .codec import Codec, UnreadableError
+from .errors import StoreUnreachableError
 from .items import Item, is_user_message
 from .memory import Summary, Turn
+
+if TYPE_CHECKING:
+    from agents import SessionSettings, TResponseInputItem
 
 # Rows are read this many at a time, so a lazy reader never holds more.
 PAGE_ROWS = 64
@@ -25,7 +29,11 @@ PAGE_ROWS = 64
 # A position later than any stored one: "up to the end".
 END = 2**62
 
+# A write over a connection that dropped is tried this often in all, with a short wait between.
+WRITE_ATTEMPTS = 3
+
 Row = tuple[int, Item]
+RawRow = tuple[int, Any]
 T = TypeVar("T")
 P = ParamSpec("P")
 
@@ -36,28 +44,64 @@ class MemoryBase(ABC):
     def __init__(self, user: str, codec: Codec) -> None:
         self.session_id = user
         self.codec = codec
+        # The SDK's Session attribute: its ``limit`` applies when get_items is called without one.
+        self.session_settings: SessionSettings | None = None
+
+    async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
+        if limit is None and self.session_settings is not None:
+            limit = self.session_settings.limit
+        if limit is None:
+            items = [item async for _, item in self.rows_forward(0, END)]
+        else:
+            items = []
+            if limit > 0:
+                async for _, item in self.rows_backward(0):
+                    items.append(item)
+                    if len(items) == limit:
+                        break
+            items.reverse()
+        return cast("list[TResponseInputItem]", items)
+
+    async def add_items(self, items: Sequence[Mapping[str, Any]]) -> None:
+        if items:
+            await self.append([dict(item) for item in items])
+
+    async def pop_item(self) -> TResponseInputItem | None:
+        return cast("TResponseInputItem | None", await self.pop())
 
     @abstractmethod
-    async def page(self, after: int, before: int, *, newest_first: bool, conn: Any = None) -> list[Row]:
-        """Up to ``PAGE_ROWS`` (position, item) rows strictly between two positions.
+    async def append(self, items: list[Item]) -> None:
+        """Append ``items`` (never empty) all together or not at all."""
+
+    @abstractmethod
+    async def pop(self) -> Item | None:
+        """Remove and return the newest readable item, dropping unreadable rows above it."""
+
+    @abstractmethod
+    async def raw_page(self, after: int, before: int, *, newest_first: bool, conn: Any = None) -> list[RawRow]:
+        """Up to ``PAGE_ROWS`` (position, stored text) rows strictly between two positions.
 
         ``conn``, where a store has one, reads inside that open transaction.
         """
 
+    async def page(self, after: int, before: int, *, newest_first: bool) -> list[Row]:
+        """Up to ``PAGE_ROWS`` rows, decoded; rows holding no item are left out."""
+        return readable(self.codec, await self.raw_page(after, before, newest_first=newest_first))
+
     async def rows_backward(self, after: int, conn: Any = None) -> AsyncIterator[Row]:
         """Rows after ``after``, newest first, a page at a time: stopping early reads no more."""
         before = END
-        while page := await self.page(after, before, newest_first=True, conn=conn):
-            for row in page:
+        while raw := await self.raw_page(after, before, newest_first=True, conn=conn):
+            for row in readable(self.codec, raw):
                 yield row
-            before = page[-1][0]
+            before = raw[-1][0]
 
     async def rows_forward(self, after: int, before: int) -> AsyncIterator[Row]:
         """Rows strictly between two positions, oldest first, a page at a time."""
-        while page := await self.page(after, before, newest_first=False):
-            for row in page:
+        while raw := await self.raw_page(after, before, newest_first=False):
+            for row in readable(self.codec, raw):
                 yield row
-            after = page[-1][0]
+            after = raw[-1][0]
 
     async def turns_backward(self, after: int) -> AsyncIterator[Turn]:
         items: list[Item] = []
@@ -104,6 +148,17 @@ class MemoryBase(ABC):
         return [item for turn in reversed(newest) for item in turn.items]
 
 
+def readable(codec: Codec, rows: Iterable[RawRow]) -> list[Row]:
+    """Decoded rows; rows that hold no item are skipped (see ``codec.UnreadableError``)."""
+    decoded: list[Row] = []
+    for position, data in rows:
+        try:
+            decoded.append((position, codec.decode(data)))
+        except UnreadableError:
+            continue
+    return decoded
+
+
 async def last_turn_start(rows: AsyncIterator[Row]) -> int | None:
     """The position where the newest turn begins, given rows newest first; None if no user message."""
     async for position, item in rows:
@@ -126,3 +181,23 @@ def uninterrupted(write: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Cor
             raise
 
     return finishing
+
+
+async def write_surely(write: Callable[[list[int]], Awaitable[None]], landed: Callable[[int], Awaitable[bool]]) -> None:
+    """Run ``write`` again when the connection drops, but never write twice.
+
+    ``write(mark)`` puts into ``mark`` the newest position it saw before writing; after a
+    dropped connection ``landed(position)`` tells whether the write was applied after all
+    (the server may have committed it just before the connection went).
+    """
+    mark: list[int] = []
+    for attempt in range(1, WRITE_ATTEMPTS + 1):
+        try:
+            await write(mark)
+            return
+        except StoreUnreachableError:
+            if mark and await landed(mark[0]):
+                return
+            if attempt == WRITE_ATTEMPTS:
+                raise
+            await asyncio.sleep(0.25 * attempt)

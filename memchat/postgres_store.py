@@ -12,25 +12,35 @@ off half-way costs a dropped connection, not just the write.
 Every write locks the user's ``agent_sessions`` row first, as the SDK's own
 class does, so writers of one user (memchat processes on any host, or SDK
 sessions) take turns and a turn's rows get consecutive ids. A lock held too
-long by someone else ends in a clear error, not a hang.
+long by someone else ends in a clear error, not a hang, and so does a server
+that stops answering: every statement has a time limit on the server and on
+the client. A connection the server dropped is noticed before use and replaced,
+so a server that comes back is used again without restarting memchat; a turn
+whose write met a dropped connection is tried again, after checking that it did
+not land.
+
+The summary counts only while the message it ends at is still stored, so the
+SDK's own ``clear_session`` or ``pop_item`` on the same tables cannot leave a
+summary of messages that are gone.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from .codec import Codecs
-from .errors import StoreError
+from .codec import Codecs, UnreadableError
+from .errors import StoreError, StoreUnreachableError
 from .items import Item
 from .memory import Summary, UserStats
-from .memory_base import PAGE_ROWS, MemoryBase, Row, last_turn_start, uninterrupted
+from .memory_base import PAGE_ROWS, MemoryBase, RawRow, last_turn_start, uninterrupted, write_surely
 from .stores import redact
 
 CONNECT_TIMEOUT_SECONDS = 10
@@ -74,6 +84,12 @@ SCHEMA = [
     """,
 ]
 
+READ_SUMMARY = """
+SELECT s.summary, s.through_id FROM memchat_summaries AS s
+WHERE s.session_id = :user
+AND EXISTS (SELECT 1 FROM agent_messages WHERE id = s.through_id AND session_id = :user)
+"""
+
 # Same rule as the SQLite store: never move the summary backward, never save one for a cleared memory.
 SAVE_SUMMARY = """
 INSERT INTO memchat_summaries (session_id, summary, through_id)
@@ -84,29 +100,47 @@ WHERE EXISTS (
 ON CONFLICT (session_id) DO UPDATE
 SET summary = EXCLUDED.summary, through_id = EXCLUDED.through_id, updated_at = CURRENT_TIMESTAMP
 WHERE memchat_summaries.through_id < EXCLUDED.through_id
+OR NOT EXISTS (
+    SELECT 1 FROM agent_messages
+    WHERE id = memchat_summaries.through_id AND session_id = CAST(:user AS VARCHAR)
+)
 """
 
 
 class PostgresStore:
     """Every user's memory in one PostgreSQL database."""
 
-    def __init__(self, engine: AsyncEngine, location: str, encryption_key: str | None = None) -> None:
+    def __init__(self, engine: AsyncEngine, location: str, encryption_key: str | None, timeout: float) -> None:
         self._engine = engine
         self.location = location
         self.codecs = Codecs(encryption_key)
+        self.timeout = timeout
 
     @classmethod
-    async def open(cls, url: str, encryption_key: str | None = None) -> PostgresStore:
-        """Connect, and create the tables if this database has none yet."""
-        parsed = make_url(url)
+    async def open(cls, url: str, encryption_key: str | None = None, timeout: float = 20.0) -> PostgresStore:
+        """Connect, and create the tables if this database has none yet.
+
+        The server ends a statement that runs ``timeout`` seconds, and the client gives up
+        on a server that stays silent a little longer (one that hangs cannot end anything).
+        """
+        parsed = _checked_url(url)
+        milliseconds = str(int(timeout * 1000))
         store = cls(
             create_async_engine(
                 parsed.set(drivername="postgresql+asyncpg"),
-                connect_args={"timeout": CONNECT_TIMEOUT_SECONDS},
+                connect_args={
+                    "timeout": min(CONNECT_TIMEOUT_SECONDS, timeout),
+                    "command_timeout": timeout + 2,
+                    "server_settings": {
+                        "statement_timeout": milliseconds,
+                        "idle_in_transaction_session_timeout": milliseconds,
+                    },
+                },
                 pool_pre_ping=True,
             ),
             redact(url),
             encryption_key,
+            timeout,
         )
         try:
             async with store.connection(write=True) as conn:
@@ -170,10 +204,14 @@ class PostgresStore:
             raise
         except DBAPIError as exc:
             cause = exc.orig.__cause__ if exc.orig is not None else None
+            if exc.connection_invalidated:  # the connection dropped mid-statement
+                raise self._unreachable(cause or exc.orig or exc) from None
             raise self._explain(cause or exc.orig or exc) from None
         except (OSError, TimeoutError) as exc:
             raise self._unreachable(exc) from None
         except SQLAlchemyError as exc:
+            if isinstance(exc.__cause__, (OSError, TimeoutError)):
+                raise self._unreachable(exc.__cause__) from None
             raise StoreError(f"PostgreSQL at {self.location} failed: {exc}") from None
 
     def _explain(self, exc: BaseException) -> StoreError:
@@ -182,6 +220,11 @@ class PostgresStore:
             return self._unreachable(exc)
         code = getattr(exc, "sqlstate", None)
         message = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        if code == "57014":  # query_canceled: the statement timeout
+            return StoreUnreachableError(
+                f"PostgreSQL at {self.location} did not finish within {self.timeout:g} s: "
+                "the server is overloaded or stuck; try again, or raise MEMCHAT_STORE_TIMEOUT"
+            )
         if code == "55P03":  # lock_not_available
             return StoreError(
                 f"this memory stayed locked by another process for {LOCK_TIMEOUT_SECONDS} s: try again, "
@@ -195,8 +238,8 @@ class PostgresStore:
         return StoreError(f"PostgreSQL at {self.location} failed: {message}")
 
     def _unreachable(self, exc: BaseException) -> StoreError:
-        reason = redact(str(exc)) or "timed out"
-        return StoreError(
+        reason = redact(str(exc)) or f"no answer within {self.timeout:g} s"
+        return StoreUnreachableError(
             f"cannot reach PostgreSQL at {self.location} ({reason}): start the server or check the host and port in --db"
         )
 
@@ -220,58 +263,70 @@ class PostgresMemory(MemoryBase):
             found = await conn.execute(text("SELECT 1 FROM agent_sessions WHERE session_id = :user FOR UPDATE"), params)
             yield conn if found.first() is not None else None
 
-    async def get_items(self, limit: int | None = None) -> list[Item]:
-        if limit is None:
-            rows = await self._store.query(
-                "SELECT message_data FROM agent_messages WHERE session_id = :user ORDER BY id", user=self.session_id
-            )
-        else:
-            rows = await self._store.query(
-                """
-                SELECT message_data FROM (
-                    SELECT id, message_data FROM agent_messages
-                    WHERE session_id = :user ORDER BY id DESC LIMIT :limit
-                ) AS latest ORDER BY id
-                """,
-                user=self.session_id,
-                limit=max(limit, 0),
-            )
-        return [self.codec.decode(data) for (data,) in rows]
-
     @uninterrupted
-    async def add_items(self, items: list[Item]) -> None:
-        if not items:
-            return
+    async def append(self, items: list[Item]) -> None:
         rows = [{"user": self.session_id, "data": self.codec.encode(item)} for item in items]
-        async with self._locked(create=True) as conn:
-            assert conn is not None
-            await conn.execute(
-                text("INSERT INTO agent_messages (session_id, message_data) VALUES (:user, :data)"), rows
-            )
-            await conn.execute(
-                text("UPDATE agent_sessions SET updated_at = CURRENT_TIMESTAMP WHERE session_id = :user"),
-                {"user": self.session_id},
-            )
+        params = {"user": self.session_id}
+
+        async def write(mark: list[int]) -> None:
+            async with self._locked(create=True) as conn:
+                assert conn is not None
+                newest = (
+                    await conn.execute(
+                        text(
+                            "SELECT id, message_data FROM agent_messages WHERE session_id = :user ORDER BY id DESC LIMIT 1"
+                        ),
+                        params,
+                    )
+                ).first()
+                if newest is not None:
+                    # Another process may have started this memory under another key a moment ago.
+                    with contextlib.suppress(UnreadableError):
+                        self.codec.decode(newest[1])
+                mark[:] = [newest[0] if newest is not None else 0]
+                await conn.execute(
+                    text("INSERT INTO agent_messages (session_id, message_data) VALUES (:user, :data)"), rows
+                )
+                await conn.execute(
+                    text("UPDATE agent_sessions SET updated_at = CURRENT_TIMESTAMP WHERE session_id = :user"), params
+                )
+
+        async def landed(after: int) -> bool:
+            with contextlib.suppress(StoreError):
+                found = await self._store.query(
+                    "SELECT message_data FROM agent_messages WHERE session_id = :user AND id > :after ORDER BY id LIMIT :n",
+                    user=self.session_id,
+                    after=after,
+                    n=len(rows),
+                )
+                return [data for (data,) in found] == [row["data"] for row in rows]
+            return False
+
+        await write_surely(write, landed)
 
     @uninterrupted
-    async def pop_item(self) -> Item | None:
+    async def pop(self) -> Item | None:
         async with self._locked() as conn:
             if conn is None:
                 return None
-            row = (
-                await conn.execute(
-                    text(
-                        """
-                        DELETE FROM agent_messages WHERE id = (
-                            SELECT MAX(id) FROM agent_messages WHERE session_id = :user
-                        ) RETURNING message_data
-                        """
-                    ),
-                    {"user": self.session_id},
-                )
-            ).first()
-            # Decoded inside the transaction: an item that cannot be read (a wrong key) rolls the delete back.
-            return None if row is None else self.codec.decode(row[0])
+            while True:
+                row = (
+                    await conn.execute(
+                        text(
+                            """
+                            DELETE FROM agent_messages WHERE id = (
+                                SELECT MAX(id) FROM agent_messages WHERE session_id = :user
+                            ) RETURNING message_data
+                            """
+                        ),
+                        {"user": self.session_id},
+                    )
+                ).first()
+                if row is None:
+                    return None
+                # Decoded inside the transaction: an item that cannot be decrypted (a wrong key) rolls the delete back.
+                with contextlib.suppress(UnreadableError):
+                    return self.codec.decode(row[0])
 
     @uninterrupted
     async def clear_session(self) -> None:
@@ -303,7 +358,7 @@ class PostgresMemory(MemoryBase):
         )
         return int(rows[0][0])
 
-    async def page(self, after: int, before: int, *, newest_first: bool, conn: Any = None) -> list[Row]:
+    async def raw_page(self, after: int, before: int, *, newest_first: bool, conn: Any = None) -> list[RawRow]:
         order = "DESC" if newest_first else "ASC"
         sql = f"""
             SELECT id, message_data FROM agent_messages
@@ -315,12 +370,10 @@ class PostgresMemory(MemoryBase):
             rows = await self._store.query(sql, **params)
         else:
             rows = list((await conn.execute(text(sql), params)).all())
-        return [(row_id, self.codec.decode(data)) for row_id, data in rows]
+        return [(row_id, data) for row_id, data in rows]
 
     async def summary(self) -> Summary | None:
-        rows = await self._store.query(
-            "SELECT summary, through_id FROM memchat_summaries WHERE session_id = :user", user=self.session_id
-        )
+        rows = await self._store.query(READ_SUMMARY, user=self.session_id)
         return Summary(self.codec.decode_text(rows[0][0]), rows[0][1]) if rows else None
 
     @uninterrupted
@@ -332,3 +385,16 @@ class PostgresMemory(MemoryBase):
                 text(SAVE_SUMMARY),
                 {"user": self.session_id, "summary": self.codec.encode_text(summary.text), "through": summary.through},
             )
+
+
+def _checked_url(url: str) -> URL:
+    """The URL parsed, or one line saying what is wrong with it (a port that is not a number...)."""
+    try:
+        parsed = make_url(url)
+        _ = parsed.port
+    except (ArgumentError, ValueError) as exc:
+        raise StoreError(
+            f"--db {redact(url)} is not a usable PostgreSQL URL ({redact(str(exc))}): "
+            "write it as postgresql://USER:PASSWORD@HOST:PORT/DB"
+        ) from None
+    return parsed

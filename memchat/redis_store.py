@@ -1,42 +1,58 @@
 """Memories in Redis, in the Agents SDK's ``RedisSession`` key layout.
 
-Each user has the keys ``RedisSession`` uses with its default prefix: a hash
-``agents:session:<id>`` (session_id, created_at, updated_at) and a list
-``agents:session:<id>:messages`` of JSON items, so an agent built on that class
-reads what memchat wrote and the other way round. The running summary lives in
-two more fields of the hash, so clearing the session with either program takes
-it too.
+Each user has the keys ``RedisSession`` uses: a hash ``<prefix>:<id>``
+(session_id, created_at, updated_at) and a list ``<prefix>:<id>:messages`` of
+JSON items, so an agent built on that class reads what memchat wrote and the
+other way round. The prefix is the SDK's default ``agents:session``, or the
+URL's ``?key_prefix=`` (the SDK's ``key_prefix``), so several teams or test
+runs can share one server. The running summary lives in more fields of the
+hash, so clearing the session with either program takes it too.
 
-A position is an item's place in the list, counting from 1. A turn is appended
-with one ``RPUSH`` inside ``MULTI``, so turns from many processes never mix;
-undo, pop and the summary check what they change under ``WATCH`` and start
-again if another process wrote in between.
+A position is an item's place in the list, counting from 1. Positions can be
+reused (the SDK's ``pop_item`` then ``add_items``), so the summary also keeps a
+fingerprint of the item it ends at and counts only while that item is still in
+its place. Every change runs under ``WATCH`` and starts again if another
+process wrote in between; a turn is one ``RPUSH`` inside ``MULTI``, so turns
+from many processes never mix.
+
+A dropped connection is reconnected on the next command (with a health check
+on idle connections and bounded retries for reads). A turn's write is never
+blindly resent: after a failure memchat looks whether it landed before trying
+again, so a turn is neither lost nor stored twice.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import AuthenticationError, RedisError, ResponseError, WatchError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .codec import Codecs
-from .errors import StoreError
+from .codec import Codecs, UnreadableError
+from .errors import StoreError, StoreUnreachableError
 from .items import Item
 from .memory import Summary, UserStats
-from .memory_base import PAGE_ROWS, MemoryBase, Row, last_turn_start
+from .memory_base import PAGE_ROWS, MemoryBase, RawRow, last_turn_start, uninterrupted, write_surely
 from .stores import redact
 
 PREFIX = "agents:session"
 # Web password hashes, one field per user id (outside the SDK's prefix, so no user id can reach it).
 PASSWORDS_KEY = "memchat:passwords"
 CONNECT_TIMEOUT_SECONDS = 10
-COMMAND_TIMEOUT_SECONDS = 30
+# A connection idle this long is pinged before use, so one the server dropped is replaced, not failed on.
+HEALTH_CHECK_SECONDS = 10
+# Reads are retried this often on a dropped connection, with waits growing to a second.
+READ_RETRIES = 3
 # How often a watched change starts again when other processes keep writing.
 WATCH_ATTEMPTS = 100
 # The SDK's keys for user "a" and user "a:messages" would overlap, so such ids are refused.
@@ -48,23 +64,32 @@ T = TypeVar("T")
 class RedisStore:
     """Every user's memory in one Redis database."""
 
-    def __init__(self, client: aioredis.Redis, location: str, encryption_key: str | None = None) -> None:
+    def __init__(
+        self, client: aioredis.Redis, location: str, encryption_key: str | None = None, prefix: str = PREFIX
+    ) -> None:
         self.client = client
         self.location = location
         self.codecs = Codecs(encryption_key)
+        self.prefix = prefix
+        self.passwords_key = PASSWORDS_KEY if prefix == PREFIX else f"{PASSWORDS_KEY}:{prefix}"
 
     @classmethod
-    async def open(cls, url: str, encryption_key: str | None = None) -> RedisStore:
-        """Connect and check the server answers."""
+    async def open(cls, url: str, encryption_key: str | None = None, timeout: float = 20.0) -> RedisStore:
+        """Connect and check the server answers; a command unanswered for ``timeout`` seconds fails."""
+        server_url, prefix = split_url(url)
         store = cls(
             aioredis.from_url(
-                url,
+                server_url,
                 decode_responses=True,
-                socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
-                socket_timeout=COMMAND_TIMEOUT_SECONDS,
+                socket_connect_timeout=min(CONNECT_TIMEOUT_SECONDS, timeout),
+                socket_timeout=timeout,
+                health_check_interval=HEALTH_CHECK_SECONDS,
+                retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), READ_RETRIES),
+                retry_on_error=[RedisConnectionError, RedisTimeoutError],
             ),
             redact(url),
             encryption_key,
+            prefix,
         )
         try:
             with store.errors():
@@ -85,9 +110,10 @@ class RedisStore:
     async def users(self) -> list[UserStats]:
         found: list[tuple[str, int, int]] = []
         with self.errors():
-            async for key in self.client.scan_iter(match=f"{PREFIX}:*:messages", _type="list"):
-                user = key[len(PREFIX) + 1 : -len(":messages")]
-                count, updated = await self.client.llen(key), await self.client.hget(f"{PREFIX}:{user}", "updated_at")
+            async for key in self.client.scan_iter(match=f"{_glob_escape(self.prefix)}:*:messages", _type="list"):
+                user = key[len(self.prefix) + 1 : -len(":messages")]
+                count = await self.client.llen(key)
+                updated = await self.client.hget(f"{self.prefix}:{user}", "updated_at")
                 if count:
                     found.append((user, int(count), int(updated or 0)))
         found.sort(key=lambda row: row[2], reverse=True)
@@ -95,12 +121,12 @@ class RedisStore:
 
     async def password_hash(self, user: str) -> str | None:
         with self.errors():
-            found = await self.client.hget(PASSWORDS_KEY, user)
+            found = await self.client.hget(self.passwords_key, user)
         return None if found is None else str(found)
 
     async def set_password_hash(self, user: str, password_hash: str) -> None:
         with self.errors():
-            await self.client.hset(PASSWORDS_KEY, user, password_hash)
+            await self.client.hset(self.passwords_key, user, password_hash)
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -113,7 +139,7 @@ class RedisStore:
         except AuthenticationError as exc:
             raise StoreError(f"Redis refused the login ({redact(str(exc))}): check the password in --db") from None
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise StoreError(
+            raise StoreUnreachableError(
                 f"cannot reach Redis at {self.location} ({redact(str(exc)) or 'timed out'}): "
                 "start the server or check the host and port in --db"
             ) from None
@@ -121,6 +147,11 @@ class RedisStore:
             message = redact(str(exc))
             if message.startswith(("NOAUTH", "WRONGPASS", "AUTH")):
                 raise StoreError(f"Redis refused the login ({message}): check the password in --db") from None
+            if message.startswith("WRONGTYPE"):
+                raise StoreError(
+                    f"Redis at {self.location}: a key memchat uses holds another kind of value ({message}): "
+                    "another program uses these keys; pick another user id or ?key_prefix= in --db"
+                ) from None
             raise StoreError(f"Redis at {self.location} failed: {message}") from None
         except RedisError as exc:
             raise StoreError(f"Redis at {self.location} failed: {redact(str(exc))}") from None
@@ -150,42 +181,66 @@ class RedisMemory(MemoryBase):
         super().__init__(user, store.codecs(user))
         self._store = store
         self._redis = store.client
-        self._session_key = f"{PREFIX}:{user}"
+        self._session_key = f"{store.prefix}:{user}"
         self._messages_key = f"{self._session_key}:messages"
 
     async def _watched(self, change: Callable[[Any], Awaitable[T]]) -> T:
         """``change`` under ``WATCH`` of this user's keys (see ``RedisStore.watched``)."""
-        return await self._store.watched((self._session_key, self._messages_key), change)
 
-    async def get_items(self, limit: int | None = None) -> list[Item]:
-        if limit is not None and limit <= 0:
-            return []
-        with self._store.errors():
-            raw = await self._redis.lrange(self._messages_key, 0 if limit is None else -limit, -1)
-        return [self.codec.decode(data) for data in raw]
+        async def checked(pipe: Any) -> T:
+            # MULTI does not undo the commands before one that fails on a key of the wrong type,
+            # so the types are checked while watched, before anything is queued.
+            for key, kind in ((self._session_key, "hash"), (self._messages_key, "list")):
+                found = await pipe.type(key)
+                if found not in ("none", kind):
+                    raise ResponseError(f"WRONGTYPE {key} holds a {found}, not a {kind}")
+            return await change(pipe)
 
-    async def add_items(self, items: list[Item]) -> None:
-        if not items:
-            return
-        now = str(int(time.time()))
-        with self._store.errors():
-            async with self._redis.pipeline(transaction=True) as pipe:
+        return await self._store.watched((self._session_key, self._messages_key), checked)
+
+    @uninterrupted
+    async def append(self, items: list[Item]) -> None:
+        encoded = [self.codec.encode(item) for item in items]
+
+        async def write(mark: list[int]) -> None:
+            async def change(pipe: Any) -> None:
+                count = int(await pipe.llen(self._messages_key))
+                if count:
+                    # Another process may have started this memory under another key a moment ago.
+                    with contextlib.suppress(UnreadableError):
+                        self.codec.decode(await pipe.lindex(self._messages_key, -1))
+                mark[:] = [count]
+                now = str(int(time.time()))
+                pipe.multi()
                 pipe.hset(self._session_key, "session_id", self.session_id)
                 pipe.hsetnx(self._session_key, "created_at", now)
-                pipe.rpush(self._messages_key, *[self.codec.encode(item) for item in items])
+                pipe.rpush(self._messages_key, *encoded)
                 pipe.hset(self._session_key, "updated_at", now)
-                await pipe.execute()
 
-    async def pop_item(self) -> Item | None:
+            await self._watched(change)
+
+        async def landed(count: int) -> bool:
+            with contextlib.suppress(StoreError), self._store.errors():
+                return bool(await self._redis.lrange(self._messages_key, count, count + len(encoded) - 1) == encoded)
+            return False
+
+        await write_surely(write, landed)
+
+    async def pop(self) -> Item | None:
         async def change(pipe: Any) -> Item | None:
             count = int(await pipe.llen(self._messages_key))
-            if count == 0:
-                pipe.multi()
-                return None
-            # Decoded before the removal is queued: an item that cannot be read (a wrong key) stays.
-            item = self.codec.decode(await pipe.lindex(self._messages_key, -1))
-            await self._truncate(pipe, count - 1)
-            return item
+            while count:
+                try:
+                    # Decoded before the removal is queued: an item that cannot be decrypted (a wrong key) stays.
+                    item: Item | None = self.codec.decode(await pipe.lindex(self._messages_key, count - 1))
+                except UnreadableError:
+                    item = None
+                count -= 1
+                if item is not None:
+                    await self._truncate(pipe, count)
+                    return item
+            await self._truncate(pipe, 0)
+            return None
 
         return await self._watched(change)
 
@@ -208,21 +263,22 @@ class RedisMemory(MemoryBase):
     async def _truncate(self, pipe: Any, keep: int) -> None:
         """Queue the removal of every item after position ``keep``; a summary reaching past it is cut back."""
         through = await pipe.hget(self._session_key, "memchat_through")
+        anchor = await pipe.lindex(self._messages_key, keep - 1) if keep else None
         pipe.multi()
         if keep == 0:
             pipe.delete(self._messages_key)
-            pipe.hdel(self._session_key, "memchat_summary", "memchat_through")
+            pipe.hdel(self._session_key, "memchat_summary", "memchat_through", "memchat_anchor")
         else:
             pipe.ltrim(self._messages_key, 0, keep - 1)
             if through is not None and int(through) > keep:
-                pipe.hset(self._session_key, "memchat_through", keep)
+                pipe.hset(self._session_key, mapping={"memchat_through": keep, "memchat_anchor": _fingerprint(anchor)})
         pipe.hset(self._session_key, "updated_at", str(int(time.time())))
 
     async def count(self) -> int:
         with self._store.errors():
             return int(await self._redis.llen(self._messages_key))
 
-    async def page(self, after: int, before: int, *, newest_first: bool, conn: Any = None) -> list[Row]:
+    async def raw_page(self, after: int, before: int, *, newest_first: bool, conn: Any = None) -> list[RawRow]:
         with self._store.errors():
             high = min(before - 1, int(await self._redis.llen(self._messages_key)))
             low = max(after + 1, high - PAGE_ROWS + 1) if newest_first else after + 1
@@ -230,33 +286,72 @@ class RedisMemory(MemoryBase):
             if low > high:
                 return []
             raw = await self._redis.lrange(self._messages_key, low - 1, high - 1)
-        rows = [(low + offset, self.codec.decode(data)) for offset, data in enumerate(raw)]
+        rows = [(low + offset, data) for offset, data in enumerate(raw)]
         return rows[::-1] if newest_first else rows
 
     async def summary(self) -> Summary | None:
         with self._store.errors():
-            text, through = await self._redis.hmget(self._session_key, ["memchat_summary", "memchat_through"])
-        return (
-            Summary(self.codec.decode_text(str(text)), int(through))
-            if text is not None and through is not None
-            else None
-        )
+            text, through, anchor = await self._redis.hmget(
+                self._session_key, ["memchat_summary", "memchat_through", "memchat_anchor"]
+            )
+            if text is None or through is None:
+                return None
+            at = await self._redis.lindex(self._messages_key, int(through) - 1)
+        # The item the summary ends at was popped or replaced by someone else: the summary no longer fits.
+        if at is None or anchor != _fingerprint(str(at)):
+            return None
+        return Summary(self.codec.decode_text(str(text)), int(through))
 
     async def save_summary(self, summary: Summary) -> None:
         async def change(pipe: Any) -> None:
-            count = int(await pipe.llen(self._messages_key))
-            current = await pipe.hget(self._session_key, "memchat_through")
+            at = await pipe.lindex(self._messages_key, summary.through - 1)
+            current, anchor = await pipe.hmget(self._session_key, ["memchat_through", "memchat_anchor"])
+            valid = current is not None and anchor == _fingerprint(
+                await pipe.lindex(self._messages_key, int(current) - 1)
+            )
             pipe.multi()
-            if summary.through <= count and (current is None or int(current) < summary.through):
+            if at is not None and (not valid or int(current) < summary.through):
                 pipe.hset(
                     self._session_key,
                     mapping={
                         "memchat_summary": self.codec.encode_text(summary.text),
                         "memchat_through": summary.through,
+                        "memchat_anchor": _fingerprint(at),
                     },
                 )
 
         await self._watched(change)
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """The server URL for the driver, and the key prefix (``?key_prefix=``, else the SDK's default).
+
+    The database number is checked here: the driver would read ``/13abc`` as database 0.
+    """
+    parts = urlsplit(url)
+    try:
+        _ = parts.port
+    except ValueError:
+        raise StoreError(f"--db {redact(url)}: the port is not a number: write redis://HOST:PORT/N") from None
+    path = parts.path.strip("/")
+    if path and not path.isdigit():
+        raise StoreError(
+            f"--db {redact(url)}: the Redis database must be a number, as in redis://HOST:PORT/0, not {path!r}"
+        )
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    prefix = next((value for key, value in query if key == "key_prefix"), PREFIX)
+    if not prefix:
+        raise StoreError(f"--db {redact(url)}: key_prefix is empty: leave it out for the default, or name one")
+    rest = urlencode([(key, value) for key, value in query if key != "key_prefix"])
+    return urlunsplit(parts._replace(query=rest)), prefix
+
+
+def _fingerprint(stored: str | None) -> str:
+    return "" if stored is None else hashlib.sha256(stored.encode()).hexdigest()[:16]
+
+
+def _glob_escape(text: str) -> str:
+    return "".join(f"\\{ch}" if ch in "*?[]\\" else ch for ch in text)
 
 
 def _timestamp(seconds: int) -> str:

@@ -8,28 +8,40 @@ because memchat needs what that class does not give: a file created private
 reads and undo, a list of users, and no import of the SDK, which
 takes seconds to load, on the paths that only touch the database.
 
-Calls run inline rather than in a worker thread: each is a few milliseconds on
-an indexed table, and a call that cannot be interrupted half-way is what keeps a
-turn's write whole when Ctrl-C arrives.
+Every call runs on one worker thread that owns the connection: the event loop
+(and with it every other user of ``memchat web``) never waits on a lock or a
+slow disk, and a memory can be used from any thread or event loop, as the SDK
+allows. A write that has started runs to its end even if its caller is
+cancelled, so a turn is stored whole or not at all.
+
+Before each call the path is checked to still be the file that was opened: a
+file deleted or replaced under a running memchat is an error, not a place
+where turns vanish.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from .codec import Codecs
-from .errors import StoreError
-from .items import Item
+from .codec import Codecs, UnreadableError
+from .errors import StoreError, StoreLostError
+from .items import Item, is_user_message
 from .memory import Summary, UserStats
-from .memory_base import PAGE_ROWS, MemoryBase, Row, last_turn_start
+from .memory_base import END, PAGE_ROWS, MemoryBase, RawRow, uninterrupted
 
 # How long a write waits for another process holding the lock before giving up.
 BUSY_TIMEOUT_SECONDS = 10.0
+
+T = TypeVar("T")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS agent_sessions (
@@ -57,7 +69,16 @@ CREATE TABLE IF NOT EXISTS memchat_summaries (
     updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP
 );
 """
+TABLES = ("agent_sessions", "agent_messages", "memchat_passwords", "memchat_summaries")
 
+# A summary counts only while the message it ends at is still stored: whoever
+# removed that message (memchat, or the SDK's own clear_session or pop_item on
+# the same file) took the summary's anchor with it.
+READ_SUMMARY = """
+SELECT s.summary, s.through_id FROM memchat_summaries AS s
+WHERE s.session_id = ?1
+AND EXISTS (SELECT 1 FROM agent_messages WHERE id = s.through_id AND session_id = ?1)
+"""
 
 # Another process may have cleared this memory, or saved a summary reaching
 # further, while this one was writing its own: then the summary is not saved.
@@ -67,6 +88,7 @@ SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM agent_messages WHERE id = ?3 AND s
 ON CONFLICT (session_id) DO UPDATE
 SET summary = excluded.summary, through_id = excluded.through_id, updated_at = CURRENT_TIMESTAMP
 WHERE excluded.through_id > memchat_summaries.through_id
+OR NOT EXISTS (SELECT 1 FROM agent_messages WHERE id = memchat_summaries.through_id AND session_id = ?1)
 """
 
 
@@ -78,53 +100,97 @@ class SQLiteStore:
         self.codecs = Codecs(encryption_key)
         if not create and not self.path.exists():
             raise StoreError(f"{self.path} does not exist: check the path")
-        self._conn = _open(self.path)
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memchat-sqlite")
+        try:
+            self._conn, self._identity = self._worker.submit(_open, self.path).result()
+        except BaseException:
+            self._worker.shutdown(wait=False)
+            raise
+        self._closed = threading.Event()
 
     def memory(self, user: str) -> SQLiteMemory:
         return SQLiteMemory(self, user)
 
     async def users(self) -> list[UserStats]:
-        rows = self._conn.execute(
+        rows = await self.query(
             """
             SELECT session_id, COUNT(*), MAX(created_at) FROM agent_messages
             GROUP BY session_id ORDER BY MAX(id) DESC
             """
-        ).fetchall()
+        )
         return [UserStats(user, count, last) for user, count, last in rows]
 
     async def password_hash(self, user: str) -> str | None:
-        rows = self.query("SELECT hash FROM memchat_passwords WHERE user_id = ?", user)
+        rows = await self.query("SELECT hash FROM memchat_passwords WHERE user_id = ?", user)
         return str(rows[0][0]) if rows else None
 
     async def set_password_hash(self, user: str, password_hash: str) -> None:
-        with self.transaction() as conn:
-            conn.execute(
+        await self.write(
+            lambda conn: conn.execute(
                 """
                 INSERT INTO memchat_passwords (user_id, hash) VALUES (?, ?)
                 ON CONFLICT (user_id) DO UPDATE SET hash = excluded.hash, updated_at = CURRENT_TIMESTAMP
                 """,
                 (user, password_hash),
             )
+        )
 
     async def close(self) -> None:
-        self._conn.close()
+        if not self._closed.is_set():
+            self._closed.set()
+            await asyncio.get_running_loop().run_in_executor(self._worker, self._conn.close)
+            self._worker.shutdown(wait=True)
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction that takes the lock up front, so it never fails half-way on it."""
-        try:
-            self._conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise _busy_error(self.path, exc) from None
-        try:
-            yield self._conn
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``work(connection)`` on the store's thread; SQLite's errors become one clear line."""
+        if self._closed.is_set():
+            raise StoreError(f"{self.path} was closed: this is a bug in memchat, please report it")
+        return await asyncio.get_running_loop().run_in_executor(self._worker, self._call, work)
 
-    def query(self, sql: str, *params: object) -> list[tuple[Any, ...]]:
-        return self._conn.execute(sql, params).fetchall()
+    @uninterrupted
+    async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``work(connection)`` in a transaction that takes the write lock up front, so it never fails half-way on it."""
+
+        def transaction(conn: sqlite3.Connection) -> T:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                raise
+            return result
+
+        return await self.run(transaction)
+
+    async def query(self, sql: str, *params: object) -> list[tuple[Any, ...]]:
+        return await self.run(lambda conn: conn.execute(sql, params).fetchall())
+
+    def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        self._check_still_there()
+        try:
+            return work(self._conn)
+        except sqlite3.Error as exc:
+            self._check_still_there()
+            raise explain(self.path, exc) from None
+
+    def _check_still_there(self) -> None:
+        try:
+            now = os.stat(self.path)
+        except FileNotFoundError:
+            raise StoreLostError(
+                f"{self.path} was deleted while memchat was running, so nothing more can be kept in it: "
+                "restore the file, or start memchat again to begin a new memory there"
+            ) from None
+        except OSError as exc:
+            raise StoreError(f"cannot reach {self.path} ({exc.strerror}): check the disk and the folder") from None
+        if (now.st_dev, now.st_ino) != self._identity:
+            raise StoreLostError(
+                f"{self.path} was replaced by another file while memchat was running: "
+                "start memchat again to use the new file"
+            )
 
 
 class SQLiteMemory(MemoryBase):
@@ -134,74 +200,87 @@ class SQLiteMemory(MemoryBase):
         super().__init__(user, store.codecs(user))
         self._store = store
 
-    async def get_items(self, limit: int | None = None) -> list[Item]:
-        if limit is None:
-            rows = self._store.query(
-                "SELECT message_data FROM agent_messages WHERE session_id = ? ORDER BY id", self.session_id
-            )
-        else:
-            rows = self._store.query(
-                """
-                SELECT message_data FROM (
-                    SELECT id, message_data FROM agent_messages
-                    WHERE session_id = ? ORDER BY id DESC LIMIT ?
-                ) ORDER BY id
-                """,
-                self.session_id,
-                limit,
-            )
-        return [self.codec.decode(data) for (data,) in rows]
+    async def append(self, items: list[Item]) -> None:
+        encoded = [(self.session_id, self.codec.encode(item)) for item in items]
 
-    async def add_items(self, items: list[Item]) -> None:
-        if not items:
-            return
-        with self._store.transaction() as conn:
+        def add(conn: sqlite3.Connection) -> None:
+            # Another process may have started this memory under another key a moment ago: checked
+            # inside the lock, so two keys never both write to one memory.
+            self._check_key(conn)
             conn.execute("INSERT OR IGNORE INTO agent_sessions (session_id) VALUES (?)", (self.session_id,))
-            conn.executemany(
-                "INSERT INTO agent_messages (session_id, message_data) VALUES (?, ?)",
-                [(self.session_id, self.codec.encode(item)) for item in items],
-            )
+            conn.executemany("INSERT INTO agent_messages (session_id, message_data) VALUES (?, ?)", encoded)
             conn.execute(
-                "UPDATE agent_sessions SET updated_at = CURRENT_TIMESTAMP WHERE session_id = ?",
-                (self.session_id,),
+                "UPDATE agent_sessions SET updated_at = CURRENT_TIMESTAMP WHERE session_id = ?", (self.session_id,)
             )
 
-    async def pop_item(self) -> Item | None:
-        with self._store.transaction() as conn:
-            row = conn.execute(
-                "SELECT id, message_data FROM agent_messages WHERE session_id = ? ORDER BY id DESC LIMIT 1",
-                (self.session_id,),
-            ).fetchone()
-            if row is None:
-                return None
-            # Decoded before the delete: an item that cannot be read (a wrong key) is never removed.
-            item: Item = self.codec.decode(row[1])
-            conn.execute("DELETE FROM agent_messages WHERE id = ?", (row[0],))
-        return item
+        await self._store.write(add)
+
+    def _check_key(self, conn: sqlite3.Connection) -> None:
+        row = conn.execute(
+            "SELECT message_data FROM agent_messages WHERE session_id = ? ORDER BY id DESC LIMIT 1",
+            (self.session_id,),
+        ).fetchone()
+        if row is not None:
+            with contextlib.suppress(UnreadableError):
+                self.codec.decode(row[0])
+
+    async def pop(self) -> Item | None:
+        def pop(conn: sqlite3.Connection) -> Item | None:
+            for row_id, data in self._newest_first(conn):
+                try:
+                    # Decoded before the delete: an item that cannot be decrypted (a wrong key) is never removed.
+                    item = self.codec.decode(data)
+                except UnreadableError:
+                    item = None
+                conn.execute("DELETE FROM agent_messages WHERE id = ?", (row_id,))
+                if item is not None:
+                    return item
+            return None
+
+        return await self._store.write(pop)
 
     async def clear_session(self) -> None:
-        with self._store.transaction() as conn:
+        def clear(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM agent_messages WHERE session_id = ?", (self.session_id,))
             conn.execute("DELETE FROM agent_sessions WHERE session_id = ?", (self.session_id,))
             conn.execute("DELETE FROM memchat_summaries WHERE session_id = ?", (self.session_id,))
 
+        await self._store.write(clear)
+
     async def undo(self) -> int:
-        with self._store.transaction() as conn:
-            start = await last_turn_start(self.rows_backward(0))
-            if start is None:
-                return 0
-            removed = conn.execute(
-                "DELETE FROM agent_messages WHERE session_id = ? AND id >= ?", (self.session_id, start)
-            ).rowcount
-        return int(removed)
+        def undo(conn: sqlite3.Connection) -> int:
+            for row_id, data in self._newest_first(conn):
+                with contextlib.suppress(UnreadableError):
+                    if is_user_message(self.codec.decode(data)):
+                        return int(
+                            conn.execute(
+                                "DELETE FROM agent_messages WHERE session_id = ? AND id >= ?", (self.session_id, row_id)
+                            ).rowcount
+                        )
+            return 0
+
+        return await self._store.write(undo)
+
+    def _newest_first(self, conn: sqlite3.Connection) -> Iterator[RawRow]:
+        """This user's rows, newest first, a page at a time: stopping early reads no more."""
+        before = END
+        while page := conn.execute(
+            f"""
+            SELECT id, message_data FROM agent_messages WHERE session_id = ? AND id < ?
+            ORDER BY id DESC LIMIT {PAGE_ROWS}
+            """,
+            (self.session_id, before),
+        ).fetchall():
+            yield from page
+            before = page[-1][0]
 
     async def count(self) -> int:
-        (row,) = self._store.query("SELECT COUNT(*) FROM agent_messages WHERE session_id = ?", self.session_id)
+        (row,) = await self._store.query("SELECT COUNT(*) FROM agent_messages WHERE session_id = ?", self.session_id)
         return int(row[0])
 
-    async def page(self, after: int, before: int, *, newest_first: bool, conn: Any = None) -> list[Row]:
+    async def raw_page(self, after: int, before: int, *, newest_first: bool, conn: Any = None) -> list[RawRow]:
         order = "DESC" if newest_first else "ASC"
-        rows = self._store.query(
+        rows = await self._store.query(
             f"""
             SELECT id, message_data FROM agent_messages WHERE session_id = ? AND id > ? AND id < ?
             ORDER BY id {order} LIMIT {PAGE_ROWS}
@@ -210,26 +289,48 @@ class SQLiteMemory(MemoryBase):
             after,
             before,
         )
-        return [(row_id, self.codec.decode(data)) for row_id, data in rows]
+        return [(row_id, data) for row_id, data in rows]
 
     async def summary(self) -> Summary | None:
-        rows = self._store.query(
-            "SELECT summary, through_id FROM memchat_summaries WHERE session_id = ?", self.session_id
-        )
+        rows = await self._store.query(READ_SUMMARY, self.session_id)
         return Summary(self.codec.decode_text(rows[0][0]), rows[0][1]) if rows else None
 
     async def save_summary(self, summary: Summary) -> None:
-        with self._store.transaction() as conn:
-            conn.execute(SAVE_SUMMARY, (self.session_id, self.codec.encode_text(summary.text), summary.through))
+        stored = self.codec.encode_text(summary.text)
+        await self._store.write(lambda conn: conn.execute(SAVE_SUMMARY, (self.session_id, stored, summary.through)))
 
 
-def _open(path: Path) -> sqlite3.Connection:
-    """Open (or create, private to its owner) the database, refusing any path it can't use."""
+def explain(path: Path, exc: sqlite3.Error) -> StoreError:
+    """One line for a SQLite error: what happened to the file, and what to do."""
+    message = str(exc)
+    lowered = message.lower()
+    if "locked" in lowered or "busy" in lowered:
+        return StoreError(
+            f"{path} stayed locked by another process for {BUSY_TIMEOUT_SECONDS:g} s ({message}): "
+            "try again, or close the other memchat"
+        )
+    if "full" in lowered:
+        return StoreError(f"cannot write to {path}: the disk is full: free some space, then try again")
+    if "readonly" in lowered or "read-only" in lowered:
+        return StoreError(
+            f"cannot write to {path}: it is read-only: give yourself write access (chmod u+w) or pass --db another path"
+        )
+    if "not a database" in lowered or "malformed" in lowered:
+        return StoreError(
+            f"{path} is damaged or is not a SQLite database: restore it from a backup or pass --db another path"
+        )
+    return StoreError(f"{path} failed ({message}): check the disk and the file, then try again")
+
+
+def _open(path: Path) -> tuple[sqlite3.Connection, tuple[int, int]]:
+    """Open (or create, private to its owner) the database, refusing any path it can't use.
+
+    Runs on the store's thread, which then owns the connection.
+    """
     if path.is_dir():
         raise StoreError(
             f"{path} is a directory, not a database file: pass --db a file path such as {path / 'conversion.db'}"
         )
-    created = False
     if not path.exists():
         if not path.parent.is_dir():
             raise StoreError(f"the folder {path.parent} does not exist: create it or pass --db another path")
@@ -238,40 +339,50 @@ def _open(path: Path) -> sqlite3.Connection:
             # SQLite gives the -wal and -shm files the same mode as the database.
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         except FileExistsError:
-            fd = -1  # another memchat created it a moment ago
+            pass  # another memchat created it a moment ago
         except OSError as exc:
             raise StoreError(f"cannot create {path}: {exc.strerror}; pass --db a path in a writable folder") from None
-        if fd >= 0:
+        else:
             os.fchmod(fd, 0o600)
             os.close(fd)
-            created = True
     elif not os.access(path, os.R_OK | os.W_OK):
         raise StoreError(f"cannot read and write {path}: check its permissions or pass --db another path")
 
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False)
     try:
-        # A read first: a file that is not SQLite fails here, before anything is written to it.
-        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.executescript(SCHEMA)
+        opened = os.stat(path)
+        _prepare(conn)
     except sqlite3.DatabaseError as exc:
         conn.close()
-        if created:
-            path.unlink(missing_ok=True)
+        # Never delete the file here, even one this process created: other processes may already be writing to it.
         if "not a database" in str(exc) or "malformed" in str(exc):
             raise StoreError(
                 f"{path} is not a SQLite database (or is damaged); it was left untouched: pass --db another path"
             ) from None
-        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-            raise _busy_error(path, exc) from None
-        raise StoreError(
-            f"cannot use {path} as a database ({exc}): check the folder is writable or pass --db another path"
-        ) from None
-    return conn
+        raise explain(path, exc) from None
+    return conn, (opened.st_dev, opened.st_ino)
 
 
-def _busy_error(path: Path, exc: sqlite3.OperationalError) -> StoreError:
-    return StoreError(
-        f"{path} stayed locked by another process for {BUSY_TIMEOUT_SECONDS:g} s ({exc}): "
-        "try again, or close the other memchat"
-    )
+def _prepare(conn: sqlite3.Connection) -> None:
+    """WAL and the tables, written only when missing, so many processes can start on one new file at once."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            # A read first: a file that is not SQLite fails here, before anything is written to it.
+            present = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            if not present.issuperset(TABLES):
+                conn.execute("BEGIN IMMEDIATE")
+                for statement in SCHEMA.split(";"):
+                    conn.execute(statement)
+                conn.execute("COMMIT")
+            return
+        except sqlite3.OperationalError as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            # Switching to WAL needs a moment alone with the file; other starters may hold it.
+            if ("locked" in str(exc) or "busy" in str(exc)) and time.monotonic() < deadline:
+                time.sleep(0.05)
+                continue
+            raise

@@ -13,6 +13,8 @@ from __future__ import annotations
 import importlib
 import re
 
+from config import DEFAULT_STORE_TIMEOUT
+
 from .errors import StoreError
 from .memory import Store
 
@@ -29,7 +31,8 @@ SCHEMES = {
 }
 
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$", re.DOTALL)
-_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@")
+# Up to the last "@" of the URL: a password may hold "@" itself.
+_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)\S*@")
 
 
 def redact(text: str) -> str:
@@ -62,10 +65,13 @@ def sqlite_path(location: str) -> str:
     return path[1:]
 
 
-async def open_store(location: str, *, create: bool = True, encryption_key: str | None = None) -> Store:
+async def open_store(
+    location: str, *, create: bool = True, encryption_key: str | None = None, timeout: float = DEFAULT_STORE_TIMEOUT
+) -> Store:
     """Open the store ``location`` names; ``create=False`` refuses a SQLite file that does not exist.
 
-    With ``encryption_key``, items and summaries are written encrypted (see ``codec``).
+    With ``encryption_key``, items and summaries are written encrypted (see ``codec``). A
+    server that does not answer within ``timeout`` seconds is an error, not a hang.
     """
     kind = kind_of(location)
     if kind == "sqlite":
@@ -76,10 +82,10 @@ async def open_store(location: str, *, create: bool = True, encryption_key: str 
     if kind == "postgres":
         from .postgres_store import PostgresStore
 
-        return await PostgresStore.open(location, encryption_key)
+        return await PostgresStore.open(location, encryption_key, timeout)
     from .redis_store import RedisStore
 
-    return await RedisStore.open(location, encryption_key)
+    return await RedisStore.open(location, encryption_key, timeout)
 
 
 def _require_extra(kind: str, location: str) -> None:

@@ -52,6 +52,8 @@ async def interactive(chat: Chat) -> int:
             loop.remove_signal_handler(signal.SIGINT)
         if outcome is Outcome.LEAVE:
             return 0
+        if outcome is Outcome.STOP:
+            return 2
 
 
 async def piped(chat: Chat, source: BinaryIO | None = None) -> int:
@@ -62,6 +64,8 @@ async def piped(chat: Chat, source: BinaryIO | None = None) -> int:
         outcome = await chat.handle(raw.decode("utf-8", errors="replace"), stream=False)
         if outcome is Outcome.LEAVE:
             break
+        if outcome is Outcome.STOP:
+            return 2
         failed = failed or outcome is Outcome.FAILED
     return 1 if failed else 0
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from agents import Agent, Model, Runner
@@ -25,6 +26,7 @@ from openai.types.responses import ResponseTextDeltaEvent
 from config import Settings
 
 from .budget import Context, TokenEstimator, build_context
+from .errors import StoreError
 from .items import Item
 from .memory import Memory, Summary
 from .model import build_agent, build_client, run_config
@@ -36,6 +38,15 @@ def instructions_with(base: str, summary: Summary | None) -> str:
     if summary is None:
         return base
     return f"{base}\n\nWhat you remember from earlier conversations with this user:\n{summary.text}"
+
+
+@dataclass(frozen=True)
+class TurnResult:
+    """What one turn gave: the reply, and whether it could be kept."""
+
+    reply: str
+    # Set when the reply came but the store would not take it, after retries: the reply is still shown.
+    not_saved: StoreError | None = None
 
 
 class TurnRunner:
@@ -51,11 +62,12 @@ class TurnRunner:
         # The history of the last request: what was sent, for tests and the benchmark.
         self.last_context: Context | None = None
 
-    async def run(self, memory: Memory, text: str, on_text: Callable[[str], None] | None = None) -> str:
+    async def run(self, memory: Memory, text: str, on_text: Callable[[str], None] | None = None) -> TurnResult:
         """Answer ``text`` in the context of ``memory``; stream pieces to ``on_text`` if given.
 
         Raises whatever the model call raised, with nothing stored. Cancelling
-        the task mid-reply stores nothing either.
+        the task mid-reply stores nothing either. A reply that came but could
+        not be stored is returned all the same, with the reason.
         """
         context = await build_context(memory, self.settings.context_tokens, self.estimator)
         self.last_context = context
@@ -79,15 +91,18 @@ class TurnRunner:
         new_items: list[Item] = [dict(item.to_input_item()) for item in result.new_items]
         # The reply is complete and on screen: a Ctrl-C now must not lose it, nor cut a write in half.
         write = asyncio.ensure_future(memory.add_items([user_item, *new_items]))
+        not_saved: StoreError | None = None
         try:
             await asyncio.shield(write)
         except asyncio.CancelledError:
             await write
+        except StoreError as exc:
+            not_saved = exc
         self.estimator.calibrate(
             len(instructions) + len(json.dumps(request, ensure_ascii=False)),
             result.context_wrapper.usage.input_tokens,
         )
-        return str(result.final_output)
+        return TurnResult(str(result.final_output), not_saved)
 
     async def aclose(self) -> None:
         """Close the connections to the model server."""

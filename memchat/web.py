@@ -93,5 +93,5 @@ def _check_port(host: str, port: int) -> None:
 
 
 async def _check_store(settings: Settings) -> None:
-    store = await open_store(settings.db, encryption_key=settings.encryption_key)
+    store = await open_store(settings.db, encryption_key=settings.encryption_key, timeout=settings.store_timeout)
     await store.close()

@@ -45,7 +45,9 @@ async def store() -> Store:
     global _store
     async with _opening:
         if _store is None:
-            _store = await open_store(SETTINGS.db, encryption_key=SETTINGS.encryption_key)
+            _store = await open_store(
+                SETTINGS.db, encryption_key=SETTINGS.encryption_key, timeout=SETTINGS.store_timeout
+            )
     return _store
 
 
@@ -126,7 +128,7 @@ async def turn(mine: Memory, text: str) -> None:
 
     pumping = asyncio.ensure_future(pump())
     try:
-        await runner().run(mine, text, pieces.put_nowait)
+        result = await runner().run(mine, text, pieces.put_nowait)
     except MemchatError:
         raise
     except Exception as exc:  # noqa: BLE001 - any model failure becomes one line in the chat
@@ -136,6 +138,9 @@ async def turn(mine: Memory, text: str) -> None:
         pieces.put_nowait(None)
         await pumping
     await reply.send()
+    if result.not_saved is not None:
+        await error(f"the reply above was not saved: {result.not_saved}")
+        return
     # The turn is stored; a summary that fails is retried after a later turn.
     with contextlib.suppress(Exception):
         await runner().fold_if_needed(mine)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import sqlite3
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -99,10 +101,17 @@ def assert_alternates(stored: list[tuple[str, str]]) -> None:
     assert speakers == ["you", "assistant"] * (len(speakers) // 2), speakers
 
 
-# The servers of this project's machines; override to test against others.
-POSTGRES_URL = os.environ.get("MEMCHAT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("MEMCHAT_TEST_REDIS", "redis://127.0.0.1:6379/15")
+# The servers of this project's machines; override to test against others. Each test process
+# (each xdist worker, each of two runs at once) gets a database and Redis keys of its own, so runs on
+# one machine never meet: the database is created on first use and dropped at the end.
+RUN_ID = f"{os.getpid()}_{uuid.uuid4().hex[:8]}"
+POSTGRES_SERVER = os.environ.get("MEMCHAT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+POSTGRES_URL = f"{POSTGRES_SERVER.rsplit('/', 1)[0]}/memchat_test_{RUN_ID}"
+REDIS_SERVER = os.environ.get("MEMCHAT_TEST_REDIS", "redis://127.0.0.1:6379/15")
+REDIS_PREFIX = f"memchat-test-{RUN_ID}"
+REDIS_URL = f"{REDIS_SERVER}?key_prefix={REDIS_PREFIX}"
 STORES = ("sqlite", "postgres", "redis")
+_created_database = False
 
 
 @pytest.fixture
@@ -132,18 +141,63 @@ def fresh_store(kind: str, tmp_path: Path) -> str:
 
         async def drop() -> None:
             conn = await asyncpg.connect(POSTGRES_URL)
-            await conn.execute("DROP TABLE IF EXISTS memchat_summaries, agent_messages, agent_sessions CASCADE")
+            await conn.execute(
+                "DROP TABLE IF EXISTS memchat_passwords, memchat_summaries, agent_messages, agent_sessions CASCADE"
+            )
             await conn.close()
 
+        ensure_test_database()
         asyncio.run(drop())
         return POSTGRES_URL
     require_server(REDIS_URL)
+    drop_redis_keys()
+    return REDIS_URL
+
+
+def ensure_test_database() -> None:
+    """Create this run's PostgreSQL database, once."""
+    global _created_database
+    if _created_database:
+        return
+    import asyncpg
+
+    async def create() -> None:
+        conn = await asyncpg.connect(POSTGRES_SERVER)
+        await conn.execute(f'CREATE DATABASE "memchat_test_{RUN_ID}"')
+        await conn.close()
+
+    asyncio.run(create())
+    _created_database = True
+
+
+def drop_redis_keys() -> None:
+    """Remove every key this run wrote to Redis (and no other run's)."""
     import redis
 
-    client = redis.Redis.from_url(REDIS_URL)
-    client.flushdb()
-    client.close()
-    return REDIS_URL
+    client = redis.Redis.from_url(REDIS_SERVER)
+    try:
+        for pattern in (f"{REDIS_PREFIX}:*", f"memchat:passwords:{REDIS_PREFIX}"):
+            keys = list(client.scan_iter(match=pattern, count=1000))
+            if keys:
+                client.delete(*keys)
+    finally:
+        client.close()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Leave the servers as they were found."""
+    if _created_database:
+        import asyncpg
+
+        async def drop() -> None:
+            conn = await asyncpg.connect(POSTGRES_SERVER)
+            await conn.execute(f'DROP DATABASE IF EXISTS "memchat_test_{RUN_ID}" WITH (FORCE)')
+            await conn.close()
+
+        with contextlib.suppress(Exception):
+            asyncio.run(drop())
+    with contextlib.suppress(Exception):
+        drop_redis_keys()
 
 
 @pytest.fixture(params=STORES)

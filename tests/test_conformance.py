@@ -226,7 +226,10 @@ def sdk_session(location: str, user: str):  # type: ignore[no-untyped-def]
     if location.startswith("redis"):
         from agents.extensions.memory.redis_session import RedisSession
 
-        return RedisSession.from_url(user, url=location)
+        from memchat.redis_store import split_url
+
+        url, prefix = split_url(location)
+        return RedisSession.from_url(user, url=url, key_prefix=prefix)
     from agents import SQLiteSession
 
     return SQLiteSession(user, location)

@@ -80,7 +80,9 @@ def test_redis_refuses_ids_whose_keys_would_overlap_another_users(memchat: Memch
 
 
 @pytest.mark.parametrize(
-    ("url", "extra", "module"), [(POSTGRES_URL, "postgres", "asyncpg"), (REDIS_URL, "redis", "redis")]
+    ("url", "extra", "module"),
+    [(POSTGRES_URL, "postgres", "asyncpg"), (REDIS_URL, "redis", "redis")],
+    ids=["postgres", "redis"],
 )
 def test_a_url_whose_extra_is_not_installed_names_the_extra(
     memchat: Memchat, tmp_path: Path, url: str, extra: str, module: str

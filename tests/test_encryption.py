@@ -37,9 +37,12 @@ async def raw_contents(location: str) -> str:
     if location.startswith("redis"):
         import redis.asyncio as aioredis
 
-        client = aioredis.Redis.from_url(location, decode_responses=True)
+        from memchat.redis_store import split_url
+
+        url, prefix = split_url(location)
+        client = aioredis.Redis.from_url(url, decode_responses=True)
         found = []
-        async for key in client.scan_iter():
+        async for key in client.scan_iter(match=f"{prefix}:*"):
             kind = await client.type(key)
             found.append(str(await (client.lrange(key, 0, -1) if kind == "list" else client.hgetall(key))))
         await client.aclose()

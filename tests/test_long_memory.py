@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from conftest import Memchat, assert_alternates
 from fake_openai import FakeOpenAI, conversation
 from memchat.budget import TokenEstimator, build_context
 from memchat.memory import Summary
-from memchat.memory_base import PAGE_ROWS, Row
+from memchat.memory_base import PAGE_ROWS, RawRow
 from memchat.sqlite_store import SQLiteStore
 
 
@@ -72,20 +73,23 @@ def test_building_a_request_reads_only_the_rows_it_needs_from_100000_messages(
 ) -> None:
     store = SQLiteStore(tmp_path / "m.db")
     rows = [("alice", json.dumps(item)) for n in range(50_000) for item in turn(n)]
-    with store.transaction() as conn:
+
+    def fill(conn: sqlite3.Connection) -> None:
         conn.execute("INSERT INTO agent_sessions (session_id) VALUES ('alice')")
         conn.executemany("INSERT INTO agent_messages (session_id, message_data) VALUES (?, ?)", rows)
+
+    asyncio.run(store.write(fill))
     memory = store.memory("alice")
     read = 0
-    original = memory.page
+    original = memory.raw_page
 
-    async def counting(*args: Any, **kwargs: Any) -> list[Row]:
+    async def counting(*args: Any, **kwargs: Any) -> list[RawRow]:
         nonlocal read
         rows = await original(*args, **kwargs)
         read += len(rows)
         return rows
 
-    monkeypatch.setattr(memory, "page", counting)
+    monkeypatch.setattr(memory, "raw_page", counting)
     context = asyncio.run(build_context(memory, 8000, TokenEstimator()))
     assert asyncio.run(memory.count()) == 100_000
     assert 0 < len(context.items) < 1000

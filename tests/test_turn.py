@@ -24,7 +24,7 @@ def store(tmp_path: Path) -> SQLiteStore:
 def test_a_turn_stores_the_message_and_the_reply(tmp_path: Path) -> None:
     memory = store(tmp_path).memory("alice")
     runner = TurnRunner(SETTINGS, ScriptedModel([[assistant_message("Hello Alice")]]))
-    assert asyncio.run(runner.run(memory, "hi, I'm Alice")) == "Hello Alice"
+    assert asyncio.run(runner.run(memory, "hi, I'm Alice")).reply == "Hello Alice"
     items = asyncio.run(memory.get_items())
     assert [describe(item) for item in items] == [("you", "hi, I'm Alice"), ("assistant", "Hello Alice")]
 
