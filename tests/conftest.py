@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -220,9 +221,36 @@ def stored_items(location: str, user: str) -> list[Item]:
 
     async def read() -> list[Item]:
         async with opened(location) as store:
-            return await store.memory(user).get_items()
+            return [dict(item) for item in await store.memory(user).get_items()]
 
     return asyncio.run(read())
+
+
+def sdk_session_for(location: str, user: str) -> Any:
+    """The Agents SDK's own session class for this kind of store, on the same data."""
+    if location.startswith("postgresql"):
+        from agents.extensions.memory.sqlalchemy_session import SQLAlchemySession
+
+        return SQLAlchemySession.from_url(user, url=location.replace("postgresql://", "postgresql+asyncpg://", 1))
+    if location.startswith("redis"):
+        from agents.extensions.memory.redis_session import RedisSession
+
+        from memchat.redis_store import split_url
+
+        url, prefix = split_url(location)
+        return RedisSession.from_url(user, url=url, key_prefix=prefix)
+    from agents import SQLiteSession
+
+    return SQLiteSession(user, location)
+
+
+async def close_sdk_session(session: Any) -> None:
+    if hasattr(session, "engine"):
+        await session.engine.dispose()
+        return
+    result = session.close()
+    if asyncio.iscoroutine(result):
+        await result
 
 
 # Figures tests report (concurrency, crash trials...), printed at the end of the run.

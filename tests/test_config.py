@@ -51,6 +51,21 @@ def test_dotenv_in_a_parent_folder_is_not_read(tmp_path: Path, monkeypatch: pyte
     assert load_settings().user == "user1"
 
 
+@pytest.mark.parametrize(
+    ("content", "complaint"),
+    [(b"MEMCHAT_USER=caf\xe9\n", "not UTF-8"), (b"MEMCHAT_USER=a\x00b\n", "NUL byte")],
+    ids=["latin-1", "nul"],
+)
+def test_a_dotenv_that_is_not_text_is_one_line_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: bytes, complaint: str
+) -> None:
+    (tmp_path / ".env").write_bytes(content)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=complaint) as raised:
+        load_settings()
+    assert ".env" in str(raised.value)
+
+
 def test_no_key_and_no_server_says_what_to_set() -> None:
     with pytest.raises(ConfigError, match=r"set OPENAI_API_KEY .* or OPENAI_BASE_URL"):
         load_settings(env={}).require_model_access()
@@ -62,6 +77,10 @@ def test_no_key_and_no_server_says_what_to_set() -> None:
         ({"MEMCHAT_API": "grpc"}, "MEMCHAT_API"),
         ({"MEMCHAT_TIMEOUT": "soon"}, "MEMCHAT_TIMEOUT"),
         ({"MEMCHAT_RETRIES": "-1"}, "MEMCHAT_RETRIES"),
+        ({"MEMCHAT_TIMEOUT": "nan"}, "finite"),
+        ({"MEMCHAT_TIMEOUT": "inf"}, "finite"),
+        ({"MEMCHAT_TIMEOUT": "0"}, "above zero"),
+        ({"MEMCHAT_STORE_TIMEOUT": "nan"}, "MEMCHAT_STORE_TIMEOUT"),
     ],
 )
 def test_malformed_settings_are_named(env: dict[str, str], complaint: str) -> None:

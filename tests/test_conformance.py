@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import AGENT, Memchat, assert_alternates, opened, stored_items
+from conftest import AGENT, Memchat, assert_alternates, close_sdk_session, opened, sdk_session_for, stored_items
 from memchat.items import Item, describe
 from memchat.memory import Summary
 from memchat.memory_base import END, PAGE_ROWS
@@ -207,7 +207,7 @@ async def test_writers_racing_on_one_memory_never_interleave_turns(location: str
 async def test_the_agents_sdk_session_reads_what_memchat_wrote(location: str) -> None:
     async with opened(location) as store:
         await store.memory("alice").add_items(turn("my name is Alice") + turn(ODD_TEXT))
-    session = sdk_session(location, "alice")
+    session = sdk_session_for(location, "alice")
     try:
         assert await session.get_items() == turn("my name is Alice") + turn(ODD_TEXT)
         await session.add_items(turn("written by the SDK"))
@@ -215,33 +215,6 @@ async def test_the_agents_sdk_session_reads_what_memchat_wrote(location: str) ->
         await close_sdk_session(session)
     async with opened(location) as store:
         assert (await store.memory("alice").get_items())[-2:] == turn("written by the SDK")
-
-
-def sdk_session(location: str, user: str):  # type: ignore[no-untyped-def]
-    """The Agents SDK's own session class for this kind of store."""
-    if location.startswith("postgresql"):
-        from agents.extensions.memory.sqlalchemy_session import SQLAlchemySession
-
-        return SQLAlchemySession.from_url(user, url=location.replace("postgresql://", "postgresql+asyncpg://", 1))
-    if location.startswith("redis"):
-        from agents.extensions.memory.redis_session import RedisSession
-
-        from memchat.redis_store import split_url
-
-        url, prefix = split_url(location)
-        return RedisSession.from_url(user, url=url, key_prefix=prefix)
-    from agents import SQLiteSession
-
-    return SQLiteSession(user, location)
-
-
-async def close_sdk_session(session) -> None:  # type: ignore[no-untyped-def]
-    if hasattr(session, "engine"):
-        await session.engine.dispose()
-        return
-    result = session.close()
-    if asyncio.iscoroutine(result):
-        await result
 
 
 # Through the program, as people use it.
