@@ -46,7 +46,8 @@ async def test_a_memory_is_an_sdk_session_and_runs_an_agent(location: str) -> No
         agent: Agent[None] = Agent(name="t", model=ScriptedModel([[assistant_message("Hello Alice")]]))
         result = await Runner.run(agent, "hi, I'm Alice", session=memory)
         assert result.final_output == "Hello Alice"
-        assert [item.get("content") for item in await memory.get_items()][0] == "hi, I'm Alice"
+        stored = [dict(item) for item in await memory.get_items()]
+        assert [(item.get("role"), item.get("content")) for item in stored][:1] == [("user", "hi, I'm Alice")]
 
 
 @pytest.mark.anyio
