@@ -29,6 +29,8 @@ DEFAULT_TIMEOUT = 60.0
 DEFAULT_STORE_TIMEOUT = 20.0
 DEFAULT_RETRIES = 2
 DEFAULT_CONTEXT_TOKENS = 8000
+# Replies longer than this are cut: a small local model that never stops would otherwise run to the end of its context.
+DEFAULT_MAX_TOKENS = 4096
 MIN_CONTEXT_TOKENS = 100
 DEFAULT_INSTRUCTIONS = (
     "You are a helpful assistant in a terminal chat. You remember earlier "
@@ -45,6 +47,7 @@ ENVIRONMENT: dict[str, str] = {
     "MEMCHAT_DB": f"SQLite file or postgresql:// / redis:// URL (default {DEFAULT_DB})",
     "MEMCHAT_API": "responses | chat_completions (overrides the choice above)",
     "MEMCHAT_CONTEXT_TOKENS": f"most tokens of history sent per request (default {DEFAULT_CONTEXT_TOKENS})",
+    "MEMCHAT_MAX_TOKENS": f"most tokens a reply may take (default {DEFAULT_MAX_TOKENS})",
     "MEMCHAT_TIMEOUT": f"seconds to wait for the model (default {DEFAULT_TIMEOUT:g})",
     "MEMCHAT_RETRIES": f"retries on 429, 5xx and connection errors (default {DEFAULT_RETRIES})",
     "MEMCHAT_STORE_TIMEOUT": f"seconds to wait for a PostgreSQL or Redis server (default {DEFAULT_STORE_TIMEOUT:g})",
@@ -70,6 +73,7 @@ class Settings:
     api_key: str | None = field(repr=False)
     base_url: str | None
     context_tokens: int
+    max_tokens: int
     timeout: float
     retries: int
     store_timeout: float
@@ -163,6 +167,7 @@ def load_settings(
         api_key=env.get("OPENAI_API_KEY") or None,
         base_url=base_url,
         context_tokens=_context_tokens(context_tokens, env),
+        max_tokens=int(_number(env, "MEMCHAT_MAX_TOKENS", DEFAULT_MAX_TOKENS, int, positive=True)),
         timeout=_number(env, "MEMCHAT_TIMEOUT", DEFAULT_TIMEOUT, float, positive=True),
         retries=int(_number(env, "MEMCHAT_RETRIES", DEFAULT_RETRIES, int)),
         store_timeout=_number(env, "MEMCHAT_STORE_TIMEOUT", DEFAULT_STORE_TIMEOUT, float, positive=True),
@@ -187,7 +192,7 @@ def _number(
     if not math.isfinite(value):
         raise ConfigError(f"{name} is {raw!r}: use a finite number such as {default:g}")
     if positive and value <= 0:
-        raise ConfigError(f"{name} is {raw!r}: use a number of seconds above zero, such as {default:g}")
+        raise ConfigError(f"{name} is {raw!r}: use a number above zero, such as {default:g}")
     if value < 0:
         raise ConfigError(f"{name} is {raw!r}: use a number of zero or more")
     return value

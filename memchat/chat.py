@@ -96,6 +96,8 @@ class Chat:
                 self.out.end_stream()
             self.out.error(describe_failed_turn(exc, self.settings))
             return Outcome.FAILED
+        for notice in result.notices:
+            self.out.notice(notice)
         if result.not_saved is not None:
             self.out.error(f"the reply above was not saved: {result.not_saved}")
             return Outcome.STOP if isinstance(result.not_saved, StoreLostError) else Outcome.FAILED

@@ -12,6 +12,7 @@ import logging
 from agents import (
     Agent,
     Model,
+    ModelSettings,
     OpenAIChatCompletionsModel,
     OpenAIResponsesModel,
     RunConfig,
@@ -47,12 +48,16 @@ def build_agent(settings: Settings, model: Model | None = None, client: AsyncOpe
     set_tracing_disabled(not settings.tracing)
     if settings.tracing and settings.api_key:
         set_tracing_export_api_key(settings.api_key)
+    # Streams report token usage only when asked (the SDK asks only OpenAI itself); the counts calibrate the budget.
+    model_settings = ModelSettings(
+        max_tokens=settings.max_tokens, include_usage=True if settings.api == "chat_completions" else None
+    )
     if model is not None:
-        return Agent(name="memchat", instructions=settings.instructions, model=model)
+        return Agent(name="memchat", instructions=settings.instructions, model=model, model_settings=model_settings)
     # A Model instance, not a name: the SDK would read "org/model" as a provider prefix.
     model_class = OpenAIChatCompletionsModel if settings.api == "chat_completions" else OpenAIResponsesModel
     served = model_class(model=settings.model, openai_client=client or build_client(settings))
-    return Agent(name="memchat", instructions=settings.instructions, model=served)
+    return Agent(name="memchat", instructions=settings.instructions, model=served, model_settings=model_settings)
 
 
 def run_config(settings: Settings) -> RunConfig:

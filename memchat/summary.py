@@ -7,7 +7,7 @@ after a turn is stored: if it fails, nothing is lost and a later turn retries.
 
 from __future__ import annotations
 
-from agents import Agent, RunConfig, Runner
+from agents import Agent, ModelSettings, RunConfig, Runner
 
 from .budget import TokenEstimator
 from .items import describe
@@ -34,13 +34,23 @@ class Summarizer:
     """Keeps one user's unsummarized history short enough to fit the budget."""
 
     def __init__(self, agent: Agent[None], run_config: RunConfig, budget: int, estimator: TokenEstimator) -> None:
-        self.budget = budget
         self.estimator = estimator
+        self.run_config = run_config
+        self._base = agent
+        self.fit(budget)
+
+    def fit(self, budget: int) -> None:
+        """Work to a new context budget (the server turned out to hold less than configured)."""
+        self.budget = budget
         # A summary gets at most a quarter of the budget, so recent turns keep most of it.
         self.max_summary_tokens = max(50, budget // 4)
         words = int(self.max_summary_tokens * 0.6)
-        self.agent = agent.clone(name="memchat-summarizer", instructions=SUMMARY_INSTRUCTIONS.format(words=words))
-        self.run_config = run_config
+        self.agent = self._base.clone(
+            name="memchat-summarizer",
+            instructions=SUMMARY_INSTRUCTIONS.format(words=words),
+            # Room for the words asked for, and a hard stop for a model that ignores the limit.
+            model_settings=self._base.model_settings.resolve(ModelSettings(max_tokens=self.max_summary_tokens * 2)),
+        )
 
     async def fold(self, memory: Memory) -> bool:
         """Fold the oldest unsummarized turns into the summary; True if it changed.

@@ -14,22 +14,25 @@ the summary after the reply (see ``summary``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agents import Agent, Model, Runner
+import openai
+from agents import Agent, Model, ModelBehaviorError, Runner
 from agents.result import RunResultBase
 from openai.types.responses import ResponseTextDeltaEvent
 
-from config import Settings
+from config import MIN_CONTEXT_TOKENS, Settings
 
 from .budget import Context, TokenEstimator, build_context
 from .errors import StoreError
 from .items import Item
 from .memory import Memory, Summary
 from .model import build_agent, build_client, run_config
+from .model_errors import EmptyReplyError, is_context_overflow, server_context_size
 from .summary import Summarizer
 
 
@@ -47,6 +50,8 @@ class TurnResult:
     reply: str
     # Set when the reply came but the store would not take it, after retries: the reply is still shown.
     not_saved: StoreError | None = None
+    # Things the person should know once, such as a budget fitted to the server's context.
+    notices: tuple[str, ...] = ()
 
 
 class TurnRunner:
@@ -58,7 +63,9 @@ class TurnRunner:
         self.agent: Agent[None] = build_agent(settings, model, self._client)
         self._run_config = run_config(settings)
         self.estimator = TokenEstimator()
-        self.summarizer = Summarizer(self.agent, self._run_config, settings.context_tokens, self.estimator)
+        # The history budget: the configured one, until the server says it holds less.
+        self.budget = settings.context_tokens
+        self.summarizer = Summarizer(self.agent, self._run_config, self.budget, self.estimator)
         # The history of the last request: what was sent, for tests and the benchmark.
         self.last_context: Context | None = None
 
@@ -67,28 +74,32 @@ class TurnRunner:
 
         Raises whatever the model call raised, with nothing stored. Cancelling
         the task mid-reply stores nothing either. A reply that came but could
-        not be stored is returned all the same, with the reason.
+        not be stored is returned all the same, with the reason. When the
+        server refuses the request for its length and says how much it holds,
+        the budget is fitted to it and the turn is tried once more.
         """
-        context = await build_context(memory, self.settings.context_tokens, self.estimator)
-        self.last_context = context
-        instructions = instructions_with(self.settings.instructions, context.summary)
-        agent = self.agent.clone(instructions=instructions)
+        notices: list[str] = []
         user_item: Item = {"role": "user", "content": text}
-        request: list[Any] = [*context.items, user_item]
-        result: RunResultBase
-        if on_text is None:
-            result = await Runner.run(agent, request, run_config=self._run_config)
-        else:
-            streamed = Runner.run_streamed(agent, request, run_config=self._run_config)
+        while True:
+            context = await build_context(memory, self.budget, self.estimator)
+            self.last_context = context
+            instructions = instructions_with(self.settings.instructions, context.summary)
+            request: list[Any] = [*context.items, user_item]
             try:
-                async for event in streamed.stream_events():
-                    if event.type == "raw_response_event" and isinstance(event.data, ResponseTextDeltaEvent):
-                        on_text(event.data.delta)
-            except BaseException:
-                streamed.cancel()
+                result = await self._call(self.agent.clone(instructions=instructions), request, on_text)
+                break
+            except ModelBehaviorError as exc:
+                if "no choices" in str(exc):  # a reply with no message at all, not streamed
+                    raise EmptyReplyError(str(exc)) from None
                 raise
-            result = streamed
+            except openai.BadRequestError as exc:
+                notice = self._adapt(exc) if len(notices) < 2 else None
+                if notice is None:
+                    raise
+                notices.append(notice)
         new_items: list[Item] = [dict(item.to_input_item()) for item in result.new_items]
+        if not any(item.get("role") == "assistant" or item.get("type") == "function_call" for item in new_items):
+            raise EmptyReplyError("no message in the reply")
         # The reply is complete and on screen: a Ctrl-C now must not lose it, nor cut a write in half.
         write = asyncio.ensure_future(memory.add_items([user_item, *new_items]))
         not_saved: StoreError | None = None
@@ -102,7 +113,43 @@ class TurnRunner:
             len(instructions) + len(json.dumps(request, ensure_ascii=False)),
             result.context_wrapper.usage.input_tokens,
         )
-        return TurnResult(str(result.final_output), not_saved)
+        return TurnResult(str(result.final_output), not_saved, tuple(notices))
+
+    async def _call(
+        self, agent: Agent[None], request: list[Any], on_text: Callable[[str], None] | None
+    ) -> RunResultBase:
+        if on_text is None:
+            return await Runner.run(agent, request, run_config=self._run_config)
+        streamed = Runner.run_streamed(agent, request, run_config=self._run_config)
+        try:
+            async for event in streamed.stream_events():
+                if event.type == "raw_response_event" and isinstance(event.data, ResponseTextDeltaEvent):
+                    on_text(event.data.delta)
+        except BaseException:
+            streamed.cancel()
+            raise
+        return streamed
+
+    def _adapt(self, exc: openai.BadRequestError) -> str | None:
+        """Change what the next request asks for so the server can take it; a notice saying so, or None."""
+        size = server_context_size(exc) if is_context_overflow(exc) else None
+        # Half the server's context for history: the rest holds the instructions, the summary and the reply.
+        fitted = max(MIN_CONTEXT_TOKENS, size // 2) if size else None
+        if fitted is not None and fitted < self.budget:
+            self.budget = fitted
+            self.summarizer.fit(fitted)
+            return (
+                f"{self.settings.base_url or 'the server'} holds {size} tokens of context for model "
+                f"{self.settings.model!r}: memchat now sends at most {fitted} tokens of history to it "
+                f"(MEMCHAT_CONTEXT_TOKENS={fitted} starts with that)"
+            )
+        if "stream_options" in str(exc) and self.agent.model_settings.include_usage:
+            # A server that does not know the usage option: do without it (the budget then learns from fewer counts).
+            self.agent = self.agent.clone(
+                model_settings=dataclasses.replace(self.agent.model_settings, include_usage=None)
+            )
+            return f"{self.settings.base_url or 'the server'} does not report token usage in streams; carrying on without it"
+        return None
 
     async def aclose(self) -> None:
         """Close the connections to the model server."""

@@ -138,6 +138,8 @@ async def turn(mine: Memory, text: str) -> None:
         pieces.put_nowait(None)
         await pumping
     await reply.send()
+    for notice in result.notices:
+        await cl.Message(content=notice, author="memory").send()
     if result.not_saved is not None:
         await error(f"the reply above was not saved: {result.not_saved}")
         return

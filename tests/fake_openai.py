@@ -13,6 +13,17 @@ Faults are asked for with markers inside the last user message:
 - ``[[slow]]``       stream the reply one word every 0.3 s
 - ``[[hang]]``       accept the request and never answer
 - ``[[reset]]``      send part of a reply, then drop the connection
+- ``[[empty]]``      answer 200 with no message (an empty event stream when streamed), as llama-cpp-python
+                     does when the conversation outgrows its context
+- ``[[endless]]``    a model that never stops: as many words as ``max_tokens`` allows (20,000 without it)
+
+Behaviours of real servers, by option:
+
+- ``context_size=N`` a request over N tokens is refused as ``overflow`` says: ``"llama-server"`` (400
+                     with its ``exceed_context_size_error`` body and ``n_ctx``), ``"openai"`` (400
+                     ``context_length_exceeded`` naming the maximum), or ``"empty"`` (200, no message)
+- ``no_stream_options=True`` refuse ``stream_options`` with 400, as some older servers do
+- usage in a Chat Completions stream only when the request asks (``stream_options.include_usage``)
 
 A request whose instructions ask to "Update the memory summary" gets a summary
 of the "my name is" facts it contains (or a 500 with ``fail_summaries=True``).
@@ -106,6 +117,9 @@ class FakeOpenAI:
     fail_summaries: bool = False
     requests: list[Recorded] = field(default_factory=list)
     word_delay: float = 0.0
+    context_size: int | None = None
+    overflow: str = "llama-server"
+    no_stream_options: bool = False
     # How many requests each message has made, for ``[[busy:N]]``.
     attempts: dict[str, int] = field(default_factory=dict)
 
@@ -139,6 +153,12 @@ class FakeOpenAI:
 class _Handler(BaseHTTPRequestHandler):
     server_state: FakeOpenAI
     protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in separate writes: without this the body waits for the client's
+        # delayed acknowledgement (about 40 ms), and a benchmark would time the test server, not memchat.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
         pass
@@ -188,6 +208,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", "0"))
         body = json.loads(self.rfile.read(length) or b"{}")
+        if not self.path.startswith("/v1/"):
+            # Like real servers: the API lives under /v1 only.
+            self._error(404, "Not Found")
+            return
         state = self.server_state
         state.requests.append(Recorded(self.path, dict(self.headers.items()), body))
 
@@ -218,8 +242,21 @@ class _Handler(BaseHTTPRequestHandler):
         if "[[hang]]" in last:
             state._stop.wait(120)
             return
+        if state.no_stream_options and "stream_options" in body:
+            self._error(400, "Unrecognized request argument supplied: stream_options")
+            return
+        tokens = _tokens(body)
+        if "[[empty]]" in last or (state.context_size and tokens > state.context_size and state.overflow == "empty"):
+            self._empty(body)
+            return
+        if state.context_size and tokens > state.context_size:
+            self._overflow(tokens, state.context_size, state.overflow)
+            return
 
         words = answer(pairs).split(" ")
+        if "[[endless]]" in last:
+            limit = body.get("max_tokens") or body.get("max_completion_tokens") or body.get("max_output_tokens")
+            words = ["la"] * int(limit or 20_000)
         delay = 0.3 if "[[slow]]" in last else state.word_delay
         reset = "[[reset]]" in last
         model = str(body.get("model", "fake-model"))
@@ -229,6 +266,33 @@ class _Handler(BaseHTTPRequestHandler):
             self._responses(body, model, words, delay, reset)
         else:
             self._error(404, f"no route {self.path}")
+
+    def _empty(self, body: dict[str, Any]) -> None:
+        if body.get("stream"):
+            self._start_sse()
+            self.wfile.write(b"data: [DONE]\n\n")
+            self.wfile.flush()
+            return
+        base = {"id": "chatcmpl-fake", "created": int(time.time()), "model": str(body.get("model", "fake-model"))}
+        self._send_json(200, {**base, "object": "chat.completion", "choices": []})
+
+    def _overflow(self, tokens: int, size: int, style: str) -> None:
+        if style == "llama-server":
+            message = f"request ({tokens} tokens) exceeds the available context size ({size} tokens), try increasing it"
+            error = {
+                "code": 400,
+                "message": message,
+                "type": "exceed_context_size_error",
+                "n_prompt_tokens": tokens,
+                "n_ctx": size,
+            }
+            self._send_json(400, {"error": error})
+        else:
+            self._error(
+                400,
+                f"This model's maximum context length is {size} tokens. However, your messages resulted in {tokens} tokens.",
+                "context_length_exceeded",
+            )
 
     # -- Chat Completions -----------------------------------------------------
     def _chat(self, body: dict[str, Any], model: str, words: list[str], delay: float, reset: bool) -> None:
