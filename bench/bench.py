@@ -1,25 +1,31 @@
 """Cost of one turn as memory grows: memchat next to the plain SQLiteSession loop.
 
 Run from the repository root: ``.venv/bin/python bench/bench.py`` (after installing
-``.[test]``). It starts the local OpenAI-compatible test server (zero latency, so
-a turn's time is memchat's own overhead), fills one user's memory with 10, 1,000,
-10,000 and 100,000 messages, and for each size runs turns two ways in this one
-process:
+``.[test]``); ``--smoke`` is the small run the test suite does so the benchmark
+cannot break unnoticed. It starts the local OpenAI-compatible test server (no
+delay, TCP_NODELAY, so a turn's time is mostly memchat's own), fills one user's
+memory with 10, 1,000, 10,000 and 100,000 messages, and measures:
 
-- memchat: ``TurnRunner`` with the default 8,000-token budget and summary;
-- plain: ``Runner.run(agent, text, session=SQLiteSession(...))`` with no limit,
-  the pattern the project grew from.
+- memchat's own work, timed alone: building the request (reading the newest
+  turns that fit the 8,000-token budget, and the summary) and storing a turn;
+- a whole memchat turn (``TurnRunner.run``): request, test server, store;
+- the plain loop the project grew from, ``Runner.run(agent, text,
+  session=SQLiteSession(...))`` with no limit (at 100,000 messages: one turn).
 
-It prints wall time per turn (median), request bytes and tokens (as the server
-counts them), peak Python memory during a turn, and time to prompt.
+memchat's turns are interleaved across the sizes (one turn at each size, then
+the next round), so the ratio to the 10-message turn compares like with like
+on a noisy machine. It prints p50 and p95, request size and tokens, peak Python
+memory of a turn, and time to prompt.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
 import shutil
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -35,17 +41,16 @@ from agents import Runner, SQLiteSession  # noqa: E402
 
 from config import load_settings  # noqa: E402
 from fake_openai import FakeOpenAI  # noqa: E402
+from memchat.budget import build_context  # noqa: E402
 from memchat.sqlite_store import SQLiteMemory, SQLiteStore  # noqa: E402
 from memchat.turn import TurnRunner  # noqa: E402
 
-SIZES = (10, 1_000, 10_000, 100_000)
-TURNS = 5
 USER = "bench"
 
 
-def fill(db: Path, messages: int) -> None:
+async def fill(db: Path, messages: int) -> None:
     """``messages`` stored items, alternating user and assistant, as the SDK writes them."""
-    store = SQLiteStore(db)
+    await SQLiteStore(db).close()  # memchat's tables, as a first start makes them
     rows = []
     for n in range(messages // 2):
         user = {"role": "user", "content": f"Message {n}: tell me one more thing about the history of tea."}
@@ -59,41 +64,47 @@ def fill(db: Path, messages: int) -> None:
             ],
         }
         rows += [(USER, json.dumps(user)), (USER, json.dumps(reply))]
-    with store.transaction() as conn:
+    with sqlite3.connect(db) as conn:
         conn.execute("INSERT INTO agent_sessions (session_id) VALUES (?)", (USER,))
         conn.executemany("INSERT INTO agent_messages (session_id, message_data) VALUES (?, ?)", rows)
-    asyncio.run(store.close())
+    with sqlite3.connect(db) as conn:
+        # Into the main file, so a copy of it holds everything.
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
-async def measure(turn: Callable[[str], Awaitable[object]], server: FakeOpenAI, turns: int) -> dict[str, float]:
-    """Median seconds a turn, bytes and tokens of the last request, peak MiB of a traced turn."""
-    times = []
-    for n in range(turns):
-        start = time.perf_counter()
-        await turn(f"benchmark turn {n}")
-        times.append(time.perf_counter() - start)
-    body = server.requests[-1].body
-    sent = json.dumps(body)
-    tokens = len(json.dumps(body.get("messages", ""))) // 4  # how the test server counts prompt tokens
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    """p50 and p95 in milliseconds."""
+    ordered = sorted(samples)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return statistics.median(ordered) * 1000, p95 * 1000
+
+
+async def timed(action: Callable[[], Awaitable[object]]) -> float:
+    start = time.perf_counter()
+    await action()
+    return time.perf_counter() - start
+
+
+async def peak_mib(action: Callable[[], Awaitable[object]]) -> float:
     tracemalloc.start()
-    await turn("traced turn")
+    await action()
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    return {"seconds": statistics.median(times), "bytes": len(sent), "tokens": tokens, "mib": peak / 2**20}
+    return peak / 2**20
 
 
-def time_to_prompt(env: dict[str, str], cwd: Path, argv: list[str], ready: str) -> float:
+def time_to_prompt(env: dict[str, str], cwd: Path, argv: list[str], ready: str, samples: int) -> float:
     """Median seconds from launch until ``ready`` shows on a pseudo-terminal."""
     import pexpect
 
-    samples = []
-    for _ in range(5):
+    found = []
+    for _ in range(samples):
         start = time.perf_counter()
         child = pexpect.spawn(sys.executable, argv, env=env, cwd=str(cwd), encoding="utf-8", timeout=60)
         child.expect(ready)
-        samples.append(time.perf_counter() - start)
+        found.append(time.perf_counter() - start)
         child.close(force=True)
-    return statistics.median(samples)
+    return statistics.median(found)
 
 
 PLAIN_LOOP = """
@@ -103,7 +114,7 @@ input("bench> ")
 """
 
 
-async def main() -> None:
+async def main(sizes: tuple[int, ...], rounds: int, prompt_samples: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="memchat-bench-"))
     with FakeOpenAI() as server:
         env = {
@@ -115,56 +126,90 @@ async def main() -> None:
         }
         settings = load_settings(user=USER, env=env)
         runner = TurnRunner(settings)
+        stores: dict[int, SQLiteStore] = {}
+        for size in sizes:
+            print(f"filling {size:,} messages…", file=sys.stderr, flush=True)
+            await fill(work / f"memchat-{size}.db", size)
+            shutil.copy(work / f"memchat-{size}.db", work / f"plain-{size}.db")
+            stores[size] = SQLiteStore(work / f"memchat-{size}.db")
+        memories: dict[int, SQLiteMemory] = {size: store.memory(USER) for size, store in stores.items()}
+        build: dict[int, list[float]] = {size: [] for size in sizes}
+        store_turn: dict[int, list[float]] = {size: [] for size in sizes}
+        turn: dict[int, list[float]] = {size: [] for size in sizes}
+        reply = [{"role": "user", "content": "stored turn"}, {"role": "assistant", "content": "stored reply"}]
+
+        async def one_turn(memory: SQLiteMemory, text: str) -> None:
+            await runner.run(memory, text)
+            await memory.undo()  # keep the size constant across rounds
+
+        print(f"memchat: {rounds} rounds over {len(sizes)} sizes, interleaved…", file=sys.stderr, flush=True)
+        for memory in memories.values():  # warm up: first calls load code and fill caches
+            await one_turn(memory, "warm-up turn")
+        for n in range(rounds):
+            for size, memory in memories.items():
+                build[size].append(
+                    await timed(lambda m=memory: build_context(m, settings.context_tokens, runner.estimator))
+                )
+                store_turn[size].append(await timed(lambda m=memory: m.add_items(reply)))
+                await memory.undo()
+                turn[size].append(await timed(lambda m=memory, n=n: one_turn(m, f"benchmark turn {n}")))
         rows = []
-        for size in SIZES:
-            ours, theirs = work / f"memchat-{size}.db", work / f"plain-{size}.db"
-            fill(ours, size)
-            shutil.copy(ours, theirs)
-            store = SQLiteStore(ours)
-            memory = store.memory(USER)
+        for size, memory in memories.items():
+            await one_turn(memory, "measured request")
+            body = server.requests[-1].body
+            request_bytes = len(json.dumps(body))
+            tokens = len(json.dumps(body.get("messages", ""))) // 4  # how the test server counts prompt tokens
+            mib = await peak_mib(lambda m=memory: one_turn(m, "traced turn"))
+            print(f"{size:>7,} messages: plain loop…", file=sys.stderr, flush=True)
+            session = SQLiteSession(USER, work / f"plain-{size}.db")
 
-            async def memchat_turn(text: str, memory: SQLiteMemory = memory) -> object:
-                reply = await runner.run(memory, text)
-                await memory.undo()  # keep the size constant across repeats
-                return reply
-
-            session = SQLiteSession(USER, theirs)
-
-            async def plain_turn(text: str, session: SQLiteSession = session) -> object:
-                result = await Runner.run(runner.agent, text, session=session)
+            async def plain_turn(session: SQLiteSession = session) -> None:
+                await Runner.run(runner.agent, "plain turn", session=session)
                 for _ in range(2):
                     await session.pop_item()
-                return result
 
-            print(f"{size:>7} messages: memchat…", file=sys.stderr, flush=True)
-            mine = await measure(memchat_turn, server, TURNS)
-            print(f"{size:>7} messages: plain loop…", file=sys.stderr, flush=True)
-            plain = await measure(plain_turn, server, 1 if size >= 100_000 else TURNS)
-            rows.append((size, mine, plain))
-            await store.close()
+            plain_rounds = 1 if size >= 100_000 else max(1, rounds // 4)
+            plain = [await timed(plain_turn) for _ in range(plain_rounds)]
+            plain_body = server.requests[-1].body
+            plain_tokens = len(json.dumps(plain_body.get("messages", ""))) // 4
+            plain_mib = await peak_mib(plain_turn) if size < 100_000 else float("nan")
             session.close()
+            rows.append((size, request_bytes, tokens, mib, plain, len(json.dumps(plain_body)), plain_tokens, plain_mib))
+        for store in stores.values():
+            await store.close()
 
         (work / "plain.py").write_text(PLAIN_LOOP)
         ours_ttp = time_to_prompt(
-            env, work, [str(ROOT / "agent.py"), "--user", USER, "--db", str(work / "ttp.db")], USER
+            env, work, [str(ROOT / "agent.py"), "--user", USER, "--db", str(work / "ttp.db")], USER, prompt_samples
         )
-        plain_ttp = time_to_prompt(env, work, [str(work / "plain.py")], "bench>")
+        plain_ttp = time_to_prompt(env, work, [str(work / "plain.py")], "bench>", prompt_samples)
 
-    base = rows[0][1]["seconds"]
-    print(f"\nbudget {settings.context_tokens} tokens; medians of {TURNS} turns (plain at 100,000: 1 turn)\n")
+    base = statistics.median(turn[sizes[0]])
+    print(f"\nbudget {settings.context_tokens} tokens; {rounds} interleaved rounds; times in ms (p50 / p95)\n")
     print(
-        "| stored messages | memchat s/turn | x vs 10 | plain s/turn | memchat request | plain request | memchat tokens | plain tokens | memchat peak MiB | plain peak MiB |"
+        "| stored messages | build request | store turn | whole turn | x vs 10 (p50) | plain loop turn "
+        "| memchat request | plain request | memchat tokens | plain tokens | memchat peak MiB | plain peak MiB |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for size, mine, plain in rows:
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for size, request_bytes, tokens, mib, plain, plain_bytes, plain_tokens, plain_mib in rows:
+        b50, b95 = percentiles(build[size])
+        s50, s95 = percentiles(store_turn[size])
+        t50, t95 = percentiles(turn[size])
         print(
-            f"| {size:,} | {mine['seconds']:.3f} | {mine['seconds'] / base:.2f} | {plain['seconds']:.3f} "
-            f"| {mine['bytes'] / 1024:,.1f} KiB | {plain['bytes'] / 1024:,.1f} KiB "
-            f"| {mine['tokens']:,} | {plain['tokens']:,} | {mine['mib']:.1f} | {plain['mib']:.1f} |"
+            f"| {size:,} | {b50:.1f} / {b95:.1f} | {s50:.1f} / {s95:.1f} | {t50:.1f} / {t95:.1f} "
+            f"| {statistics.median(turn[size]) / base:.2f} | {statistics.median(plain) * 1000:,.0f} "
+            f"| {request_bytes / 1024:,.1f} KiB | {plain_bytes / 1024:,.1f} KiB | {tokens:,} | {plain_tokens:,} "
+            f"| {mib:.1f} | {plain_mib:.1f} |"
         )
     print(f"\ntime to prompt: memchat {ours_ttp:.3f} s, plain loop {plain_ttp:.3f} s")
     shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="a small, quick run (the test suite's)")
+    args = parser.parse_args()
+    if args.smoke:
+        asyncio.run(main((10, 200), rounds=2, prompt_samples=1))
+    else:
+        asyncio.run(main((10, 1_000, 10_000, 100_000), rounds=40, prompt_samples=5))

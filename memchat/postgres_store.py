@@ -117,31 +117,32 @@ class PostgresStore:
         self.timeout = timeout
 
     @classmethod
-    async def open(cls, url: str, encryption_key: str | None = None, timeout: float = 20.0) -> PostgresStore:
-        """Connect, and create the tables if this database has none yet.
+    def connect(cls, url: str, encryption_key: str | None = None, timeout: float = 20.0) -> PostgresStore:
+        """The store on ``url``, connecting when first used (``open`` also makes sure the tables exist).
 
         The server ends a statement that runs ``timeout`` seconds, and the client gives up
         on a server that stays silent a little longer (one that hangs cannot end anything).
         """
         parsed = _checked_url(url)
         milliseconds = str(int(timeout * 1000))
-        store = cls(
-            create_async_engine(
-                parsed.set(drivername="postgresql+asyncpg"),
-                connect_args={
-                    "timeout": min(CONNECT_TIMEOUT_SECONDS, timeout),
-                    "command_timeout": timeout + 2,
-                    "server_settings": {
-                        "statement_timeout": milliseconds,
-                        "idle_in_transaction_session_timeout": milliseconds,
-                    },
+        engine = create_async_engine(
+            parsed.set(drivername="postgresql+asyncpg"),
+            connect_args={
+                "timeout": min(CONNECT_TIMEOUT_SECONDS, timeout),
+                "command_timeout": timeout + 2,
+                "server_settings": {
+                    "statement_timeout": milliseconds,
+                    "idle_in_transaction_session_timeout": milliseconds,
                 },
-                pool_pre_ping=True,
-            ),
-            redact(url),
-            encryption_key,
-            timeout,
+            },
+            pool_pre_ping=True,
         )
+        return cls(engine, redact(url), encryption_key, timeout)
+
+    @classmethod
+    async def open(cls, url: str, encryption_key: str | None = None, timeout: float = 20.0) -> PostgresStore:
+        """Connect, and create the tables if this database has none yet."""
+        store = cls.connect(url, encryption_key, timeout)
         try:
             async with store.connection(write=True) as conn:
                 await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})

@@ -74,23 +74,24 @@ class RedisStore:
         self.passwords_key = PASSWORDS_KEY if prefix == PREFIX else f"{PASSWORDS_KEY}:{prefix}"
 
     @classmethod
-    async def open(cls, url: str, encryption_key: str | None = None, timeout: float = 20.0) -> RedisStore:
-        """Connect and check the server answers; a command unanswered for ``timeout`` seconds fails."""
+    def connect(cls, url: str, encryption_key: str | None = None, timeout: float = 20.0) -> RedisStore:
+        """The store on ``url``, connecting when first used; a command unanswered for ``timeout`` seconds fails."""
         server_url, prefix = split_url(url)
-        store = cls(
-            aioredis.from_url(
-                server_url,
-                decode_responses=True,
-                socket_connect_timeout=min(CONNECT_TIMEOUT_SECONDS, timeout),
-                socket_timeout=timeout,
-                health_check_interval=HEALTH_CHECK_SECONDS,
-                retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), READ_RETRIES),
-                retry_on_error=[RedisConnectionError, RedisTimeoutError],
-            ),
-            redact(url),
-            encryption_key,
-            prefix,
+        client = aioredis.from_url(
+            server_url,
+            decode_responses=True,
+            socket_connect_timeout=min(CONNECT_TIMEOUT_SECONDS, timeout),
+            socket_timeout=timeout,
+            health_check_interval=HEALTH_CHECK_SECONDS,
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), READ_RETRIES),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
         )
+        return cls(client, redact(url), encryption_key, prefix)
+
+    @classmethod
+    async def open(cls, url: str, encryption_key: str | None = None, timeout: float = 20.0) -> RedisStore:
+        """Connect and check the server answers."""
+        store = cls.connect(url, encryption_key, timeout)
         try:
             with store.errors():
                 await store.client.ping()

@@ -253,17 +253,31 @@ async def close_sdk_session(session: Any) -> None:
         await result
 
 
-# Figures tests report (concurrency, crash trials...), printed at the end of the run.
-FIGURES: list[str] = []
+# Figures tests report (concurrency, crash trials...), printed at the end of the run. Each test process
+# (each xdist worker) appends to a file of its own in a folder the main process made and reads back.
+FIGURES_DIR = "MEMCHAT_TEST_FIGURES"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # the main process; workers inherit the folder
+        import tempfile
+
+        os.environ[FIGURES_DIR] = tempfile.mkdtemp(prefix="memchat-figures-")
 
 
 @pytest.fixture
 def report() -> Iterator[list[str]]:
-    yield FIGURES
+    lines: list[str] = []
+    yield lines
+    if lines:
+        with (Path(os.environ[FIGURES_DIR]) / f"{os.getpid()}.txt").open("a") as out:
+            out.writelines(line + "\n" for line in lines)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if FIGURES:
+    folder = Path(os.environ.get(FIGURES_DIR, ""))
+    lines = sorted(line for path in folder.glob("*.txt") for line in path.read_text().splitlines())
+    if lines:
         terminalreporter.section("memchat figures")
-        for line in FIGURES:
+        for line in lines:
             terminalreporter.write_line(line)

@@ -1,0 +1,18 @@
+"""Every benchmark under bench/ has a small run here, so none can break unnoticed (one did)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def test_the_turn_benchmark_runs_and_prints_its_table() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench.py"), "--smoke"], capture_output=True, text=True, timeout=170
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| 10 |") or line.startswith("| 200 |")]
+    assert len(rows) == 2, done.stdout
+    assert "time to prompt: memchat" in done.stdout
