@@ -18,7 +18,7 @@ MIN_SECRET_LENGTH = 8
 CONTEXT_SIZE = (
     re.compile(r"available context size \((\d+) tokens?\)", re.IGNORECASE),
     re.compile(r"maximum context length is (\d+) tokens?", re.IGNORECASE),
-    re.compile(r"context (?:window|length|size) (?:is|of) (\d+) tokens?", re.IGNORECASE),
+    re.compile(r"context (?:window|length|size) (?:is|of) (\d+)(?: tokens?)?", re.IGNORECASE),
 )
 OVERFLOW_CODES = ("context_length_exceeded", "exceed_context_size_error")
 OVERFLOW_TEXT = ("context length", "context size", "context window", "too many tokens", "maximum context")

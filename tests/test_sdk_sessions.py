@@ -7,6 +7,7 @@ Each test runs on every store. This file is type-checked with the package
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from agents import Agent, Runner
 from agents.memory import Session
 from agents.testing import ScriptedModel
 
-from conftest import close_sdk_session, opened, sdk_session_for
+from conftest import close_sdk_session, fresh_store, opened, sdk_session_for
 from memchat.budget import TokenEstimator, build_context
 from memchat.errors import StoreError
 from memchat.memory import Summary
@@ -127,11 +128,10 @@ def test_a_row_that_is_not_json_does_not_stop_memchat(memchat: Any) -> None:
 
 
 @pytest.mark.anyio
-async def test_redis_keys_of_another_type_fail_the_write_and_keep_nothing(location: str) -> None:
-    if not location.startswith("redis"):
-        pytest.skip("a Redis key layout question")
+async def test_redis_keys_of_another_type_fail_the_write_and_keep_nothing(tmp_path: Path) -> None:
     import redis.asyncio as aioredis
 
+    location = fresh_store("redis", tmp_path)
     url, prefix = split_url(location)
     client = aioredis.Redis.from_url(url, decode_responses=True)
     await client.set(f"{prefix}:alice", "a string, not the session hash")
