@@ -206,6 +206,11 @@ class RedisMemory(MemoryBase):
         async def write(mark: list[int]) -> None:
             async def change(pipe: Any) -> None:
                 count = int(await pipe.llen(self._messages_key))
+                if mark and await pipe.lrange(self._messages_key, mark[0], mark[0] + len(encoded) - 1) == encoded:
+                    # An earlier try landed and only its answer was lost (redis-py reports a connection
+                    # dropped under WATCH as a WatchError, so this try runs again): nothing more to write.
+                    pipe.multi()
+                    return
                 if count:
                     # Another process may have started this memory under another key a moment ago.
                     with contextlib.suppress(UnreadableError):

@@ -32,6 +32,8 @@ class FaultProxy:
         self._flowing.set()
         self._refusing = False
         self._trigger: tuple[bytes, bool] | None = None
+        # Server sockets whose answers are thrown away: the client must never hear them.
+        self._muted: set[socket.socket] = set()
         self._closed = False
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
@@ -106,11 +108,14 @@ class FaultProxy:
                 trigger = self._trigger
                 if upstream and trigger is not None and trigger[0] in data:
                     self._trigger = None
+                    self._muted.add(sink)
                     if trigger[1]:
                         sink.sendall(data)
                         time.sleep(0.3)  # the server acts on it; only its answer is lost
                     self._close_link(source)
                     return
+                if not upstream and source in self._muted:
+                    continue
                 sink.sendall(data)
         except OSError:
             pass
