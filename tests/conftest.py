@@ -253,6 +253,27 @@ async def close_sdk_session(session: Any) -> None:
         await result
 
 
+# The longest tests (tens of seconds each, mostly processes loading the SDK) start first, so the
+# parallel run does not end with one worker busy on them while the others are idle.
+LONGEST_FIRST = (
+    "test_eight_processes_taking_turns_on_one_memory_lose_nothing",
+    "test_sigkill_at_random_moments_never_loses_a_finished_turn",
+    "test_the_sdks_own_session_tests_pass_on_each_store",
+    "test_sigkill_while_writing_never_leaves_half_a_turn",
+    "test_a_fact_told_in_one_run_is_known_in_the_next_and_clear_forgets_it",
+    "test_random_lines_on_a_pipe_are_handled_or_refused_in_one_line",
+    "test_the_api_key_never_appears_in_any_output_or_file",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = getattr(item, "originalname", item.name)
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: everything else keeps its order
+
+
 # Figures tests report (concurrency, crash trials...), printed at the end of the run. Each test process
 # (each xdist worker) appends to a file of its own in a folder the main process made and reads back.
 FIGURES_DIR = "MEMCHAT_TEST_FIGURES"

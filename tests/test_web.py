@@ -159,8 +159,12 @@ def open_chat(page, web: Web, user: str) -> None:  # type: ignore[no-untyped-def
 
 
 def send(page, text: str) -> None:  # type: ignore[no-untyped-def]
+    """Type and send, once the page takes a message: while the last reply's task still runs, Enter does nothing."""
+    from playwright.sync_api import expect
+
     page.locator("#chat-input").fill(text)
-    page.keyboard.press("Enter")
+    expect(page.locator("#chat-submit")).to_be_enabled(timeout=20_000)
+    page.locator("#chat-submit").click()
 
 
 def run_command(page, name: str) -> None:  # type: ignore[no-untyped-def]
