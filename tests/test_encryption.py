@@ -96,6 +96,23 @@ async def test_a_wrong_key_deletes_pops_and_overwrites_nothing(location: str) ->
     assert await stored_rows(location) == before
 
 
+@pytest.mark.anyio
+async def test_two_processes_with_different_keys_never_both_write_a_new_memory(location: str) -> None:
+    # Both start on an empty memory, so neither start-up check can see the other's key.
+    first = await open_store(location, encryption_key=KEY)
+    second = await open_store(location, encryption_key="another passphrase")
+    try:
+        await first.memory("alice").add_items(turn("written first"))
+        before = await stored_rows(location)
+        with pytest.raises(StoreError, match="not the passphrase"):
+            await second.memory("alice").add_items(turn("written second"))
+        assert await stored_rows(location) == before
+        assert await first.memory("alice").get_items() == turn("written first")  # readable with the first key
+    finally:
+        await first.close()
+        await second.close()
+
+
 def test_encrypted_history_does_not_expire(tmp_path: Path) -> None:
     db = tmp_path / "m.db"
     codec = Codec("alice", KEY)
