@@ -23,8 +23,10 @@ again, so a turn is neither lost nor stored twice.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
+import random
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -53,8 +55,9 @@ CONNECT_TIMEOUT_SECONDS = 10
 HEALTH_CHECK_SECONDS = 10
 # Reads are retried this often on a dropped connection, with waits growing to a second.
 READ_RETRIES = 3
-# How often a watched change starts again when other processes keep writing.
+# How often a watched change starts again when other processes keep writing, and the pauses between.
 WATCH_ATTEMPTS = 100
+WATCH_PAUSE, WATCH_PAUSE_CAP = 0.002, 0.05
 # The SDK's keys for user "a" and user "a:messages" would overlap, so such ids are refused.
 RESERVED_SUFFIXES = (":messages", ":counter")
 
@@ -163,13 +166,16 @@ class RedisStore:
         ``change`` reads what it needs, then calls ``pipe.multi()`` and queues its writes.
         """
         with self.errors():
-            for _ in range(WATCH_ATTEMPTS):
+            for attempt in range(1, WATCH_ATTEMPTS + 1):
                 async with self.client.pipeline(transaction=True) as pipe:
                     await pipe.watch(*keys)
                     result = await change(pipe)
                     try:
                         await pipe.execute()
                     except WatchError:
+                        # A random pause, growing with each loss, so writers racing on one memory take turns
+                        # instead of all starting again at once (with many of them, that can go on forever).
+                        await asyncio.sleep(random.uniform(0, min(WATCH_PAUSE_CAP, WATCH_PAUSE * attempt)))
                         continue
                     return result
         raise StoreError("this memory kept changing under other writers: try again")
