@@ -66,6 +66,8 @@ def slow_server() -> Iterator[FakeOpenAI]:
         yield running
 
 
+# The full count runs far longer than the suite's default limit per test.
+@pytest.mark.timeout(120 + 10 * TRIALS)
 def test_sigkill_at_random_moments_never_loses_a_finished_turn(
     tmp_path: Path, slow_server: FakeOpenAI, report: list[str]
 ) -> None:
@@ -139,6 +141,7 @@ asyncio.run(main())
 """
 
 
+@pytest.mark.timeout(120 + STORE_TRIALS)
 def test_sigkill_while_writing_never_leaves_half_a_turn(tmp_path: Path, report: list[str]) -> None:
     """The store alone, writing turns as fast as it can, killed at random: the moment of writing, thousands of times over."""
     rng = random.Random(SEED)
