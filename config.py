@@ -159,6 +159,8 @@ def load_settings(
     for name, value in (("--model", model), *((name, env.get(name)) for name in ENVIRONMENT)):
         if value is not None and not _is_unicode(value):
             raise ConfigError(f"{name} is not valid UTF-8: check the terminal's encoding or the .env file")
+    if db is not None and not db.strip():
+        raise ConfigError("--db is empty: pass a file path or a URL, or leave --db out for conversion.db")
     return Settings(
         user=check_user_id(user if user is not None else env.get("MEMCHAT_USER") or DEFAULT_USER),
         db=db or env.get("MEMCHAT_DB") or DEFAULT_DB,

@@ -119,6 +119,11 @@ class Memory(Protocol):
 class Store(Protocol):
     """Every user's memory in one place."""
 
+    # Where it is, for people: a file's absolute path, or a server URL with its password masked.
+    location: str
+    # True when opening it made a new, empty SQLite file (a new memory, not the one the user may expect).
+    created: bool
+
     def memory(self, user: str) -> Memory:
         """The memory of ``user`` (created on first write)."""
         ...

@@ -113,6 +113,7 @@ class PostgresStore:
     def __init__(self, engine: AsyncEngine, location: str, encryption_key: str | None, timeout: float) -> None:
         self._engine = engine
         self.location = location
+        self.created = False
         self.codecs = Codecs(encryption_key)
         self.timeout = timeout
 

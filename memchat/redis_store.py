@@ -72,6 +72,7 @@ class RedisStore:
     ) -> None:
         self.client = client
         self.location = location
+        self.created = False
         self.codecs = Codecs(encryption_key)
         self.prefix = prefix
         self.passwords_key = PASSWORDS_KEY if prefix == PREFIX else f"{PASSWORDS_KEY}:{prefix}"

@@ -100,6 +100,8 @@ class SQLiteStore:
         self.codecs = Codecs(encryption_key)
         if not create and not self.path.exists():
             raise StoreError(f"{self.path} does not exist: check the path")
+        self.created = not self.path.exists()
+        self.location = str(self.path.resolve())
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memchat-sqlite")
         try:
             self._conn, self._identity = self._worker.submit(_open, self.path).result()

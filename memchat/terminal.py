@@ -81,5 +81,12 @@ def _private_file(path: Path) -> Path:
 def banner(chat: Chat, count: int) -> None:
     where = chat.settings.base_url or "OpenAI"
     chat.out.notice(
-        f"memchat · {chat.user} · {count} messages remembered · {chat.settings.model} at {where} · /help for commands"
+        f"memchat · {chat.user} · {count} messages remembered in {chat.store.location} · "
+        f"{chat.settings.model} at {where} · /help for commands"
     )
+    if chat.store.created:
+        # Memory lives in the folder memchat starts from: started elsewhere, a user would silently be a stranger.
+        chat.out.notice(
+            f"this is a new memory: {chat.store.location} did not exist (started from another folder? "
+            "pass --db or set MEMCHAT_DB to use the same file everywhere)"
+        )

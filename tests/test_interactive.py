@@ -51,6 +51,22 @@ def prompt(child: pexpect.spawn, user: str = "user1") -> None:
     child.expect(re.escape(user) + r"(\x1b\[[0-9;]*m)*>")
 
 
+def test_the_banner_names_the_memory_file_and_says_when_it_is_new(spawn, memchat: Memchat) -> None:  # type: ignore[no-untyped-def]
+    first = spawn("--user", "sara")
+    first.expect_exact(f"0 messages remembered in {memchat.db.resolve()}")
+    first.expect_exact("this is a new memory")
+    prompt(first, "sara")
+    first.sendline("hello")
+    first.expect_exact("You said: hello")
+    prompt(first, "sara")
+    first.sendeof()
+    assert_exits_with_0(first)
+    again = spawn("--user", "sara")
+    again.expect_exact(f"2 messages remembered in {memchat.db.resolve()}")
+    prompt(again, "sara")
+    assert "new memory" not in str(again.before)
+
+
 def test_the_prompt_shows_the_user_and_replies_stream_in(spawn, memchat: Memchat, server: FakeOpenAI) -> None:  # type: ignore[no-untyped-def]
     child = spawn("--user", "sara")
     child.expect("0 messages remembered")

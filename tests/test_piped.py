@@ -222,6 +222,7 @@ def test_no_model_configured_says_what_to_set_and_exits_2(memchat: Memchat) -> N
     ("args", "says"),
     [
         (["--db", "."], "is a directory"),
+        (["--db", ""], "--db is empty"),
         (["--db", "missing/dir/x.db"], "does not exist"),
         (["--db", "/sys/x.db"], "cannot create /sys/x.db"),
         (["--user", ""], "user id is empty"),
