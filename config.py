@@ -159,6 +159,10 @@ def load_settings(
     for name, value in (("--model", model), *((name, env.get(name)) for name in ENVIRONMENT)):
         if value is not None and not _is_unicode(value):
             raise ConfigError(f"{name} is not valid UTF-8: check the terminal's encoding or the .env file")
+    if base_url and not base_url.lower().startswith(("http://", "https://")):
+        raise ConfigError(
+            f"OPENAI_BASE_URL is {base_url!r}: write it with its scheme, as in http://{base_url.lstrip('/')}"
+        )
     if db is not None and not db.strip():
         raise ConfigError("--db is empty: pass a file path or a URL, or leave --db out for conversion.db")
     return Settings(

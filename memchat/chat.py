@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from config import Settings, check_user_id
 
-from .commands import HELP, Blank, Command, CommandError, Leave, Message, parse
+from .commands import HELP, Blank, Command, CommandError, Hint, Leave, Message, describe_undo, parse
 from .errors import MemchatError, StoreLostError
 from .memory import Store
 from .output import Output
@@ -63,6 +63,9 @@ class Chat:
                 return Outcome.OK
             if isinstance(parsed, Leave):
                 return Outcome.LEAVE
+            if isinstance(parsed, Hint):
+                self.out.notice(parsed.text)
+                return Outcome.OK
             if isinstance(parsed, Command):
                 await self._command(parsed)
                 return Outcome.OK
@@ -162,5 +165,4 @@ class Chat:
             await self.memory.clear_session()
             self.out.notice(f"cleared the memory of {self.user}")
         elif command.name == "undo":
-            removed = await self.memory.undo()
-            self.out.notice(f"removed the last exchange ({removed} items)" if removed else "nothing to undo")
+            self.out.notice(describe_undo(await self.memory.undo()))

@@ -41,19 +41,20 @@ def _parser() -> argparse.ArgumentParser:
             section("environment (also read from .env in the current folder)", ENVIRONMENT),
             section("commands inside the chat", HELP),
             section("exit codes", EXIT_CODES),
-            section(
-                "other commands",
-                {
-                    "memchat copy --from SRC --to DST [--user ID]": "copy memories between stores",
-                    "memchat passwd USER": "set USER's password for the web page",
-                    "memchat web [--host H] [--port N]": "serve the chat page (needs the web extra)",
-                },
-            ),
         ]
+    )
+    subcommands = section(
+        "commands",
+        {
+            "memchat [options]": "chat (the options below)",
+            "memchat copy --from SRC --to DST [--user ID]": "copy memories between stores",
+            "memchat passwd USER": "set USER's password for the web page",
+            "memchat web [--host H] [--port N]": "serve the chat page (needs the web extra)",
+        },
     )
     parser = _Parser(
         prog="memchat",
-        description="A terminal chat that remembers each user across restarts.",
+        description=f"A terminal chat that remembers each user across restarts.\n\n{subcommands}",
         epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -44,7 +44,28 @@ class Blank:
     pass
 
 
-Line = Message | Command | Leave | Blank
+@dataclass(frozen=True)
+class Hint:
+    """A line that is probably a command typed without its slash: said back, not sent to the model."""
+
+    text: str
+
+
+Line = Message | Command | Leave | Blank | Hint
+
+# Words people type out of habit from other tools; alone on a line they are asked about, not sent.
+BARE_COMMANDS = frozenset({"clear", "undo", "help"})
+
+
+def describe_undo(removed: int) -> str:
+    """What /undo did, in plain words, for every front end."""
+    if removed == 0:
+        return "nothing to undo"
+    if removed == 1:
+        return "removed your last message (it had no reply)"
+    steps = removed - 2
+    extra = f", with {steps} tool step{'s' if steps != 1 else ''} between them" if steps > 0 else ""
+    return f"removed your last message and its reply{extra}"
 
 
 def parse(line: str) -> Line:
@@ -57,6 +78,9 @@ def parse(line: str) -> Line:
         return Blank()
     if text.lower() in EXIT_WORDS:
         return Leave()
+    if text.lower() in BARE_COMMANDS:
+        word = text.lower()
+        return Hint(f"not sent: type /{word} for the command, or write a longer message to say '{text}' to the model")
     if text.startswith("//"):
         return Message(text[1:])
     if not text.startswith("/"):

@@ -18,7 +18,7 @@ from typing import Any
 import chainlit as cl
 
 from config import ConfigError, check_user_id, load_settings
-from memchat.commands import Command, CommandError, Message, parse
+from memchat.commands import Command, CommandError, Hint, Message, describe_undo, parse
 from memchat.errors import MemchatError
 from memchat.items import describe
 from memchat.memory import Memory, Store
@@ -109,7 +109,9 @@ async def on_message(message: cl.Message) -> None:
             await command(mine, Command(message.command, ""))
             return
         parsed = parse(message.content)
-        if isinstance(parsed, Command):
+        if isinstance(parsed, Hint):
+            await cl.Message(content=parsed.text, author="memory").send()
+        elif isinstance(parsed, Command):
             await command(mine, parsed)
         elif isinstance(parsed, Message):
             await turn(mine, parsed.text)
@@ -153,9 +155,8 @@ async def command(mine: Memory, parsed: Command) -> None:
         await mine.clear_session()
         await cl.Message(content="Memory cleared: I have forgotten everything you told me.", author="memory").send()
     elif parsed.name == "undo":
-        removed = await mine.undo()
-        note = f"Removed the last exchange ({removed} items)." if removed else "Nothing to undo."
-        await cl.Message(content=note, author="memory").send()
+        note = describe_undo(await mine.undo())
+        await cl.Message(content=note[0].upper() + note[1:] + ".", author="memory").send()
     elif parsed.name in ("history", "summary"):
         await show_history(mine)
     else:

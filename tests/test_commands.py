@@ -58,3 +58,13 @@ def test_malformed_commands_are_refused_with_the_fix(line: str, complaint: str) 
     with pytest.raises(CommandError, match=complaint) as info:
         parse(line)
     assert len(str(info.value)) < 200
+
+
+def test_undo_is_described_in_plain_words_tool_steps_included() -> None:
+    from memchat.commands import describe_undo
+
+    assert describe_undo(0) == "nothing to undo"
+    assert describe_undo(1) == "removed your last message (it had no reply)"
+    assert describe_undo(2) == "removed your last message and its reply"
+    assert describe_undo(3) == "removed your last message and its reply, with 1 tool step between them"
+    assert describe_undo(4) == "removed your last message and its reply, with 2 tool steps between them"

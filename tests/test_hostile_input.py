@@ -28,7 +28,14 @@ from memchat.sqlite_store import SQLiteStore
 from memchat.terminal import piped
 
 BYSTANDER = "bystander-7f3a"
-NOTICES = ("cleared the memory of", "removed the last exchange", "nothing to undo", "now talking as", "(no ")
+NOTICES = (
+    "cleared the memory of",
+    "removed your last message",
+    "nothing to undo",
+    "now talking as",
+    "(no ",
+    "not sent: type /",
+)
 TRIED = {"inputs": 0, "lines": 0}
 
 odd_text = st.text(

@@ -107,7 +107,7 @@ def test_clear_command_wipes_the_current_user(memchat: Memchat) -> None:
 def test_undo_removes_the_last_exchange(memchat: Memchat) -> None:
     run = memchat(input="keep this\ndrop this\n/undo\n/undo\n/undo\n")
     assert memchat.stored("user1") == []
-    assert "removed the last exchange (2 items)" in run.stderr
+    assert "removed your last message and its reply" in run.stderr
     assert "nothing to undo" in run.stderr
     memchat(input="keep this\ndrop this\n/undo\n")
     assert memchat.stored("user1") == [("you", "keep this"), ("assistant", "You said: keep this")]
@@ -275,3 +275,32 @@ def test_help_lists_options_and_environment_variables(memchat: Memchat) -> None:
         "exit codes",
     ):
         assert word in run.stdout, word
+
+
+def test_help_lists_the_subcommands_before_the_options(memchat: Memchat) -> None:
+    out = memchat("--help").stdout
+    assert out.index("memchat copy --from") < out.index("options:")
+    assert out.index("memchat web") < out.index("--user ID  ")
+
+
+@pytest.mark.parametrize("word", ["clear", "Clear", "undo", "help"])
+def test_a_command_word_typed_alone_is_asked_about_not_sent(memchat: Memchat, server: FakeOpenAI, word: str) -> None:
+    run = memchat(input=f"hello\n{word}\n")
+    assert run.returncode == 0
+    assert run.stdout == "You said: hello\n"
+    assert f"not sent: type /{word.lower()}" in run.stderr
+    assert len(server.requests) == 1
+    assert [text for _, text in memchat.stored("user1")] == ["hello", "You said: hello"]
+
+
+def test_undo_says_what_it_removed_in_plain_words(memchat: Memchat) -> None:
+    run = memchat(input="hello\n/undo\n/undo\n")
+    assert run.stderr.splitlines() == ["removed your last message and its reply", "nothing to undo"]
+
+
+def test_a_base_url_without_its_scheme_is_one_line_saying_so(memchat: Memchat) -> None:
+    run = memchat(input="hi\n", OPENAI_BASE_URL="127.0.0.1:8080/v1")
+    assert run.returncode == 2
+    assert run.stderr.strip() == (
+        "error: OPENAI_BASE_URL is '127.0.0.1:8080/v1': write it with its scheme, as in http://127.0.0.1:8080/v1"
+    )
