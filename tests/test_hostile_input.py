@@ -22,7 +22,7 @@ from config import ConfigError, check_user_id, load_settings
 from conftest import Memchat
 from fake_openai import FakeOpenAI
 from memchat.chat import Chat
-from memchat.commands import Blank, Command, CommandError, Leave, Message, parse
+from memchat.commands import Blank, Command, CommandError, Hint, Leave, Message, parse
 from memchat.output import Output
 from memchat.sqlite_store import SQLiteStore
 from memchat.terminal import piped
@@ -154,7 +154,7 @@ def test_the_command_parser_accepts_or_names_what_is_wrong(text: str) -> None:
     except CommandError as exc:
         assert str(exc)
     else:
-        assert isinstance(parsed, Message | Command | Leave | Blank)
+        assert isinstance(parsed, Message | Command | Leave | Blank | Hint)
 
 
 @given(st.text(max_size=300))
