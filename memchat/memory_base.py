@@ -129,6 +129,16 @@ class MemoryBase(ABC):
         if items:
             yield Turn(start, end, items)
 
+    def check_key_fits(self, newest: str | bytes | None) -> None:
+        """Raise ``StoreError`` if this memory's newest stored row is not under this process's key.
+
+        Called inside each store's write lock (or WATCH): another process may have started this
+        memory under another key a moment ago, after this one's start-up check.
+        """
+        if newest is not None:
+            with contextlib.suppress(UnreadableError):
+                self.codec.decode(newest)
+
     async def check_readable(self) -> None:
         """Decode the newest items and the summary, so a wrong or missing key stops a run before any change."""
         await self.page(0, END, newest_first=True)

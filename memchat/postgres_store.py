@@ -281,10 +281,7 @@ class PostgresMemory(MemoryBase):
                         params,
                     )
                 ).first()
-                if newest is not None:
-                    # Another process may have started this memory under another key a moment ago.
-                    with contextlib.suppress(UnreadableError):
-                        self.codec.decode(newest[1])
+                self.check_key_fits(None if newest is None else newest[1])
                 mark[:] = [newest[0] if newest is not None else 0]
                 await conn.execute(
                     text("INSERT INTO agent_messages (session_id, message_data) VALUES (:user, :data)"), rows

@@ -213,15 +213,12 @@ class RedisMemory(MemoryBase):
         async def write(mark: list[int]) -> None:
             async def change(pipe: Any) -> None:
                 count = int(await pipe.llen(self._messages_key))
-                if mark and await pipe.lrange(self._messages_key, mark[0], mark[0] + len(encoded) - 1) == encoded:
+                if mark and await holds(pipe, mark[0]):
                     # An earlier try landed and only its answer was lost (redis-py reports a connection
                     # dropped under WATCH as a WatchError, so this try runs again): nothing more to write.
                     pipe.multi()
                     return
-                if count:
-                    # Another process may have started this memory under another key a moment ago.
-                    with contextlib.suppress(UnreadableError):
-                        self.codec.decode(await pipe.lindex(self._messages_key, -1))
+                self.check_key_fits(await pipe.lindex(self._messages_key, -1) if count else None)
                 mark[:] = [count]
                 now = str(int(time.time()))
                 pipe.multi()
@@ -232,9 +229,13 @@ class RedisMemory(MemoryBase):
 
             await self._watched(change)
 
+        async def holds(reader: Any, count: int) -> bool:
+            """Whether this turn's items stand right after the first ``count`` items."""
+            return bool(await reader.lrange(self._messages_key, count, count + len(encoded) - 1) == encoded)
+
         async def landed(count: int) -> bool:
             with contextlib.suppress(StoreError), self._store.errors():
-                return bool(await self._redis.lrange(self._messages_key, count, count + len(encoded) - 1) == encoded)
+                return await holds(self._redis, count)
             return False
 
         await write_surely(write, landed)
@@ -309,19 +310,22 @@ class RedisMemory(MemoryBase):
             )
             if text is None or through is None:
                 return None
-            at = await self._redis.lindex(self._messages_key, int(through) - 1)
-        # The item the summary ends at was popped or replaced by someone else: the summary no longer fits.
-        if at is None or anchor != _fingerprint(str(at)):
-            return None
+            # The item the summary ends at was popped or replaced by someone else: the summary no longer fits.
+            if not await self._anchored(self._redis, through, anchor):
+                return None
         return Summary(self.codec.decode_text(str(text)), int(through))
+
+    async def _anchored(self, reader: Any, through: Any, anchor: Any) -> bool:
+        """Whether a summary reaching ``through`` still ends at the item whose fingerprint is ``anchor``."""
+        if through is None:
+            return False
+        return bool(anchor == _fingerprint(await reader.lindex(self._messages_key, int(through) - 1)))
 
     async def save_summary(self, summary: Summary) -> None:
         async def change(pipe: Any) -> None:
             at = await pipe.lindex(self._messages_key, summary.through - 1)
             current, anchor = await pipe.hmget(self._session_key, ["memchat_through", "memchat_anchor"])
-            valid = current is not None and anchor == _fingerprint(
-                await pipe.lindex(self._messages_key, int(current) - 1)
-            )
+            valid = await self._anchored(pipe, current, anchor)
             pipe.multi()
             if at is not None and (not valid or int(current) < summary.through):
                 pipe.hset(

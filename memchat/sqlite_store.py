@@ -153,19 +153,7 @@ class SQLiteStore:
     async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """``work(connection)`` in a transaction that takes the write lock up front, so it never fails half-way on it."""
 
-        def transaction(conn: sqlite3.Connection) -> T:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = work(conn)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        conn.execute("ROLLBACK")
-                raise
-            return result
-
-        return await self.run(transaction)
+        return await self.run(lambda conn: _transaction(conn, work))
 
     async def query(self, sql: str, *params: object) -> list[tuple[Any, ...]]:
         return await self.run(lambda conn: conn.execute(sql, params).fetchall())
@@ -206,9 +194,11 @@ class SQLiteMemory(MemoryBase):
         encoded = [(self.session_id, self.codec.encode(item)) for item in items]
 
         def add(conn: sqlite3.Connection) -> None:
-            # Another process may have started this memory under another key a moment ago: checked
-            # inside the lock, so two keys never both write to one memory.
-            self._check_key(conn)
+            newest = conn.execute(
+                "SELECT message_data FROM agent_messages WHERE session_id = ? ORDER BY id DESC LIMIT 1",
+                (self.session_id,),
+            ).fetchone()
+            self.check_key_fits(None if newest is None else newest[0])
             conn.execute("INSERT OR IGNORE INTO agent_sessions (session_id) VALUES (?)", (self.session_id,))
             conn.executemany("INSERT INTO agent_messages (session_id, message_data) VALUES (?, ?)", encoded)
             conn.execute(
@@ -216,15 +206,6 @@ class SQLiteMemory(MemoryBase):
             )
 
         await self._store.write(add)
-
-    def _check_key(self, conn: sqlite3.Connection) -> None:
-        row = conn.execute(
-            "SELECT message_data FROM agent_messages WHERE session_id = ? ORDER BY id DESC LIMIT 1",
-            (self.session_id,),
-        ).fetchone()
-        if row is not None:
-            with contextlib.suppress(UnreadableError):
-                self.codec.decode(row[0])
 
     async def pop(self) -> Item | None:
         def pop(conn: sqlite3.Connection) -> Item | None:
@@ -306,7 +287,7 @@ def explain(path: Path, exc: sqlite3.Error) -> StoreError:
     """One line for a SQLite error: what happened to the file, and what to do."""
     message = str(exc)
     lowered = message.lower()
-    if "locked" in lowered or "busy" in lowered:
+    if _is_busy(exc):
         return StoreError(
             f"{path} stayed locked by another process for {BUSY_TIMEOUT_SECONDS:g} s ({message}): "
             "try again, or close the other memchat"
@@ -375,16 +356,31 @@ def _prepare(conn: sqlite3.Connection) -> None:
             if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                 conn.execute("PRAGMA journal_mode=WAL")
             if not present.issuperset(TABLES):
-                conn.execute("BEGIN IMMEDIATE")
-                for statement in SCHEMA.split(";"):
-                    conn.execute(statement)
-                conn.execute("COMMIT")
+                _transaction(conn, lambda conn: [conn.execute(statement) for statement in SCHEMA.split(";")])
             return
         except sqlite3.OperationalError as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
             # Switching to WAL needs a moment alone with the file; other starters may hold it.
-            if ("locked" in str(exc) or "busy" in str(exc)) and time.monotonic() < deadline:
+            if _is_busy(exc) and time.monotonic() < deadline:
                 time.sleep(0.05)
                 continue
             raise
+
+
+def _transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    """``work`` in a transaction that takes the write lock up front, so it never fails half-way on it."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = work(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        raise
+    return result
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    """Another connection holds the lock (SQLite says "locked" or "busy")."""
+    message = str(exc).lower()
+    return "locked" in message or "busy" in message
