@@ -55,6 +55,7 @@ ENVIRONMENT: dict[str, str] = {
     "MEMCHAT_HISTORY_FILE": "where typed input history is kept",
     "MEMCHAT_TRACING": "1 to export traces to OpenAI (off by default)",
     "MEMCHAT_ENCRYPTION_KEY": "a passphrase: store messages encrypted with it (off by default)",
+    "MEMCHAT_PLAIN": "1 to print replies as raw text, not rendered Markdown (also --plain, NO_COLOR)",
 }
 
 
@@ -83,6 +84,8 @@ class Settings:
     state_dir: Path
     tracing: bool
     encryption_key: str | None = field(default=None, repr=False)
+    # Replies as raw text even in a terminal (MEMCHAT_PLAIN, --plain, or NO_COLOR set to anything).
+    plain: bool = False
 
     def require_model_access(self) -> None:
         """Fail with a plain explanation when no model server can be reached."""
@@ -147,6 +150,7 @@ def load_settings(
     db: str | None = None,
     model: str | None = None,
     context_tokens: int | None = None,
+    plain: bool = False,
     env: dict[str, str] | None = None,
 ) -> Settings:
     """Resolve settings from flags (the arguments) over the environment and ``.env``."""
@@ -180,9 +184,14 @@ def load_settings(
         instructions=env.get("MEMCHAT_INSTRUCTIONS") or DEFAULT_INSTRUCTIONS,
         history_file=Path(env.get("MEMCHAT_HISTORY_FILE") or state_dir / "input_history"),
         state_dir=state_dir,
-        tracing=env.get("MEMCHAT_TRACING", "").lower() in ("1", "true", "yes", "on"),
+        tracing=_flag(env, "MEMCHAT_TRACING"),
         encryption_key=env.get("MEMCHAT_ENCRYPTION_KEY") or None,
+        plain=plain or _flag(env, "MEMCHAT_PLAIN") or bool(env.get("NO_COLOR")),
     )
+
+
+def _flag(env: dict[str, str], name: str) -> bool:
+    return env.get(name, "").lower() in ("1", "true", "yes", "on")
 
 
 def _number(

@@ -54,13 +54,16 @@ class Context:
         return [item for turn in self.turns for item in turn.items]
 
 
-async def build_context(memory: Memory, budget: int, estimator: TokenEstimator) -> Context:
-    """The summary and the newest whole turns whose tokens together stay within ``budget``."""
+async def build_context(
+    memory: Memory, budget: int, estimator: TokenEstimator, *, before: int | None = None
+) -> Context:
+    """The summary and the newest whole turns (stored before position ``before``, if given) that fit ``budget``."""
     summary = await memory.summary()
     remaining = budget - (estimator.tokens(summary.text) if summary else 0)
     turns: list[Turn] = []
     overflow = False
-    async for turn in memory.turns_backward(summary.through if summary else 0):
+    after = summary.through if summary else 0
+    async for turn in memory.turns_backward(after) if before is None else memory.turns_backward(after, before):
         cost = estimator.item_tokens(turn.items)
         if cost > remaining:
             overflow = True

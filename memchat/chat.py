@@ -1,7 +1,8 @@
-"""What happens to one typed line: a message for the model or a slash command.
+"""The terminal's side of a conversation: what happens to one typed line, and how it is shown.
 
-The terminal's interactive and piped loops both hand lines to ``Chat.handle``,
-so commands and turns behave the same in each.
+The interactive and piped loops (see ``terminal``) both hand lines to
+``Chat.handle``. Commands are carried out by the command core (see
+``commands``); this module only shows what they return.
 """
 
 from __future__ import annotations
@@ -11,17 +12,39 @@ import contextlib
 import enum
 import importlib
 import threading
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from config import Settings, check_user_id
+from config import Settings
 
-from .commands import HELP, Blank, Command, CommandError, Hint, Leave, Message, describe_undo, parse
+from .commands import (
+    REGISTRY,
+    Blank,
+    Clipboard,
+    Command,
+    CommandError,
+    Document,
+    EditLast,
+    Hint,
+    History,
+    Leave,
+    Note,
+    Resend,
+    Rows,
+    Shown,
+    SummaryText,
+    Users,
+    parse,
+)
+from .conversation import Conversation
 from .errors import MemchatError, StoreLostError
-from .memory import Store
-from .output import Output
+from .memory import Memory, Store
+from .output import Output, ReplyStream
 
 if TYPE_CHECKING:
-    from .turn import TurnRunner
+    from .turn import TurnResult
 
 
 class Outcome(enum.Enum):
@@ -32,34 +55,65 @@ class Outcome(enum.Enum):
     STOP = "stop"
 
 
+_model_code_loaded = threading.Event()
+
+
 def preload_model_code() -> None:
     """Import the Agents SDK in the background, so the prompt need not wait for it."""
+    threading.Thread(target=_load_model_code, name="memchat-preload", daemon=True).start()
 
-    def load() -> None:
-        # A failure here is reported properly by the foreground import.
-        with contextlib.suppress(Exception):
-            importlib.import_module("memchat.turn")
 
-    threading.Thread(target=load, name="memchat-preload", daemon=True).start()
+def _load_model_code() -> None:
+    # A failure here is reported properly by the foreground import.
+    with contextlib.suppress(Exception):
+        importlib.import_module("memchat.turn")
+    _model_code_loaded.set()
 
 
 class Chat:
-    """One person's chat: the current user id, their memory, and the model."""
+    """The terminal's conversation: the command core underneath, this terminal on top."""
 
-    def __init__(self, settings: Settings, store: Store, output: Output) -> None:
-        self.settings = settings
-        self.store = store
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        output: Output,
+        *,
+        ask: Callable[[str], Awaitable[bool]] | None = None,
+    ) -> None:
+        self.conv = Conversation(settings, store)
         self.out = output
-        self.user = settings.user
-        self.memory = store.memory(self.user)
-        self._runner: TurnRunner | None = None
+        # Asks the person a yes/no question; None on a pipe, where nothing is asked.
+        self.ask = ask
+        # Set by /edit: the text to put in the input line, and that what is sent next replaces the last exchange.
+        self.prefill: str | None = None
+        self.editing = False
         self._fold: asyncio.Task[None] | None = None
+
+    @property
+    def settings(self) -> Settings:
+        return self.conv.settings
+
+    @property
+    def store(self) -> Store:
+        return self.conv.store
+
+    @property
+    def user(self) -> str:
+        return self.conv.user
+
+    @property
+    def memory(self) -> Memory:
+        return self.conv.memory
 
     async def handle(self, line: str, *, stream: bool) -> Outcome:
         """Act on one input line; report problems as one ``error:`` line and carry on."""
+        replacing, self.editing = self.editing, False
         try:
             parsed = parse(line)
             if isinstance(parsed, Blank):
+                if replacing:
+                    self.out.notice("edit cancelled: the last exchange is unchanged")
                 return Outcome.OK
             if isinstance(parsed, Leave):
                 return Outcome.LEAVE
@@ -67,36 +121,42 @@ class Chat:
                 self.out.notice(parsed.text)
                 return Outcome.OK
             if isinstance(parsed, Command):
-                await self._command(parsed)
-                return Outcome.OK
-            return await self._turn(parsed, stream=stream)
+                return await self._command(parsed, stream=stream)
+            return await self._turn(parsed.text, stream=stream, replacing=replacing)
         except (CommandError, MemchatError) as exc:
             self.out.error(str(exc))
             return Outcome.STOP if isinstance(exc, StoreLostError) else Outcome.FAILED
 
-    async def _turn(self, message: Message, *, stream: bool) -> Outcome:
+    async def _turn(self, text: str, *, stream: bool, replacing: bool = False) -> Outcome:
         from .model_errors import describe_failed_turn
 
-        runner = self._turn_runner()
-        streamed_any = False
-
-        def show(piece: str) -> None:
-            nonlocal streamed_any
-            streamed_any = True
-            self.out.stream_piece(piece)
-
+        self._stop_summary()
+        started = time.monotonic()
+        shown: ReplyStream | None = None
         try:
             if stream:
-                result = await runner.run(self.memory, message.text, show)
-                self.out.end_stream()
+                shown = self.out.reply_stream()
+                if not _model_code_loaded.is_set():
+                    shown.waiting("loading the model library (first turn only)…")
+                    # In a thread: the spinner turns and Ctrl-C works while the SDK loads.
+                    await asyncio.to_thread(_load_model_code)
+                    shown.waiting("thinking…")
+                result = await self.conv.turn(text, shown.add, replacing=replacing)
+                shown.finish()
             else:
-                result = await runner.run(self.memory, message.text)
+                result = await self.conv.turn(text, replacing=replacing)
                 self.out.reply(result.reply)
         except MemchatError:
+            if shown is not None:
+                shown.finish()
+            raise
+        except asyncio.CancelledError:
+            if shown is not None:
+                shown.finish()
             raise
         except Exception as exc:  # noqa: BLE001 - any model failure becomes one line
-            if streamed_any:
-                self.out.end_stream()
+            if shown is not None:
+                shown.finish()
             self.out.error(describe_failed_turn(exc, self.settings))
             return Outcome.FAILED
         for notice in result.notices:
@@ -105,19 +165,19 @@ class Chat:
             self.out.error(f"the reply above was not saved: {result.not_saved}")
             return Outcome.STOP if isinstance(result.not_saved, StoreLostError) else Outcome.FAILED
         if stream:
+            self.out.notice(f"({time.monotonic() - started:.1f} s)")
             # While the user reads and types, not before the prompt comes back.
-            if self._fold is None or self._fold.done():
-                self._fold = asyncio.ensure_future(self._update_summary(runner, quiet=True))
+            self._fold = asyncio.ensure_future(self._update_summary(result, quiet=True))
         else:
-            await self._update_summary(runner, quiet=False)
+            await self._update_summary(result, quiet=False)
         return Outcome.OK
 
-    async def _update_summary(self, runner: TurnRunner, *, quiet: bool) -> None:
+    async def _update_summary(self, result: TurnResult, *, quiet: bool) -> None:
         """Fold turns that no longer fit into the summary; on failure, retry after a later turn."""
         from .model_errors import describe_model_error
 
         try:
-            await runner.fold_if_needed(self.memory)
+            await self.conv.fold(result)
         except Exception as exc:  # noqa: BLE001 - the turn is stored; the summary can wait
             if not quiet:
                 reason = describe_model_error(exc, self.settings)
@@ -132,37 +192,50 @@ class Chat:
     async def close(self) -> None:
         """Stop a summary in progress and close the model connections."""
         self._stop_summary()
-        if self._runner is not None:
-            await self._runner.aclose()
+        await self.conv.aclose()
 
-    def _turn_runner(self) -> TurnRunner:
-        if self._runner is None:
-            from .turn import TurnRunner
+    async def _command(self, command: Command, *, stream: bool) -> Outcome:
+        spec = REGISTRY[command.name]
+        self._stop_summary()
+        if spec.confirm is not None and self.ask is not None and not await self.ask(await spec.confirm(self.conv)):
+            self.out.notice(f"/{command.name} cancelled: nothing was changed")
+            return Outcome.OK
+        return await self._show(command, await spec.handler(self.conv, command.arg), stream=stream)
 
-            self._runner = TurnRunner(self.settings)
-        return self._runner
+    async def _show(self, command: Command, shown: Shown, *, stream: bool) -> Outcome:
+        if isinstance(shown, EditLast | Clipboard) and self.ask is None:
+            raise CommandError(f"/{command.name} needs an interactive terminal: it does nothing on a pipe")
+        if isinstance(shown, Note):
+            self.out.notice(shown.text)
+        elif isinstance(shown, Rows):
+            self.out.lines(shown.rows)
+        elif isinstance(shown, History):
+            self.out.history(shown.items, shown.summary)
+        elif isinstance(shown, SummaryText):
+            self.out.summary(shown.text)
+        elif isinstance(shown, Users):
+            self.out.users(shown.users, shown.current)
+        elif isinstance(shown, Document):
+            self._write(shown)
+        elif isinstance(shown, Resend):
+            return await self._turn(shown.text, stream=stream, replacing=True)
+        elif isinstance(shown, EditLast):
+            self.prefill, self.editing = shown.text, True
+            self.out.notice(
+                "edit your last message; Enter sends it in place of the last exchange, an empty line cancels"
+            )
+        elif isinstance(shown, Clipboard):
+            self.out.clipboard(shown.text)
+            self.out.notice(f"copied {shown.what} ({len(shown.text):,} characters) to the clipboard")
+        return Outcome.OK
 
-    async def _command(self, command: Command) -> None:
-        if command.name in ("user", "clear", "undo"):
-            self._stop_summary()
-        if command.name == "help":
-            self.out.lines(HELP)
-        elif command.name == "user":
-            user = check_user_id(command.arg)
-            memory = self.store.memory(user)
-            await memory.check_readable()
-            self.memory, self.user = memory, user
-            count = await self.memory.count()
-            self.out.notice(f"now talking as {self.user} ({count} messages remembered)")
-        elif command.name == "users":
-            self.out.users(await self.store.users(), self.user)
-        elif command.name == "history":
-            self.out.history(await self.memory.last_turns(int(command.arg)), await self.memory.summary())
-        elif command.name == "summary":
-            summary = await self.memory.summary()
-            self.out.summary(summary.text if summary else None)
-        elif command.name == "clear":
-            await self.memory.clear_session()
-            self.out.notice(f"cleared the memory of {self.user}")
-        elif command.name == "undo":
-            self.out.notice(describe_undo(await self.memory.undo()))
+    def _write(self, document: Document) -> None:
+        if document.path is None:
+            self.out.raw(document.text)
+            return
+        path = Path(document.path).expanduser()
+        try:
+            path.write_text(document.text, encoding="utf-8")
+        except OSError as exc:
+            raise MemchatError(f"cannot write {path} ({exc.strerror}): pass /export another path") from None
+        self.out.notice(f"exported {document.messages} messages of {self.user} to {path}")

@@ -1,4 +1,4 @@
-"""The command line: ``memchat [--user ID] [--db PATH|URL] [--clear] [--model NAME]``, and ``memchat copy``."""
+"""The command line: ``memchat [--user ID] [--db PATH|URL] [--clear] [--model NAME]``, and its subcommands."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import NoReturn
 
 from config import DEFAULT_CONTEXT_TOKENS, DEFAULT_DB, DEFAULT_USER, ENVIRONMENT, check_user_id, load_settings
 
-from .commands import HELP
+from .commands import help_rows
 from .errors import MemchatError
 from .output import Output
 
@@ -17,7 +17,7 @@ DB_FORMS = "sqlite:///PATH, postgresql://USER@HOST/DB (extra: postgres), redis:/
 
 EXIT_CODES = {
     0: "success (piped: every message got a reply)",
-    1: "piped: at least one message or command failed; copy: a user was not copied",
+    1: "piped: at least one message or command failed; copy, import: a user was not copied",
     2: "set-up problem: configuration, user id or database",
     130: "interrupted with Ctrl-C outside a reply",
 }
@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     epilog = "\n\n".join(
         [
             section("environment (also read from .env in the current folder)", ENVIRONMENT),
-            section("commands inside the chat", HELP),
+            section("commands inside the chat", help_rows()),
             section("exit codes", EXIT_CODES),
         ]
     )
@@ -48,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
         {
             "memchat [options]": "chat (the options below)",
             "memchat copy --from SRC --to DST [--user ID]": "copy memories between stores",
+            "memchat export [--user ID] [--to FILE]": "write a user's memory as JSON (a backup; .md: for reading)",
+            "memchat import FILE [--user ID]": "bring an export back (- reads stdin)",
             "memchat passwd USER": "set USER's password for the web page",
             "memchat web [--host H] [--port N]": "serve the chat page (needs the web extra)",
         },
@@ -63,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
         "--db", metavar="PATH|URL", help=f"where memories live (default: $MEMCHAT_DB or {DEFAULT_DB}); {DB_FORMS}"
     )
     parser.add_argument("--clear", action="store_true", help="wipe this user's memory first, then chat")
+    parser.add_argument(
+        "--plain", action="store_true", help="print replies as raw text, not rendered Markdown (also: MEMCHAT_PLAIN=1)"
+    )
     parser.add_argument("--model", metavar="NAME", help="model name (default: $OPENAI_DEFAULT_MODEL)")
     parser.add_argument(
         "--context-tokens",
@@ -84,6 +89,30 @@ def _copy_parser() -> argparse.ArgumentParser:
     parser.add_argument("--from", dest="source", metavar="SRC", required=True, help="the store to copy from")
     parser.add_argument("--to", dest="target", metavar="DST", required=True, help="the store to copy to")
     parser.add_argument("--user", metavar="ID", help="copy only this user (default: everyone)")
+    return parser
+
+
+def _export_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="memchat export",
+        description="Write one user's whole memory (messages, summary, instructions) to stdout or a file: "
+        "JSON, which memchat import brings back exactly, or Markdown for reading if FILE ends in .md.",
+    )
+    parser.add_argument("--user", metavar="ID", help=f"whose memory (default: $MEMCHAT_USER or {DEFAULT_USER})")
+    parser.add_argument("--db", metavar="PATH|URL", help=f"the store (default: $MEMCHAT_DB or {DEFAULT_DB})")
+    parser.add_argument("--to", metavar="FILE", help="write here instead of stdout")
+    return parser
+
+
+def _import_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="memchat import",
+        description="Bring back a memory written by memchat export. Into an empty memory it comes whole; "
+        "into one that holds the start of it, only what is missing is added; a different memory is left alone.",
+    )
+    parser.add_argument("file", metavar="FILE", help="the export file (- for stdin)")
+    parser.add_argument("--user", metavar="ID", help="import as this user (default: the user in the file)")
+    parser.add_argument("--db", metavar="PATH|URL", help=f"the store (default: $MEMCHAT_DB or {DEFAULT_DB})")
     return parser
 
 
@@ -120,11 +149,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args[:1] == ["copy"]:
             return asyncio.run(_copy(_copy_parser().parse_args(args[1:])))
+        if args[:1] == ["export"]:
+            return asyncio.run(_export(_export_parser().parse_args(args[1:])))
+        if args[:1] == ["import"]:
+            return asyncio.run(_import(_import_parser().parse_args(args[1:])))
         if args[:1] == ["passwd"]:
             return asyncio.run(_passwd(_passwd_parser().parse_args(args[1:])))
         if args[:1] == ["web"]:
             return _web(_web_parser().parse_args(args[1:]))
-        return asyncio.run(_run(_parser().parse_args(args)))
+        parsed = _parser().parse_args(args)
+        from .terminal import typeahead_unechoed
+
+        with typeahead_unechoed():
+            return asyncio.run(_run(parsed))
     except MemchatError as exc:
         Output().error(str(exc))
         return exc.exit_code
@@ -137,9 +174,11 @@ async def _run(args: argparse.Namespace) -> int:
     from .stores import open_store
     from .terminal import banner, interactive, piped
 
-    settings = load_settings(user=args.user, db=args.db, model=args.model, context_tokens=args.context_tokens)
+    settings = load_settings(
+        user=args.user, db=args.db, model=args.model, context_tokens=args.context_tokens, plain=args.plain
+    )
     settings.require_model_access()
-    out = Output()
+    out = Output(plain=settings.plain)
     store = await open_store(settings.db, encryption_key=settings.encryption_key, timeout=settings.store_timeout)
     chat = Chat(settings, store, out)
     try:
@@ -154,6 +193,69 @@ async def _run(args: argparse.Namespace) -> int:
     finally:
         await chat.close()
         await store.close()
+
+
+async def _export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .copy import Snapshot
+    from .stores import open_store
+
+    settings = load_settings(user=args.user, db=args.db)
+    store = await open_store(
+        settings.db, create=False, encryption_key=settings.encryption_key, timeout=settings.store_timeout
+    )
+    try:
+        memory = store.memory(settings.user)
+        await memory.check_readable()
+        snapshot = await Snapshot.of(memory)
+    finally:
+        await store.close()
+    as_markdown = args.to is not None and args.to.lower().endswith(".md")
+    text = snapshot.to_markdown() if as_markdown else snapshot.to_json()
+    if args.to is None:
+        Output().raw(text)
+        return 0
+    try:
+        Path(args.to).expanduser().write_text(text + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise MemchatError(f"cannot write {args.to} ({exc.strerror}): pass --to another path") from None
+    Output().notice(f"exported {len(snapshot.items)} messages of {settings.user} to {args.to}")
+    return 0
+
+
+async def _import(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .copy import Snapshot, restore
+    from .stores import open_store
+
+    where = "stdin" if args.file == "-" else args.file
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
+        raise MemchatError(f"cannot read {where} ({reason}): pass a file written by memchat export") from None
+    snapshot = Snapshot.from_json(text, where)
+    settings = load_settings(user=args.user or snapshot.user, db=args.db)
+    store = await open_store(settings.db, encryption_key=settings.encryption_key, timeout=settings.store_timeout)
+    try:
+        memory = store.memory(settings.user)
+        await memory.check_readable()
+        result = await restore(memory, snapshot)
+    finally:
+        await store.close()
+    out = Output()
+    if not result.copied:
+        out.error(
+            f"{settings.user}: not imported: {store.location} already holds a different conversation for "
+            f"{settings.user}; clear it (memchat --user ID --clear) or import as another --user"
+        )
+        return 1
+    out.notice(
+        f"{settings.user}: imported {result.added} messages" if result.added else f"{settings.user}: already up to date"
+    )
+    return 0
 
 
 async def _passwd(args: argparse.Namespace) -> int:

@@ -1,20 +1,30 @@
-"""``memchat copy``: move memories from one store to another, safely repeatable.
+"""Moving memories: ``memchat copy`` between stores, and export and import through files.
 
 Copying appends to the destination whatever of the source it does not have
 yet, so running it twice adds nothing, and running it again after more chats
 in the source brings just those over. A destination that holds a different
 conversation for the same user is left alone and reported: merging two
 histories is a choice for the person, not for a copy.
+
+An export is a ``Snapshot`` of one user's memory (every item as stored, the
+summary with how many items it covers, the standing instructions) written as
+JSON; importing it is a copy from that snapshot, by the same rules.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
-from .items import Item
+from .errors import MemchatError
+from .items import Item, describe, is_user_message
 from .memory import Memory, Store, Summary, Turn
 from .memory_base import END
+
+FORMAT = "memchat-export"
+VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -28,29 +38,111 @@ class Copied:
     copied: bool
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """One user's whole memory, independent of any store."""
+
+    user: str
+    items: list[Item]
+    summary: str | None = None
+    # How many of the first items the summary covers.
+    summarized: int = 0
+    instructions: str | None = None
+
+    @classmethod
+    async def of(cls, memory: Memory) -> Snapshot:
+        turns = await _turns(memory)
+        summary = await memory.summary()
+        covered = sum(len(turn.items) for turn in turns if summary is not None and turn.end <= summary.through)
+        return cls(
+            user=memory.session_id,
+            items=_flat(turns),
+            summary=summary.text if summary is not None and covered else None,
+            summarized=covered if summary is not None else 0,
+            instructions=await memory.instructions(),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "format": FORMAT,
+                "version": VERSION,
+                "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "user": self.user,
+                "instructions": self.instructions,
+                "summary": None if self.summary is None else {"text": self.summary, "items": self.summarized},
+                "items": self.items,
+            },
+            ensure_ascii=False,
+            indent=1,
+        )
+
+    @classmethod
+    def from_json(cls, text: str, where: str) -> Snapshot:
+        """The snapshot in an export file; one clear line if ``text`` is not one."""
+        try:
+            data: Any = json.loads(text)
+            if not isinstance(data, dict) or data.get("format") != FORMAT:
+                raise ValueError("it is not a memchat export")
+            if data.get("version") != VERSION:
+                raise ValueError(f"it is version {data.get('version')!r} of the format; this memchat reads {VERSION}")
+            items, summary = data["items"], data.get("summary")
+            if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+                raise ValueError("its items are not a list of objects")
+            if summary is not None and not (
+                isinstance(summary.get("text"), str) and isinstance(summary.get("items"), int)
+            ):
+                raise ValueError("its summary is malformed")
+            instructions = data.get("instructions")
+            if instructions is not None and not isinstance(instructions, str):
+                raise ValueError("its instructions are not text")
+            return cls(
+                user=str(data["user"]),
+                items=items,
+                summary=None if summary is None else summary["text"],
+                summarized=0 if summary is None else summary["items"],
+                instructions=instructions,
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise MemchatError(f"{where} cannot be imported: {exc}; pass a file written by memchat export") from None
+
+    def to_markdown(self) -> str:
+        """For people to read: the instructions, the summary, then every exchange."""
+        lines = [f"# memchat: the memory of {self.user}", ""]
+        if self.instructions:
+            lines += ["## Standing instructions", "", self.instructions, ""]
+        if self.summary:
+            lines += [f"## Summary of the first {self.summarized} messages", "", self.summary, ""]
+        lines += ["## Conversation", ""]
+        for item in self.items:
+            speaker, text = describe(item)
+            if is_user_message(item):
+                lines += ["---", ""]
+            lines += [f"**{speaker}:**", "", text, ""]
+        return "\n".join(lines)
+
+
 async def copy_store(source: Store, target: Store, users: list[str] | None = None) -> list[Copied]:
     """Copy ``users`` (default: everyone in ``source``) to ``target``, one result per user."""
     names = users if users is not None else [stats.user for stats in reversed(await source.users())]
-    return [await copy_memory(source.memory(user), target.memory(user)) for user in names]
+    return [await restore(target.memory(user), await Snapshot.of(source.memory(user))) for user in names]
 
 
-async def copy_memory(source: Memory, target: Memory) -> Copied:
-    """Bring ``target`` up to ``source``; the summary comes along, pointing at the same turn."""
-    have = await _turns(target)
-    want = await _turns(source)
-    have_items, want_items = _flat(have), _flat(want)
+async def restore(target: Memory, snapshot: Snapshot) -> Copied:
+    """Bring ``target`` up to ``snapshot``; the summary comes along, pointing at the same turn."""
+    have_items = _flat(await _turns(target))
+    want_items = snapshot.items
     if [_key(item) for item in want_items[: len(have_items)]] != [_key(item) for item in have_items]:
         # The destination is ahead (copied before, then chatted there) or has diverged.
         ahead = [_key(item) for item in have_items[: len(want_items)]] == [_key(item) for item in want_items]
-        return Copied(source.session_id, 0, ahead)
+        return Copied(target.session_id, 0, ahead)
     missing = want_items[len(have_items) :]
     await target.add_items(missing)
-    summary = await source.summary()
-    if summary is not None:
-        folded = sum(len(turn.items) for turn in want if turn.end <= summary.through)
-        if folded:
-            await target.save_summary(Summary(summary.text, _end_of(await _turns(target), folded)))
-    return Copied(source.session_id, len(missing), True)
+    if snapshot.summary is not None and snapshot.summarized:
+        await target.save_summary(Summary(snapshot.summary, _end_of(await _turns(target), snapshot.summarized)))
+    if snapshot.instructions is not None and await target.instructions() is None:
+        await target.set_instructions(snapshot.instructions)
+    return Copied(target.session_id, len(missing), True)
 
 
 async def _turns(memory: Memory) -> list[Turn]:

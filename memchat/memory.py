@@ -91,8 +91,23 @@ class Memory(Protocol):
         """How many items are stored."""
         ...
 
-    def turns_backward(self, after: int) -> AsyncIterator[Turn]:
-        """Turns stored after position ``after``, newest first, read lazily.
+    async def replace_turn(self, start: int, items: list[Item]) -> None:
+        """Replace the newest turn, which starts at position ``start``, with ``items``, all at once.
+
+        Raises ``StoreError`` and changes nothing if the newest turn no longer starts there.
+        """
+        ...
+
+    async def instructions(self) -> str | None:
+        """This user's own standing instructions (a persona, a language, a style), if set."""
+        ...
+
+    async def set_instructions(self, text: str | None) -> None:
+        """Set or (with None) remove this user's standing instructions; ``clear_session`` removes them too."""
+        ...
+
+    def turns_backward(self, after: int, before: int = ...) -> AsyncIterator[Turn]:
+        """Turns stored between positions ``after`` and ``before`` (default: the end), newest first, read lazily.
 
         A caller that stops iterating early has read only the rows it used.
         """

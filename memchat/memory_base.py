@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Itera
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from .codec import Codec, UnreadableError
-from .errors import StoreUnreachableError
+from .errors import StoreError, StoreUnreachableError
 from .items import Item, is_user_message
 from .memory import Summary, Turn
 
@@ -88,9 +88,8 @@ class MemoryBase(ABC):
         """Up to ``PAGE_ROWS`` rows, decoded; rows holding no item are left out."""
         return readable(self.codec, await self.raw_page(after, before, newest_first=newest_first))
 
-    async def rows_backward(self, after: int, conn: Any = None) -> AsyncIterator[Row]:
-        """Rows after ``after``, newest first, a page at a time: stopping early reads no more."""
-        before = END
+    async def rows_backward(self, after: int, conn: Any = None, before: int = END) -> AsyncIterator[Row]:
+        """Rows between two positions, newest first, a page at a time: stopping early reads no more."""
         while raw := await self.raw_page(after, before, newest_first=True, conn=conn):
             for row in readable(self.codec, raw):
                 yield row
@@ -103,10 +102,10 @@ class MemoryBase(ABC):
                 yield row
             after = raw[-1][0]
 
-    async def turns_backward(self, after: int) -> AsyncIterator[Turn]:
+    async def turns_backward(self, after: int, before: int = END) -> AsyncIterator[Turn]:
         items: list[Item] = []
         end = 0
-        async for position, item in self.rows_backward(after):
+        async for position, item in self.rows_backward(after, before=before):
             end = end or position
             items.append(item)
             if is_user_message(item):
@@ -128,6 +127,15 @@ class MemoryBase(ABC):
             end = position
         if items:
             yield Turn(start, end, items)
+
+    @staticmethod
+    def check_still_last(start: int, newest_start: int | None) -> None:
+        """Refuse to replace a turn that is no longer the newest (another memchat wrote or undid meanwhile)."""
+        if newest_start != start:
+            raise StoreError(
+                "the last exchange changed while the new reply was coming (another memchat on this memory?): "
+                "the old one was kept; look at /history and try again"
+            )
 
     def check_key_fits(self, newest: str | bytes | None) -> None:
         """Raise ``StoreError`` if this memory's newest stored row is not under this process's key.

@@ -6,11 +6,14 @@ user or the model is never read as markup.
 
 from __future__ import annotations
 
+import base64
 import re
 import sys
-from typing import TextIO
+from typing import Protocol, TextIO
 
 from rich.console import Console
+from rich.live import Live
+from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
@@ -32,12 +35,68 @@ def plain(text: str, style: str = "") -> Text:
     return Text(shown(text), style=style)
 
 
+class ReplyStream(Protocol):
+    """A reply being shown as it arrives."""
+
+    def waiting(self, text: str) -> None:
+        """Say what is being waited for, until the first piece."""
+
+    def add(self, piece: str) -> None: ...
+
+    def finish(self) -> None:
+        """The reply ended (or was stopped): leave it on screen, whole."""
+
+
+class PlainStream:
+    """The raw text as it comes, with a spinner on stderr until the first piece when stderr is a terminal."""
+
+    def __init__(self, out: Console, err: Console, waiting: str) -> None:
+        self.out = out
+        self._spinner: Live | None = None
+        if err.is_terminal:
+            self._spinner = Live(Spinner("dots", text=waiting, style="dim"), console=err, transient=True)
+            self._spinner.start()
+
+    def waiting(self, text: str) -> None:
+        if self._spinner is not None:
+            self._spinner.update(Spinner("dots", text=text, style="dim"))
+
+    def add(self, piece: str) -> None:
+        self._stop_spinner()
+        self.out.file.write(shown(piece))
+        self.out.file.flush()
+
+    def finish(self) -> None:
+        self._stop_spinner()
+        self.out.file.write("\n")
+        self.out.file.flush()
+
+    def _stop_spinner(self) -> None:
+        if self._spinner is not None:
+            self._spinner.stop()
+            self._spinner = None
+
+
 class Output:
     """The terminal, as memchat writes to it."""
 
-    def __init__(self, stdout: TextIO | None = None, stderr: TextIO | None = None) -> None:
+    def __init__(self, stdout: TextIO | None = None, stderr: TextIO | None = None, *, plain: bool = False) -> None:
         self.out = Console(file=stdout or sys.stdout, highlight=False, soft_wrap=True)
         self.err = Console(file=stderr or sys.stderr, highlight=False, soft_wrap=True)
+        # Markdown only where a person reads it: not on a pipe, not with --plain or NO_COLOR.
+        self.rendered = self.out.is_terminal and not plain
+
+    def reply_stream(self, waiting: str = "thinking…") -> ReplyStream:
+        if self.rendered:
+            from .render import MarkdownStream
+
+            return MarkdownStream(self.out, waiting)
+        return PlainStream(self.out, self.err, waiting)
+
+    def clipboard(self, text: str) -> None:
+        """Put ``text`` on the clipboard of the terminal showing this (OSC 52), wherever memchat runs."""
+        self.out.file.write(f"\x1b]52;c;{base64.b64encode(text.encode()).decode()}\x07")
+        self.out.file.flush()
 
     def error(self, message: str) -> None:
         self.err.print(plain("error: ", style="bold red") + plain(message))
@@ -46,14 +105,17 @@ class Output:
         self.err.print(plain(message, style="dim"))
 
     def reply(self, text: str) -> None:
-        self.out.print(plain(text))
+        if self.rendered:
+            from .render import markdown
 
-    def stream_piece(self, piece: str) -> None:
-        self.out.file.write(shown(piece))
-        self.out.file.flush()
+            self.out.print(markdown(shown(text)))
+        else:
+            self.out.print(plain(text))
 
-    def end_stream(self) -> None:
-        self.out.file.write("\n")
+    def raw(self, text: str) -> None:
+        """Text for a file or a pipe (an export), exactly as it is."""
+        text = shown(text) if self.out.is_terminal else text
+        self.out.file.write(text if text.endswith("\n") else text + "\n")
         self.out.file.flush()
 
     def lines(self, rows: dict[str, str]) -> None:

@@ -82,6 +82,13 @@ SCHEMA = [
         updated_at TIMESTAMP WITHOUT TIME ZONE NOT NULL DEFAULT CURRENT_TIMESTAMP
     )
     """,
+    """
+    CREATE TABLE IF NOT EXISTS memchat_instructions (
+        session_id VARCHAR PRIMARY KEY,
+        instructions TEXT NOT NULL,
+        updated_at TIMESTAMP WITHOUT TIME ZONE NOT NULL DEFAULT CURRENT_TIMESTAMP
+    )
+    """,
 ]
 
 READ_SUMMARY = """
@@ -329,13 +336,12 @@ class PostgresMemory(MemoryBase):
 
     @uninterrupted
     async def clear_session(self) -> None:
-        async with self._locked() as conn:
-            if conn is None:
-                return
-            params = {"user": self.session_id}
-            await conn.execute(text("DELETE FROM agent_messages WHERE session_id = :user"), params)
-            await conn.execute(text("DELETE FROM memchat_summaries WHERE session_id = :user"), params)
-            await conn.execute(text("DELETE FROM agent_sessions WHERE session_id = :user"), params)
+        params = {"user": self.session_id}
+        async with self._store.connection(write=True) as conn:
+            await conn.execute(text("SELECT 1 FROM agent_sessions WHERE session_id = :user FOR UPDATE"), params)
+            # Standing instructions may exist before any message, so they go whether or not there is a memory.
+            for table in ("memchat_instructions", "memchat_summaries", "agent_messages", "agent_sessions"):
+                await conn.execute(text(f"DELETE FROM {table} WHERE session_id = :user"), params)
 
     @uninterrupted
     async def undo(self) -> int:
@@ -350,6 +356,45 @@ class PostgresMemory(MemoryBase):
                 {"user": self.session_id, "start": start},
             )
         return int(result.rowcount)
+
+    @uninterrupted
+    async def replace_turn(self, start: int, items: list[Item]) -> None:
+        rows = [{"user": self.session_id, "data": self.codec.encode(item)} for item in items]
+        async with self._locked() as conn:
+            self.check_still_last(start, None if conn is None else await last_turn_start(self.rows_backward(0, conn)))
+            assert conn is not None
+            params = {"user": self.session_id, "start": start}
+            await conn.execute(text("DELETE FROM agent_messages WHERE session_id = :user AND id >= :start"), params)
+            await conn.execute(
+                text("INSERT INTO agent_messages (session_id, message_data) VALUES (:user, :data)"), rows
+            )
+            await conn.execute(
+                text("UPDATE agent_sessions SET updated_at = CURRENT_TIMESTAMP WHERE session_id = :user"), params
+            )
+
+    async def instructions(self) -> str | None:
+        rows = await self._store.query(
+            "SELECT instructions FROM memchat_instructions WHERE session_id = :user", user=self.session_id
+        )
+        return self.codec.decode_text(rows[0][0]) if rows else None
+
+    @uninterrupted
+    async def set_instructions(self, text_: str | None) -> None:
+        params = {"user": self.session_id, "text": None if text_ is None else self.codec.encode_text(text_)}
+        async with self._store.connection(write=True) as conn:
+            if text_ is None:
+                await conn.execute(text("DELETE FROM memchat_instructions WHERE session_id = :user"), params)
+            else:
+                await conn.execute(
+                    text(
+                        """
+                        INSERT INTO memchat_instructions (session_id, instructions) VALUES (:user, :text)
+                        ON CONFLICT (session_id) DO UPDATE
+                        SET instructions = EXCLUDED.instructions, updated_at = CURRENT_TIMESTAMP
+                        """
+                    ),
+                    params,
+                )
 
     async def count(self) -> int:
         rows = await self._store.query(

@@ -274,6 +274,31 @@ class RedisMemory(MemoryBase):
 
         return await self._watched(change)
 
+    async def replace_turn(self, start: int, items: list[Item]) -> None:
+        encoded = [self.codec.encode(item) for item in items]
+
+        async def change(pipe: Any) -> None:
+            self.check_still_last(start, await last_turn_start(self.rows_backward(0)))
+            await self._truncate(pipe, start - 1)
+            pipe.rpush(self._messages_key, *encoded)
+
+        await self._watched(change)
+
+    async def instructions(self) -> str | None:
+        with self._store.errors():
+            stored = await self._redis.hget(self._session_key, "memchat_instructions")
+        return None if stored is None else self.codec.decode_text(str(stored))
+
+    async def set_instructions(self, text: str | None) -> None:
+        with self._store.errors():
+            if text is None:
+                await self._redis.hdel(self._session_key, "memchat_instructions")
+            else:
+                encoded = self.codec.encode_text(text)
+                await self._redis.hset(
+                    self._session_key, mapping={"session_id": self.session_id, "memchat_instructions": encoded}
+                )
+
     async def _truncate(self, pipe: Any, keep: int) -> None:
         """Queue the removal of every item after position ``keep``; a summary reaching past it is cut back."""
         through = await pipe.hget(self._session_key, "memchat_through")

@@ -68,8 +68,13 @@ CREATE TABLE IF NOT EXISTS memchat_summaries (
     through_id INTEGER NOT NULL,
     updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP
 );
+CREATE TABLE IF NOT EXISTS memchat_instructions (
+    session_id TEXT PRIMARY KEY,
+    instructions TEXT NOT NULL,
+    updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP
+);
 """
-TABLES = ("agent_sessions", "agent_messages", "memchat_passwords", "memchat_summaries")
+TABLES = ("agent_sessions", "agent_messages", "memchat_passwords", "memchat_summaries", "memchat_instructions")
 
 # A summary counts only while the message it ends at is still stored: whoever
 # removed that message (memchat, or the SDK's own clear_session or pop_item on
@@ -227,22 +232,42 @@ class SQLiteMemory(MemoryBase):
             conn.execute("DELETE FROM agent_messages WHERE session_id = ?", (self.session_id,))
             conn.execute("DELETE FROM agent_sessions WHERE session_id = ?", (self.session_id,))
             conn.execute("DELETE FROM memchat_summaries WHERE session_id = ?", (self.session_id,))
+            conn.execute("DELETE FROM memchat_instructions WHERE session_id = ?", (self.session_id,))
 
         await self._store.write(clear)
 
     async def undo(self) -> int:
         def undo(conn: sqlite3.Connection) -> int:
-            for row_id, data in self._newest_first(conn):
-                with contextlib.suppress(UnreadableError):
-                    if is_user_message(self.codec.decode(data)):
-                        return int(
-                            conn.execute(
-                                "DELETE FROM agent_messages WHERE session_id = ? AND id >= ?", (self.session_id, row_id)
-                            ).rowcount
-                        )
-            return 0
+            start = self._newest_turn_start(conn)
+            if start is None:
+                return 0
+            return int(
+                conn.execute(
+                    "DELETE FROM agent_messages WHERE session_id = ? AND id >= ?", (self.session_id, start)
+                ).rowcount
+            )
 
         return await self._store.write(undo)
+
+    async def replace_turn(self, start: int, items: list[Item]) -> None:
+        encoded = [(self.session_id, self.codec.encode(item)) for item in items]
+
+        def replace(conn: sqlite3.Connection) -> None:
+            self.check_still_last(start, self._newest_turn_start(conn))
+            conn.execute("DELETE FROM agent_messages WHERE session_id = ? AND id >= ?", (self.session_id, start))
+            conn.executemany("INSERT INTO agent_messages (session_id, message_data) VALUES (?, ?)", encoded)
+            conn.execute(
+                "UPDATE agent_sessions SET updated_at = CURRENT_TIMESTAMP WHERE session_id = ?", (self.session_id,)
+            )
+
+        await self._store.write(replace)
+
+    def _newest_turn_start(self, conn: sqlite3.Connection) -> int | None:
+        for row_id, data in self._newest_first(conn):
+            with contextlib.suppress(UnreadableError):
+                if is_user_message(self.codec.decode(data)):
+                    return int(row_id)
+        return None
 
     def _newest_first(self, conn: sqlite3.Connection) -> Iterator[RawRow]:
         """This user's rows, newest first, a page at a time: stopping early reads no more."""
@@ -281,6 +306,28 @@ class SQLiteMemory(MemoryBase):
     async def save_summary(self, summary: Summary) -> None:
         stored = self.codec.encode_text(summary.text)
         await self._store.write(lambda conn: conn.execute(SAVE_SUMMARY, (self.session_id, stored, summary.through)))
+
+    async def instructions(self) -> str | None:
+        rows = await self._store.query(
+            "SELECT instructions FROM memchat_instructions WHERE session_id = ?", self.session_id
+        )
+        return self.codec.decode_text(rows[0][0]) if rows else None
+
+    async def set_instructions(self, text: str | None) -> None:
+        def change(conn: sqlite3.Connection) -> None:
+            if text is None:
+                conn.execute("DELETE FROM memchat_instructions WHERE session_id = ?", (self.session_id,))
+            else:
+                conn.execute(
+                    """
+                    INSERT INTO memchat_instructions (session_id, instructions) VALUES (?, ?)
+                    ON CONFLICT (session_id) DO UPDATE
+                    SET instructions = excluded.instructions, updated_at = CURRENT_TIMESTAMP
+                    """,
+                    (self.session_id, self.codec.encode_text(text)),
+                )
+
+        await self._store.write(change)
 
 
 def explain(path: Path, exc: sqlite3.Error) -> StoreError:

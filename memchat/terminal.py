@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
+import termios
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -13,9 +16,11 @@ from .chat import Chat, Outcome, preload_model_code
 
 
 async def interactive(chat: Chat) -> int:
-    """Prompt with line editing and saved input history until exit, quit or Ctrl-D."""
+    """Prompt with line editing, completion and saved input history until exit, quit or Ctrl-D."""
     from prompt_toolkit import PromptSession
     from prompt_toolkit.history import FileHistory, History, InMemoryHistory
+
+    from .prompt import CommandCompleter, bindings, toolbar, yes_or_no
 
     history: History
     try:
@@ -23,7 +28,16 @@ async def interactive(chat: Chat) -> int:
     except OSError as exc:
         chat.out.notice(f"input history is not kept: cannot write {chat.settings.history_file} ({exc.strerror})")
         history = InMemoryHistory()
-    session: PromptSession[str] = PromptSession(history=history)
+    completer = CommandCompleter(chat.store)
+    session: PromptSession[str] = PromptSession(
+        history=history,
+        completer=completer,
+        complete_while_typing=False,
+        key_bindings=bindings(),
+        bottom_toolbar=lambda: toolbar(chat.conv),
+        prompt_continuation=lambda width, line, wrapped: "." * (width - 1) + " ",
+    )
+    chat.ask = yes_or_no
 
     def preload_once(_: object) -> None:
         # Load the SDK only once the prompt is on screen, so the two do not share the CPU before it.
@@ -33,9 +47,12 @@ async def interactive(chat: Chat) -> int:
     session.app.after_render += preload_once
     loop = asyncio.get_running_loop()
     while True:
+        await completer.refresh()
+        prefill, chat.prefill = chat.prefill or "", None
         try:
-            line = await session.prompt_async([("ansicyan bold", chat.user), ("", "> ")])
+            line = await session.prompt_async([("ansicyan bold", chat.user), ("", "> ")], default=prefill)
         except KeyboardInterrupt:
+            chat.editing = False
             continue  # Ctrl-C at the prompt clears the line, as in a shell.
         except EOFError:
             return 0
@@ -45,7 +62,6 @@ async def interactive(chat: Chat) -> int:
         try:
             outcome = await task
         except asyncio.CancelledError:
-            chat.out.end_stream()
             chat.out.notice("(reply stopped; nothing was saved)")
             continue
         finally:
@@ -90,3 +106,28 @@ def banner(chat: Chat, count: int) -> None:
             f"this is a new memory: {chat.store.location} did not exist (started from another folder? "
             "pass --db or set MEMCHAT_DB to use the same file everywhere)"
         )
+
+
+@contextlib.contextmanager
+def typeahead_unechoed() -> Iterator[None]:
+    """Keys typed while memchat is busy wait, unechoed, for the next prompt (which shows them once).
+
+    The prompt puts the terminal back as it found it, so this holds between prompts too.
+    """
+    if not sys.stdin.isatty():
+        yield
+        return
+    fd = sys.stdin.fileno()
+    try:
+        before = termios.tcgetattr(fd)
+    except termios.error:
+        yield
+        return
+    quiet = list(before)
+    quiet[3] &= ~termios.ECHO
+    termios.tcsetattr(fd, termios.TCSANOW, quiet)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(termios.error, OSError):
+            termios.tcsetattr(fd, termios.TCSANOW, before)

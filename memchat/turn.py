@@ -36,18 +36,38 @@ from .model_errors import EmptyReplyError, is_context_overflow, server_context_s
 from .summary import Summarizer
 
 
-def instructions_with(base: str, summary: Summary | None) -> str:
-    """The system instructions, with what is remembered of older turns."""
-    if summary is None:
-        return base
-    return f"{base}\n\nWhat you remember from earlier conversations with this user:\n{summary.text}"
+def instructions_with(base: str, summary: Summary | None, own: str | None = None) -> str:
+    """The system instructions: memchat's, the user's own standing ones, and what is remembered of older turns."""
+    parts = [base]
+    if own:
+        parts.append(f"This user asked you to always follow these instructions of theirs:\n{own}")
+    if summary is not None:
+        parts.append(f"What you remember from earlier conversations with this user:\n{summary.text}")
+    return "\n\n".join(parts)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens of one request (or a sum of them), as the server reported them; 0 when it did not."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens)
 
 
 @dataclass(frozen=True)
 class TurnResult:
-    """What one turn gave: the reply, and whether it could be kept."""
+    """What one turn gave: the reply, what was sent for it, and whether it could be kept."""
 
     reply: str
+    # The history the request carried; the summary is brought up to date from it after the turn.
+    context: Context
+    usage: Usage = Usage()
+    # The estimated tokens of history sent, and the budget they had to fit in.
+    history_tokens: int = 0
+    budget: int = 0
     # Set when the reply came but the store would not take it, after retries: the reply is still shown.
     not_saved: StoreError | None = None
     # Things the person should know once, such as a budget fitted to the server's context.
@@ -66,10 +86,15 @@ class TurnRunner:
         # The history budget: the configured one, until the server says it holds less.
         self.budget = settings.context_tokens
         self.summarizer = Summarizer(self.agent, self._run_config, self.budget, self.estimator)
-        # The history of the last request: what was sent, for tests and the benchmark.
-        self.last_context: Context | None = None
 
-    async def run(self, memory: Memory, text: str, on_text: Callable[[str], None] | None = None) -> TurnResult:
+    async def run(
+        self,
+        memory: Memory,
+        text: str,
+        on_text: Callable[[str], None] | None = None,
+        *,
+        replacing: int | None = None,
+    ) -> TurnResult:
         """Answer ``text`` in the context of ``memory``; stream pieces to ``on_text`` if given.
 
         Raises whatever the model call raised, with nothing stored. Cancelling
@@ -77,13 +102,16 @@ class TurnRunner:
         not be stored is returned all the same, with the reason. When the
         server refuses the request for its length and says how much it holds,
         the budget is fitted to it and the turn is tried once more.
+
+        With ``replacing`` (the position where the newest turn starts), that turn is
+        left out of the request and replaced by this one in a single write (/retry, /edit).
         """
         notices: list[str] = []
         user_item: Item = {"role": "user", "content": text}
+        own = await memory.instructions()
         while True:
-            context = await build_context(memory, self.budget, self.estimator)
-            self.last_context = context
-            instructions = instructions_with(self.settings.instructions, context.summary)
+            context = await build_context(memory, self.budget, self.estimator, before=replacing)
+            instructions = instructions_with(self.settings.instructions, context.summary, own)
             request: list[Any] = [*context.items, user_item]
             try:
                 result = await self._call(self.agent.clone(instructions=instructions), request, on_text)
@@ -101,7 +129,10 @@ class TurnRunner:
         if not any(item.get("role") == "assistant" or item.get("type") == "function_call" for item in new_items):
             raise EmptyReplyError("no message in the reply")
         # The reply is complete and on screen: a Ctrl-C now must not lose it, nor cut a write in half.
-        write = asyncio.ensure_future(memory.add_items([user_item, *new_items]))
+        items = [user_item, *new_items]
+        write = asyncio.ensure_future(
+            memory.add_items(items) if replacing is None else memory.replace_turn(replacing, items)
+        )
         not_saved: StoreError | None = None
         try:
             await asyncio.shield(write)
@@ -109,11 +140,22 @@ class TurnRunner:
             await write
         except StoreError as exc:
             not_saved = exc
+        reported = result.context_wrapper.usage
         self.estimator.calibrate(
-            len(instructions) + len(json.dumps(request, ensure_ascii=False)),
-            result.context_wrapper.usage.input_tokens,
+            len(instructions) + len(json.dumps(request, ensure_ascii=False)), reported.input_tokens
         )
-        return TurnResult(str(result.final_output), not_saved, tuple(notices))
+        history = self.estimator.item_tokens(context.items) + (
+            self.estimator.tokens(context.summary.text) if context.summary else 0
+        )
+        return TurnResult(
+            reply=str(result.final_output),
+            context=context,
+            usage=Usage(reported.input_tokens, reported.output_tokens),
+            history_tokens=history,
+            budget=self.budget,
+            not_saved=not_saved,
+            notices=tuple(notices),
+        )
 
     async def _call(
         self, agent: Agent[None], request: list[Any], on_text: Callable[[str], None] | None
@@ -156,8 +198,8 @@ class TurnRunner:
         if self._client is not None:
             await self._client.close()
 
-    async def fold_if_needed(self, memory: Memory) -> bool:
-        """Fold turns the last request had to leave out into the summary; True if it did."""
-        if self.last_context is None or not self.last_context.overflow:
+    async def fold_if_needed(self, memory: Memory, sent: Context) -> bool:
+        """Fold turns the request that carried ``sent`` had to leave out into the summary; True if it did."""
+        if not sent.overflow:
             return False
         return await self.summarizer.fold(memory)

@@ -13,30 +13,57 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+import dataclasses
 
 import chainlit as cl
 
 from config import ConfigError, check_user_id, load_settings
-from memchat.commands import Command, CommandError, Hint, Message, describe_undo, parse
+from memchat.commands import (
+    REGISTRY,
+    Clipboard,
+    Command,
+    CommandError,
+    Document,
+    EditLast,
+    Hint,
+    History,
+    Message,
+    Note,
+    Resend,
+    Rows,
+    Shown,
+    SummaryText,
+    Users,
+    parse,
+)
+from memchat.conversation import Conversation, Models
 from memchat.errors import MemchatError
 from memchat.items import describe
-from memchat.memory import Memory, Store
+from memchat.memory import Store, Summary
 from memchat.model_errors import describe_failed_turn
 from memchat.passwords import verify_password
 from memchat.stores import open_store
-from memchat.turn import TurnRunner
 
 SETTINGS = load_settings()
 # Exchanges shown when the page opens.
 SHOWN_TURNS = 20
-COMMANDS: list[Any] = [
-    {"id": "undo", "icon": "undo-2", "description": "Remove the last exchange (like /undo)", "button": True},
-    {"id": "clear", "icon": "trash-2", "description": "Forget everything you said (like /clear)", "button": True},
-]
+# Lucide icons for the commands the page offers; undo and clear also get a button by the input.
+ICONS = {
+    "undo": "undo-2",
+    "clear": "trash-2",
+    "retry": "refresh-cw",
+    "history": "history",
+    "summary": "scroll-text",
+    "usage": "gauge",
+    "model": "cpu",
+    "export": "download",
+    "instructions": "user-cog",
+    "help": "circle-help",
+}
+BUTTONS = ("undo", "clear")
 
 _store: Store | None = None
-_runner: TurnRunner | None = None
+_models = Models(SETTINGS)
 _opening = asyncio.Lock()
 
 
@@ -51,17 +78,14 @@ async def store() -> Store:
     return _store
 
 
-def runner() -> TurnRunner:
-    global _runner
-    if _runner is None:
-        _runner = TurnRunner(SETTINGS)
-    return _runner
-
-
-async def memory() -> Memory:
-    """The memory of the user this session logged in as."""
-    user: cl.User = cl.user_session.get("user")
-    return (await store()).memory(user.identifier)
+async def conversation() -> Conversation:
+    """This browser session's conversation, as the user it logged in as."""
+    conv: Conversation | None = cl.user_session.get("conversation")
+    if conv is None:
+        user: cl.User = cl.user_session.get("user")
+        conv = Conversation(dataclasses.replace(SETTINGS, user=user.identifier), await store(), _models)
+        cl.user_session.set("conversation", conv)
+    return conv
 
 
 @cl.password_auth_callback
@@ -80,20 +104,32 @@ async def login(username: str, password: str) -> cl.User | None:
 
 @cl.on_chat_start
 async def start() -> None:
-    await cl.context.emitter.set_commands(COMMANDS)
+    await cl.context.emitter.set_commands(
+        [
+            {
+                "id": spec.name,
+                "icon": ICONS.get(spec.name, "terminal"),
+                "description": spec.help,
+                "button": spec.name in BUTTONS,
+                "persistent": False,
+                "selected": False,
+            }
+            for spec in REGISTRY.values()
+            if not spec.terminal_only
+        ]
+    )
     try:
-        mine = await memory()
-        await mine.check_readable()
-        await show_history(mine)
+        conv = await conversation()
+        await conv.memory.check_readable()
+        await show_history(await conv.memory.last_turns(SHOWN_TURNS), await conv.memory.summary())
     except MemchatError as exc:
         await error(str(exc))
 
 
-async def show_history(mine: Memory) -> None:
-    summary = await mine.summary()
+async def show_history(items: list[dict[str, object]], summary: Summary | None) -> None:
     if summary is not None:
-        await cl.Message(content=f"What I remember from earlier: {summary.text}", author="memory").send()
-    for item in await mine.last_turns(SHOWN_TURNS):
+        await note(f"What I remember from earlier: {summary.text}")
+    for item in items:
         speaker, text = describe(item)
         if speaker == "you":
             await cl.Message(content=text, type="user_message").send()
@@ -104,23 +140,21 @@ async def show_history(mine: Memory) -> None:
 @cl.on_message
 async def on_message(message: cl.Message) -> None:
     try:
-        mine = await memory()
-        if message.command:
-            await command(mine, Command(message.command, ""))
-            return
-        parsed = parse(message.content)
+        conv = await conversation()
+        line = f"/{message.command} {message.content}" if message.command else message.content
+        parsed = parse(line)
         if isinstance(parsed, Hint):
-            await cl.Message(content=parsed.text, author="memory").send()
+            await note(parsed.text)
         elif isinstance(parsed, Command):
-            await command(mine, parsed)
+            await command(conv, parsed)
         elif isinstance(parsed, Message):
-            await turn(mine, parsed.text)
+            await turn(conv, parsed.text)
     except (CommandError, MemchatError) as exc:
         await error(str(exc))
 
 
-async def turn(mine: Memory, text: str) -> None:
-    """One turn, streamed; stored whole by ``TurnRunner`` or not at all (Stop, a closed tab, an error)."""
+async def turn(conv: Conversation, text: str, *, replacing: bool = False) -> None:
+    """One turn, streamed; stored whole by the turn runner or not at all (Stop, a closed tab, an error)."""
     reply = cl.Message(content="")
     pieces: asyncio.Queue[str | None] = asyncio.Queue()
 
@@ -130,7 +164,7 @@ async def turn(mine: Memory, text: str) -> None:
 
     pumping = asyncio.ensure_future(pump())
     try:
-        result = await runner().run(mine, text, pieces.put_nowait)
+        result = await conv.turn(text, pieces.put_nowait, replacing=replacing)
     except MemchatError:
         raise
     except Exception as exc:  # noqa: BLE001 - any model failure becomes one line in the chat
@@ -141,26 +175,50 @@ async def turn(mine: Memory, text: str) -> None:
         await pumping
     await reply.send()
     for notice in result.notices:
-        await cl.Message(content=notice, author="memory").send()
+        await note(notice)
     if result.not_saved is not None:
         await error(f"the reply above was not saved: {result.not_saved}")
         return
     # The turn is stored; a summary that fails is retried after a later turn.
     with contextlib.suppress(Exception):
-        await runner().fold_if_needed(mine)
+        await conv.fold(result)
 
 
-async def command(mine: Memory, parsed: Command) -> None:
-    if parsed.name == "clear":
-        await mine.clear_session()
-        await cl.Message(content="Memory cleared: I have forgotten everything you told me.", author="memory").send()
-    elif parsed.name == "undo":
-        note = describe_undo(await mine.undo())
-        await cl.Message(content=note[0].upper() + note[1:] + ".", author="memory").send()
-    elif parsed.name in ("history", "summary"):
-        await show_history(mine)
-    else:
-        await error(f"/{parsed.name} works in the terminal only; here: /undo, /clear, /history")
+async def command(conv: Conversation, parsed: Command) -> None:
+    spec = REGISTRY[parsed.name]
+    if spec.terminal_only:
+        usable = ", ".join(f"/{name}" for name, other in REGISTRY.items() if not other.terminal_only)
+        await error(f"/{parsed.name} works in the terminal only; here: {usable}")
+        return
+    await show(conv, await spec.handler(conv, parsed.arg))
+
+
+async def show(conv: Conversation, shown: Shown) -> None:
+    """The page's way of showing what a command returned."""
+    if isinstance(shown, Note):
+        await note(shown.text[0].upper() + shown.text[1:] + ("" if shown.text.endswith((".", ")")) else "."))
+    elif isinstance(shown, Rows):
+        await note("\n".join(f"- **{key}**: {value}" for key, value in shown.rows.items()))
+    elif isinstance(shown, History):
+        await show_history(shown.items, shown.summary)
+    elif isinstance(shown, SummaryText):
+        await note(
+            f"What I remember from earlier: {shown.text}"
+            if shown.text
+            else "No summary yet: it is written once the conversation outgrows the context budget."
+        )
+    elif isinstance(shown, Document):
+        # Offered for download; a path typed on the page never names a file on the server.
+        file = cl.File(name=shown.name, content=shown.text.encode(), display="inline")
+        await cl.Message(content=f"Your memory: {shown.messages} messages.", author="memory", elements=[file]).send()
+    elif isinstance(shown, Resend):
+        await turn(conv, shown.text, replacing=True)
+    elif isinstance(shown, Users | EditLast | Clipboard):  # declared terminal-only, never reached
+        await error("this command works in the terminal only")
+
+
+async def note(text: str) -> None:
+    await cl.Message(content=text, author="memory").send()
 
 
 async def error(text: str) -> None:

@@ -16,6 +16,8 @@ Faults are asked for with markers inside the last user message:
 - ``[[empty]]``      answer 200 with no message (an empty event stream when streamed), as llama-cpp-python
                      does when the conversation outgrows its context
 - ``[[endless]]``    a model that never stops: as many words as ``max_tokens`` allows (20,000 without it)
+- ``[[markdown]]``   a reply in Markdown: a heading, bold, a list, a table and two code blocks
+- ``[[nth]]``        "answer N", N counting the requests for this message (a retry gets a new answer)
 
 Behaviours of real servers, by option:
 
@@ -92,6 +94,28 @@ def answer(pairs: list[tuple[str, str]]) -> str:
         return "I don't know your name yet."
     cleaned = re.sub(r"\[\[[a-z:0-9]+\]\]", "", last).strip()
     return f"You said: {cleaned}"
+
+
+MARKDOWN_REPLY = """# Plan
+
+Here is **the plan** in three steps:
+
+1. read the file
+2. count the words
+3. print the total
+
+| step | tool |
+| ---- | ---- |
+| read | open |
+
+```python
+print("hello from block one")
+```
+
+```sh
+echo block-two
+```
+"""
 
 
 @dataclass
@@ -254,6 +278,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
 
         words = answer(pairs).split(" ")
+        if "[[markdown]]" in last:
+            words = MARKDOWN_REPLY.split(" ")
+        if "[[nth]]" in last:
+            state.attempts[last] = state.attempts.get(last, 0) + 1
+            words = ["answer", str(state.attempts[last])]
         if "[[endless]]" in last:
             limit = body.get("max_tokens") or body.get("max_completion_tokens") or body.get("max_output_tokens")
             words = ["la"] * int(limit or 20_000)

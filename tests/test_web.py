@@ -249,7 +249,7 @@ def test_undo_and_clear_do_what_they_do_in_the_terminal(page, web: Web) -> None:
     wait_for_text(page, "Removed your last message and its reply")
     assert len(stored_items(web.db, "bob")) == before - 2
     run_command(page, "clear")
-    wait_for_text(page, "Memory cleared")
+    wait_for_text(page, "Cleared the memory of")
     assert stored_items(web.db, "bob") == []
 
 

@@ -1,0 +1,117 @@
+"""One person's conversation, whatever front end shows it: who is talking, to which model, and turns.
+
+The terminal and the web page each hold a ``Conversation`` and only display
+what it returns; the slash commands (see ``commands``) act on it too. A turn's
+result comes back as a value, so nothing about one request is left on an
+object that another session shares.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+from config import Settings, check_user_id
+
+from .errors import MemchatError
+from .items import is_user_message, item_text
+from .memory import Memory, Store, Turn
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .turn import TurnResult, TurnRunner, Usage
+
+
+class Models:
+    """One turn runner per model name, shared by every conversation of a process.
+
+    A runner learns about its server as it goes (how many tokens it holds, how
+    characters count as tokens), which is worth keeping across sessions.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._runners: dict[str, TurnRunner] = {}
+
+    def runner(self, model: str) -> TurnRunner:
+        if model not in self._runners:
+            # The SDK loads here, on first use, not when memchat starts.
+            from .turn import TurnRunner
+
+            self._runners[model] = TurnRunner(dataclasses.replace(self.settings, model=model))
+        return self._runners[model]
+
+    async def aclose(self) -> None:
+        for runner in self._runners.values():
+            await runner.aclose()
+        self._runners.clear()
+
+
+@dataclasses.dataclass
+class SessionUsage:
+    """What this conversation has cost so far, as the server reported it."""
+
+    turns: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def add(self, usage: Usage) -> None:
+        self.turns += 1
+        self.input_tokens += usage.input_tokens
+        self.output_tokens += usage.output_tokens
+
+
+class Conversation:
+    """A user's memory in a store, the model they talk to, and what this session has done."""
+
+    def __init__(self, settings: Settings, store: Store, models: Models | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.models = models or Models(settings)
+        self.user = settings.user
+        self.memory: Memory = store.memory(self.user)
+        self.model = settings.model
+        self.last: TurnResult | None = None
+        self.usage = SessionUsage()
+
+    async def switch_user(self, user: str) -> int:
+        """Talk as ``user`` from now on; the number of messages they have."""
+        user = check_user_id(user)
+        memory = self.store.memory(user)
+        await memory.check_readable()
+        self.memory, self.user, self.last = memory, user, None
+        return await memory.count()
+
+    async def turn(
+        self, text: str, on_text: Callable[[str], None] | None = None, *, replacing: bool = False
+    ) -> TurnResult:
+        """One turn (see ``TurnRunner.run``); with ``replacing``, it takes the place of the last exchange."""
+        start: int | None = None
+        if replacing:
+            newest = await self.newest_turn()
+            if newest is None:
+                raise MemchatError("there is no earlier message to replace: send one first")
+            start = newest.start
+        result = await self.models.runner(self.model).run(self.memory, text, on_text, replacing=start)
+        self.last = result
+        self.usage.add(result.usage)
+        return result
+
+    async def fold(self, result: TurnResult) -> None:
+        """Bring the summary up to date after ``result``'s turn; raises what the model raised."""
+        await self.models.runner(self.model).fold_if_needed(self.memory, result.context)
+
+    async def newest_turn(self) -> Turn | None:
+        """The newest exchange, if the memory has one that starts with a message of the user."""
+        async for turn in self.memory.turns_backward(0):
+            return turn if is_user_message(turn.items[0]) else None
+        return None
+
+    async def last_message(self) -> str | None:
+        """The text of the user's newest message, if any."""
+        newest = await self.newest_turn()
+        return None if newest is None else item_text(newest.items[0])
+
+    async def aclose(self) -> None:
+        await self.models.aclose()

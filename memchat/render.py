@@ -1,0 +1,99 @@
+"""A reply rendered as Markdown while it streams in, in a terminal.
+
+Only the block still being written (the last paragraph, list or code block) is
+redrawn; every block before it is complete and printed once, for good. So a
+long reply neither flickers nor loses lines that scrolled off, and the part
+being redrawn never needs more than the window's height (a taller block shows
+its newest lines until it is complete, then is printed whole).
+"""
+
+from __future__ import annotations
+
+import time
+
+from markdown_it import MarkdownIt
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
+from rich.live import Live
+from rich.markdown import Markdown
+from rich.segment import Segment
+from rich.spinner import Spinner
+
+from .output import shown
+
+# Redraws at most this often: a fast server sends hundreds of pieces a second.
+FRAME_SECONDS = 1 / 15
+CODE_THEME = "monokai"
+
+
+def markdown(text: str) -> Markdown:
+    # Links show their address: a terminal cannot hover, and a reply should not hide where a link goes.
+    return Markdown(text, code_theme=CODE_THEME, hyperlinks=False)
+
+
+def stable_length(text: str, parser: MarkdownIt) -> int:
+    """How many characters at the start of ``text`` form blocks that later text cannot change."""
+    starts = [token.map[0] for token in parser.parse(text) if token.level == 0 and token.map and token.nesting >= 0]
+    if len(starts) < 2:
+        return 0
+    lines = text.split("\n")
+    return sum(len(line) + 1 for line in lines[: starts[-1]])
+
+
+class _NewestLines:
+    """A renderable cut to its last lines, so a live region never outgrows the window."""
+
+    def __init__(self, renderable: RenderableType, height: int) -> None:
+        self.renderable, self.height = renderable, height
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        lines = console.render_lines(self.renderable, options, pad=False)
+        for line in lines[-self.height :]:
+            yield from line
+            yield Segment.line()
+
+
+class MarkdownStream:
+    """Shows a streaming reply: a spinner until the first piece, then Markdown."""
+
+    def __init__(self, console: Console, waiting: str = "thinking…") -> None:
+        self.console = console
+        self._parser = MarkdownIt("commonmark").enable("table")
+        self._text = ""
+        self._printed = 0
+        self._drawn = 0.0
+        self._live = Live(
+            Spinner("dots", text=waiting, style="dim"),
+            console=console,
+            transient=True,
+            refresh_per_second=12,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
+        self._live.start()
+
+    def waiting(self, text: str) -> None:
+        """Change what the spinner says (before the first piece)."""
+        if not self._text:
+            self._live.update(Spinner("dots", text=text, style="dim"))
+
+    def add(self, piece: str) -> None:
+        # Control characters from the model are shown, never obeyed.
+        self._text += shown(piece)
+        now = time.monotonic()
+        if now - self._drawn < FRAME_SECONDS:
+            return
+        self._drawn = now
+        done = stable_length(self._text, self._parser)
+        if done > self._printed:
+            self._live.console.print(markdown(self._text[self._printed : done]))
+            self._printed = done
+        height = max(1, self.console.size.height - 2)
+        self._live.update(_NewestLines(markdown(self._text[self._printed :]), height))
+
+    def finish(self) -> None:
+        """Print what has not been printed for good; also used when a reply is stopped half-way."""
+        self._live.stop()
+        rest = self._text[self._printed :]
+        if rest.strip():
+            self.console.print(markdown(rest))
+        self._printed = len(self._text)
