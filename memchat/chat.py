@@ -27,6 +27,7 @@ from .commands import (
     CommandError,
     Document,
     EditLast,
+    Help,
     Hint,
     History,
     Leave,
@@ -36,6 +37,7 @@ from .commands import (
     Shown,
     SummaryText,
     Users,
+    help_rows,
     parse,
 )
 from .conversation import Conversation
@@ -209,6 +211,8 @@ class Chat:
             self.out.notice(shown.text)
         elif isinstance(shown, Rows):
             self.out.lines(shown.rows)
+        elif isinstance(shown, Help):
+            self.out.lines(help_rows())
         elif isinstance(shown, History):
             self.out.history(shown.items, shown.summary)
         elif isinstance(shown, SummaryText):

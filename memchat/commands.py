@@ -85,6 +85,11 @@ class Rows:
 
 
 @dataclass(frozen=True)
+class Help:
+    """The command list, as the front end showing it offers it (see ``help_rows``)."""
+
+
+@dataclass(frozen=True)
 class History:
     items: list[Item]
     summary: Summary | None
@@ -133,7 +138,7 @@ class Clipboard:
     what: str
 
 
-Shown = Note | Rows | History | SummaryText | Users | Document | Resend | EditLast | Clipboard
+Shown = Note | Rows | Help | History | SummaryText | Users | Document | Resend | EditLast | Clipboard
 
 
 class Arg(enum.Enum):
@@ -258,7 +263,7 @@ def code_blocks(markdown: str) -> list[str]:
 
 @command("help", "show this list")
 async def _help(conv: Conversation, arg: str) -> Shown:
-    return Rows(help_rows())
+    return Help()
 
 
 @command(

@@ -25,6 +25,7 @@ from memchat.commands import (
     CommandError,
     Document,
     EditLast,
+    Help,
     Hint,
     History,
     Message,
@@ -34,6 +35,7 @@ from memchat.commands import (
     Shown,
     SummaryText,
     Users,
+    help_rows,
     parse,
 )
 from memchat.conversation import Conversation, Models
@@ -197,8 +199,9 @@ async def show(conv: Conversation, shown: Shown) -> None:
     """The page's way of showing what a command returned."""
     if isinstance(shown, Note):
         await note(shown.text[0].upper() + shown.text[1:] + ("" if shown.text.endswith((".", ")")) else "."))
-    elif isinstance(shown, Rows):
-        await note("\n".join(f"- **{key}**: {value}" for key, value in shown.rows.items()))
+    elif isinstance(shown, Rows | Help):
+        rows = help_rows(web=True) if isinstance(shown, Help) else shown.rows
+        await note("\n".join(f"- **{key}**: {value}" for key, value in rows.items()))
     elif isinstance(shown, History):
         await show_history(shown.items, shown.summary)
     elif isinstance(shown, SummaryText):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
 import sys
@@ -203,3 +204,170 @@ def test_commands_work_in_the_terminal_too(spawn) -> None:  # type: ignore[no-un
     child.sendline("/nope")
     child.expect_exact("error: unknown command /nope")
     prompt(child, "bob")
+
+
+def test_a_markdown_reply_is_rendered_in_a_terminal(spawn, memchat: Memchat) -> None:  # type: ignore[no-untyped-def]
+    child = spawn()
+    prompt(child)
+    child.sendline("[[markdown]] plan it")
+    # Bold is bold, the list is numbered, the code is highlighted: no markup left showing.
+    child.expect_exact("\x1b[1mthe plan\x1b[0m")
+    child.expect_exact("hello from block one")
+    prompt(child)
+    shown = str(child.before)
+    assert "**the plan**" not in shown and "```" not in shown and "| ---- |" not in shown
+    assert memchat.stored("user1")[1][1].startswith("# Plan")  # stored as the model wrote it
+
+
+@pytest.mark.parametrize("setting", [("--plain",), ("NO_COLOR", "1"), ("MEMCHAT_PLAIN", "1")])
+def test_plain_no_color_and_memchat_plain_print_the_raw_text(spawn, setting: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
+    child = spawn(setting[0]) if len(setting) == 1 else spawn(**{setting[0]: setting[1]})
+    child.expect(r"user1.*>")
+    child.sendline("[[markdown]] plan it")
+    child.expect_exact("Here is **the plan** in three steps:")
+    child.expect_exact("```python")
+
+
+def test_a_spinner_shows_until_the_first_word_then_the_time_the_reply_took(spawn) -> None:  # type: ignore[no-untyped-def]
+    child = spawn()
+    prompt(child)
+    # Sent at once: the model library is still loading, and the spinner says so.
+    child.sendline("[[slow]] one two")
+    child.expect_exact("loading the model library (first turn only)…")
+    child.expect_exact("thinking…")
+    child.expect_exact("You said: one")
+    child.expect(r"\(\d+\.\d s\)")
+    prompt(child)
+
+
+def test_tab_completes_commands_and_user_ids(spawn, memchat: Memchat) -> None:  # type: ignore[no-untyped-def]
+    memchat("--user", "zelda", input="hello\n")
+    child = spawn()
+    prompt(child)
+    child.send("/his\t")
+    child.expect_exact("/history")
+    child.send("\r")
+    child.expect_exact("(no stored conversation)")
+    prompt(child)
+    child.send("/user zel\t")
+    child.expect_exact("zelda")
+    child.send("\r")
+    child.expect_exact("now talking as zelda (2 messages remembered)")
+
+
+def test_alt_enter_adds_a_line_and_the_message_goes_as_one(spawn, memchat: Memchat) -> None:  # type: ignore[no-untyped-def]
+    child = spawn()
+    prompt(child)
+    child.send("first line")
+    child.send("\x1b\r")  # Alt-Enter, as terminals send it
+    child.send("second line")
+    child.send("\r")
+    child.expect_exact("second line")
+    prompt(child)
+    child.sendeof()
+    assert_exits_with_0(child)
+    assert memchat.stored("user1") == [
+        ("you", "first line\nsecond line"),
+        ("assistant", "You said: first line\nsecond line"),
+    ]
+
+
+def test_pasted_lines_stay_one_message(spawn, memchat: Memchat) -> None:  # type: ignore[no-untyped-def]
+    child = spawn()
+    prompt(child)
+    child.send("\x1b[200~pasted one\npasted two\x1b[201~")
+    child.send("\r")
+    prompt(child)
+    child.sendeof()
+    assert_exits_with_0(child)
+    assert memchat.stored("user1")[0] == ("you", "pasted one\npasted two")
+
+
+def test_edit_puts_the_last_message_in_the_input_line_and_replaces_the_exchange(spawn, memchat: Memchat) -> None:  # type: ignore[no-untyped-def]
+    child = spawn()
+    prompt(child)
+    child.sendline("[[nth]] draft")
+    child.expect_exact("answer 1")
+    prompt(child)
+    child.sendline("/edit")
+    child.expect_exact("edit your last message")
+    child.expect_exact("[[nth]] draft")  # already in the input line
+    child.send(" v2\r")
+    child.expect_exact("answer 1")  # a new message to the server: its own count
+    prompt(child)
+    child.sendeof()
+    assert_exits_with_0(child)
+    assert memchat.stored("user1") == [("you", "[[nth]] draft v2"), ("assistant", "answer 1")]
+
+
+def test_copy_puts_the_reply_or_a_code_block_on_the_clipboard_with_osc_52(spawn) -> None:  # type: ignore[no-untyped-def]
+    import base64
+
+    child = spawn()
+    prompt(child)
+    child.sendline("[[markdown]] plan it")
+    prompt(child)
+    child.sendline("/copy 1")
+    block = base64.b64encode(b'print("hello from block one")\n').decode()
+    child.expect_exact(f"\x1b]52;c;{block}\x07")
+    child.expect_exact("copied code block 1 of the last reply")
+    prompt(child)
+    child.sendline("/copy 3")
+    child.expect_exact("the last reply has 2 code blocks")
+    prompt(child)
+    child.sendline("/copy")
+    child.expect_exact("\x1b]52;c;" + base64.b64encode(b"# Plan").decode()[:6])
+
+
+def test_clear_asks_first_in_a_terminal(spawn, memchat: Memchat) -> None:  # type: ignore[no-untyped-def]
+    child = spawn()
+    prompt(child)
+    child.sendline("keep me")
+    prompt(child)
+    child.sendline("/clear")
+    child.expect_exact("wipe all 2 messages of user1, with the summary and instructions? [y/N]")
+    child.sendline("n")
+    child.expect_exact("/clear cancelled: nothing was changed")
+    prompt(child)
+    assert len(memchat.stored("user1")) == 2
+    child.sendline("/clear")
+    child.expect_exact("[y/N]")
+    child.sendline("y")
+    child.expect_exact("cleared the memory of user1")
+    prompt(child)
+    assert memchat.stored("user1") == []
+
+
+def test_keys_typed_before_the_prompt_appears_are_not_garbled(spawn, memchat: Memchat) -> None:  # type: ignore[no-untyped-def]
+    child = spawn()
+    # As soon as memchat runs (the terminal echoes what came before that, as for any program), and
+    # before it has drawn its banner: the keys wait, unechoed, and the prompt shows them once.
+    deadline = time.monotonic() + 10
+    while child.getecho() and time.monotonic() < deadline:
+        time.sleep(0.002)
+    drawn = ""
+    with contextlib.suppress(pexpect.TIMEOUT):
+        drawn = child.read_nonblocking(100_000, timeout=0)
+    assert "memchat ·" not in drawn  # the echo went off before the banner, not only at the prompt
+    child.send("typed early\r")
+    child.expect_exact("memchat · user1")
+    assert "typed early" not in str(child.before)
+    child.expect_exact("You said: typed early")
+    assert str(child.before).count("typed early") == 1
+    prompt(child)
+    child.sendeof()
+    assert_exits_with_0(child)
+    assert memchat.stored("user1") == [("you", "typed early"), ("assistant", "You said: typed early")]
+
+
+def test_the_toolbar_shows_user_model_and_context_use(spawn) -> None:  # type: ignore[no-untyped-def]
+    # A real terminal answers where its cursor is; the toolbar is drawn only then.
+    child = spawn(PROMPT_TOOLKIT_NO_CPR="")
+    child.expect_exact("\x1b[6n")
+    child.send("\x1b[1;1R")
+    child.expect_exact("user1 · gpt-5.4-mini · /help")
+    child.sendline("hello")
+    child.expect_exact("You said: hello")
+    child.expect_exact("\x1b[6n")
+    child.send("\x1b[5;1R")
+    child.expect(r"user1 · gpt-5\.4-mini · context \d+% of 8,000 tokens")

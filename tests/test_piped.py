@@ -304,3 +304,39 @@ def test_a_base_url_without_its_scheme_is_one_line_saying_so(memchat: Memchat) -
     assert run.stderr.strip() == (
         "error: OPENAI_BASE_URL is '127.0.0.1:8080/v1': write it with its scheme, as in http://127.0.0.1:8080/v1"
     )
+
+
+@pytest.mark.parametrize(
+    ("first_line", "after"),
+    [("", 1.0), ("hello\n", 4.0), ("[[slow]] one two three four five six seven eight\n", 3.0), ("[[hang]] x\n", 0.3)],
+    ids=["waiting-for-input", "between-lines", "mid-reply", "while-loading"],
+)
+def test_ctrl_c_on_a_pipe_exits_at_once_with_130_and_no_warning(
+    memchat: Memchat, first_line: str, after: float
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import AGENT
+
+    child = subprocess.Popen(
+        [sys.executable, str(AGENT)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=memchat.cwd,
+        env=memchat.env,
+    )
+    assert child.stdin is not None
+    child.stdin.write(first_line.encode())
+    child.stdin.flush()
+    time.sleep(after)
+    sent = time.monotonic()
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=30)
+    assert child.returncode == 130
+    assert time.monotonic() - sent < 5
+    assert err.decode() == ""  # no traceback, no RuntimeWarning
+    assert_alternates(memchat.stored("user1"))

@@ -7,6 +7,7 @@ CI they fail instead.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import stat
@@ -301,3 +302,30 @@ def test_a_port_in_use_is_one_line_and_exit_2(web: Web) -> None:
     assert run.returncode == 2
     assert run.stderr.decode().startswith(f"error: cannot listen on 127.0.0.1:{taken}")
     assert len(run.stderr.decode().splitlines()) == 1
+
+
+def test_the_shared_commands_work_on_the_page(page, web: Web) -> None:  # type: ignore[no-untyped-def]
+    open_chat(page, web, "bob")
+    send(page, "/instructions Always sign as Captain.")
+    wait_for_text(page, "Standing instructions set")
+    send(page, "[[nth]] roll the dice")
+    wait_for_text(page, "answer 1")
+    assert "Always sign as Captain." in json.dumps(web.server.requests[-1].body)
+    send(page, "/retry")
+    wait_for_text(page, "answer 2")
+    deadline = time.monotonic() + 10
+    while [describe(item)[1] for item in stored_items(web.db, "bob")][-2:] != ["[[nth]] roll the dice", "answer 2"]:
+        assert time.monotonic() < deadline, "the retried exchange did not replace the old one"
+        time.sleep(0.1)
+    assert [describe(item)[1] for item in stored_items(web.db, "bob")].count("answer 1") == 0
+    send(page, "/usage")
+    wait_for_text(page, "last request")
+    send(page, "/export")
+    wait_for_text(page, "memchat-bob.md")
+    send(page, "/help")
+    wait_for_text(page, "/instructions [TEXT]")
+    assert "/user ID" not in page.inner_text("body")
+    send(page, "/user alice")
+    wait_for_text(page, "/user works in the terminal only")
+    send(page, "/instructions off")
+    wait_for_text(page, "Standing instructions removed")
