@@ -39,6 +39,18 @@ def stable_length(text: str, parser: MarkdownIt) -> int:
     return sum(len(line) + 1 for line in lines[: starts[-1]])
 
 
+class _Lines:
+    """Lines already rendered, printed as they are."""
+
+    def __init__(self, lines: list[list[Segment]]) -> None:
+        self.lines = lines
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        for line in self.lines:
+            yield from line
+            yield Segment.line()
+
+
 class _NewestLines:
     """A renderable cut to its last lines, so a live region never outgrows the window."""
 
@@ -59,7 +71,9 @@ class MarkdownStream:
         self.console = console
         self._parser = MarkdownIt("commonmark").enable("table")
         self._text = ""
+        # Characters of the reply printed for good, and the lines they took.
         self._printed = 0
+        self._lines = 0
         self._drawn = 0.0
         self._live = Live(
             Spinner("dots", text=waiting, style="dim"),
@@ -85,7 +99,7 @@ class MarkdownStream:
         self._drawn = now
         done = stable_length(self._text, self._parser)
         if done > self._printed:
-            self._live.console.print(markdown(self._text[self._printed : done]))
+            self._print_through(done)
             self._printed = done
         height = max(1, self.console.size.height - 2)
         self._live.update(_NewestLines(markdown(self._text[self._printed :]), height))
@@ -93,7 +107,17 @@ class MarkdownStream:
     def finish(self) -> None:
         """Print what has not been printed for good; also used when a reply is stopped half-way."""
         self._live.stop()
-        rest = self._text[self._printed :]
-        if rest.strip():
-            self.console.print(markdown(rest))
+        self._print_through(len(self._text))
         self._printed = len(self._text)
+
+    def _print_through(self, end: int) -> None:
+        """Print the lines of the reply's first ``end`` characters that are not on screen yet.
+
+        The text is rendered from its start each time (only when a block completes), so the
+        blocks keep the spacing they have when rendered whole.
+        """
+        lines = self.console.render_lines(markdown(self._text[:end]), pad=False)
+        fresh = lines[self._lines :]
+        self._lines = len(lines)
+        if fresh:
+            self.console.print(_Lines(fresh))
