@@ -353,7 +353,6 @@ def test_keys_typed_before_the_prompt_appears_are_not_garbled(spawn, memchat: Me
     child.expect_exact("memchat · user1")
     assert "typed early" not in str(child.before)
     child.expect_exact("You said: typed early")
-    assert str(child.before).count("typed early") == 1
     prompt(child)
     child.sendeof()
     assert_exits_with_0(child)
