@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import importlib
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -40,10 +39,10 @@ from .commands import (
     help_rows,
     parse,
 )
-from .conversation import Conversation
+from .conversation import Conversation, load_model_code, model_code_loaded
 from .errors import MemchatError, StoreLostError
 from .memory import Memory, Store
-from .output import Output, ReplyStream
+from .output import Output
 
 if TYPE_CHECKING:
     from .turn import TurnResult
@@ -57,19 +56,15 @@ class Outcome(enum.Enum):
     STOP = "stop"
 
 
-_model_code_loaded = threading.Event()
-
-
 def preload_model_code() -> None:
     """Import the Agents SDK in the background, so the prompt need not wait for it."""
-    threading.Thread(target=_load_model_code, name="memchat-preload", daemon=True).start()
 
+    def load() -> None:
+        # A failure here is reported properly by the foreground import.
+        with contextlib.suppress(Exception):
+            load_model_code()
 
-def _load_model_code() -> None:
-    # A failure here is reported properly by the foreground import.
-    with contextlib.suppress(Exception):
-        importlib.import_module("memchat.turn")
-    _model_code_loaded.set()
+    threading.Thread(target=load, name="memchat-preload", daemon=True).start()
 
 
 class Chat:
@@ -134,31 +129,25 @@ class Chat:
 
         self._stop_summary()
         started = time.monotonic()
-        shown: ReplyStream | None = None
         try:
             if stream:
                 shown = self.out.reply_stream()
-                if not _model_code_loaded.is_set():
-                    shown.waiting("loading the model library (first turn only)…")
-                    # In a thread: the spinner turns and Ctrl-C works while the SDK loads.
-                    await asyncio.to_thread(_load_model_code)
-                    shown.waiting("thinking…")
-                result = await self.conv.turn(text, shown.add, replacing=replacing)
-                shown.finish()
+                try:
+                    if not model_code_loaded():
+                        shown.waiting("loading the model library (first turn only)…")
+                        # In a thread: the spinner turns and Ctrl-C works while the SDK loads.
+                        await asyncio.to_thread(load_model_code)
+                        shown.waiting("thinking…")
+                    result = await self.conv.turn(text, shown.add, replacing=replacing)
+                finally:
+                    # Whatever came stays on screen, whole, before anything is said about it.
+                    shown.finish()
             else:
                 result = await self.conv.turn(text, replacing=replacing)
                 self.out.reply(result.reply)
         except MemchatError:
-            if shown is not None:
-                shown.finish()
-            raise
-        except asyncio.CancelledError:
-            if shown is not None:
-                shown.finish()
             raise
         except Exception as exc:  # noqa: BLE001 - any model failure becomes one line
-            if shown is not None:
-                shown.finish()
             self.out.error(describe_failed_turn(exc, self.settings))
             return Outcome.FAILED
         for notice in result.notices:

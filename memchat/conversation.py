@@ -9,6 +9,9 @@ object that another session shares.
 from __future__ import annotations
 
 import dataclasses
+import gc
+import importlib
+import threading
 from typing import TYPE_CHECKING
 
 from config import Settings, check_user_id
@@ -21,6 +24,33 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from .turn import TurnResult, TurnRunner, Usage
+
+
+_model_code_loaded = threading.Event()
+_loading = threading.Lock()
+
+
+def load_model_code() -> None:
+    """Import the Agents SDK (and with it openai): over a second of CPU, the bulk of a one-shot turn's.
+
+    The garbage collector is kept out of it: the import makes hundreds of thousands of
+    objects that live as long as the process, and collecting among them while they are
+    made, and again at exit, costs about a quarter more CPU (see bench/startup.py).
+    """
+    with _loading:
+        if _model_code_loaded.is_set():
+            return
+        gc.disable()
+        try:
+            importlib.import_module("memchat.turn")
+        finally:
+            gc.freeze()
+            gc.enable()
+            _model_code_loaded.set()
+
+
+def model_code_loaded() -> bool:
+    return _model_code_loaded.is_set()
 
 
 class Models:
@@ -37,6 +67,7 @@ class Models:
     def runner(self, model: str) -> TurnRunner:
         if model not in self._runners:
             # The SDK loads here, on first use, not when memchat starts.
+            load_model_code()
             from .turn import TurnRunner
 
             self._runners[model] = TurnRunner(dataclasses.replace(self.settings, model=model))

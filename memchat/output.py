@@ -1,24 +1,27 @@
 """Everything memchat prints: replies on stdout, notices and errors on stderr.
 
 Colour only when the stream is a terminal (and NO_COLOR is unset); text from the
-user or the model is never read as markup.
+user or the model is never read as markup. On a pipe, replies, notices and errors
+are written as they are, and rich is not even loaded: a one-shot piped turn
+should cost no more than the plain SDK loop.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import re
 import sys
-from typing import Protocol, TextIO
-
-from rich.console import Console
-from rich.live import Live
-from rich.spinner import Spinner
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 from .items import Item, describe
 from .memory import Summary, UserStats
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.live import Live
+    from rich.spinner import Spinner
+    from rich.text import Text
 
 # Control characters other than newline and tab: in a terminal they would move the cursor,
 # recolour or clear the screen, whether they came from the user, a stored message or the model.
@@ -32,7 +35,22 @@ def shown(text: str) -> str:
 
 def plain(text: str, style: str = "") -> Text:
     """Text that is printed as it reads: never markup, never a control sequence."""
+    from rich.text import Text
+
     return Text(shown(text), style=style)
+
+
+def _spinner(text: str) -> Spinner:
+    from rich.spinner import Spinner
+
+    return Spinner("dots", text=text, style="dim")
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 class ReplyStream(Protocol):
@@ -50,26 +68,28 @@ class ReplyStream(Protocol):
 class PlainStream:
     """The raw text as it comes, with a spinner on stderr until the first piece when stderr is a terminal."""
 
-    def __init__(self, out: Console, err: Console, waiting: str) -> None:
-        self.out = out
+    def __init__(self, output: Output, waiting: str) -> None:
+        self.file = output.stdout
         self._spinner: Live | None = None
-        if err.is_terminal:
-            self._spinner = Live(Spinner("dots", text=waiting, style="dim"), console=err, transient=True)
+        if _is_terminal(output.stderr):
+            from rich.live import Live
+
+            self._spinner = Live(_spinner(waiting), console=output.err, transient=True)
             self._spinner.start()
 
     def waiting(self, text: str) -> None:
         if self._spinner is not None:
-            self._spinner.update(Spinner("dots", text=text, style="dim"))
+            self._spinner.update(_spinner(text))
 
     def add(self, piece: str) -> None:
         self._stop_spinner()
-        self.out.file.write(shown(piece))
-        self.out.file.flush()
+        self.file.write(shown(piece))
+        self.file.flush()
 
     def finish(self) -> None:
         self._stop_spinner()
-        self.out.file.write("\n")
-        self.out.file.flush()
+        self.file.write("\n")
+        self.file.flush()
 
     def _stop_spinner(self) -> None:
         if self._spinner is not None:
@@ -81,28 +101,45 @@ class Output:
     """The terminal, as memchat writes to it."""
 
     def __init__(self, stdout: TextIO | None = None, stderr: TextIO | None = None, *, plain: bool = False) -> None:
-        self.out = Console(file=stdout or sys.stdout, highlight=False, soft_wrap=True)
-        self.err = Console(file=stderr or sys.stderr, highlight=False, soft_wrap=True)
+        self.stdout = stdout or sys.stdout
+        self.stderr = stderr or sys.stderr
         # Markdown only where a person reads it: not on a pipe, not with --plain or NO_COLOR.
-        self.rendered = self.out.is_terminal and not plain
+        self.rendered = _is_terminal(self.stdout) and not plain
+
+    @functools.cached_property
+    def out(self) -> Console:
+        from rich.console import Console
+
+        return Console(file=self.stdout, highlight=False, soft_wrap=True)
+
+    @functools.cached_property
+    def err(self) -> Console:
+        from rich.console import Console
+
+        return Console(file=self.stderr, highlight=False, soft_wrap=True)
 
     def reply_stream(self, waiting: str = "thinking…") -> ReplyStream:
         if self.rendered:
             from .render import MarkdownStream
 
             return MarkdownStream(self.out, waiting)
-        return PlainStream(self.out, self.err, waiting)
+        return PlainStream(self, waiting)
 
     def clipboard(self, text: str) -> None:
         """Put ``text`` on the clipboard of the terminal showing this (OSC 52), wherever memchat runs."""
-        self.out.file.write(f"\x1b]52;c;{base64.b64encode(text.encode()).decode()}\x07")
-        self.out.file.flush()
+        self._write(self.stdout, f"\x1b]52;c;{base64.b64encode(text.encode()).decode()}\x07")
 
     def error(self, message: str) -> None:
-        self.err.print(plain("error: ", style="bold red") + plain(message))
+        if _is_terminal(self.stderr):
+            self.err.print(plain("error: ", style="bold red") + plain(message))
+        else:
+            self._write(self.stderr, f"error: {shown(message)}\n")
 
     def notice(self, message: str) -> None:
-        self.err.print(plain(message, style="dim"))
+        if _is_terminal(self.stderr):
+            self.err.print(plain(message, style="dim"))
+        else:
+            self._write(self.stderr, shown(message) + "\n")
 
     def reply(self, text: str) -> None:
         if self.rendered:
@@ -110,13 +147,17 @@ class Output:
 
             self.out.print(markdown(shown(text)))
         else:
-            self.out.print(plain(text))
+            self._write(self.stdout, shown(text) + "\n")
 
     def raw(self, text: str) -> None:
         """Text for a file or a pipe (an export), exactly as it is."""
-        text = shown(text) if self.out.is_terminal else text
-        self.out.file.write(text if text.endswith("\n") else text + "\n")
-        self.out.file.flush()
+        text = shown(text) if _is_terminal(self.stdout) else text
+        self._write(self.stdout, text if text.endswith("\n") else text + "\n")
+
+    @staticmethod
+    def _write(stream: TextIO, text: str) -> None:
+        stream.write(text)
+        stream.flush()
 
     def lines(self, rows: dict[str, str]) -> None:
         width = max(map(len, rows))
@@ -145,6 +186,8 @@ class Output:
         if not users:
             self.notice("(no users in the database yet)")
             return
+        from rich.table import Table
+
         table = Table(box=None, pad_edge=False, show_edge=False)
         for column in ("user", "messages", "last active (UTC)"):
             table.add_column(column, justify="right" if column == "messages" else "left")

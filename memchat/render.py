@@ -102,7 +102,7 @@ class MarkdownStream:
             self._print_through(done)
             self._printed = done
         height = max(1, self.console.size.height - 2)
-        self._live.update(_NewestLines(markdown(self._text[self._printed :]), height))
+        self._live.update(_NewestLines(markdown(self._text[self._printed :]), height), refresh=True)
 
     def finish(self) -> None:
         """Print what has not been printed for good; also used when a reply is stopped half-way."""

@@ -20,11 +20,9 @@ import chainlit as cl
 from config import ConfigError, check_user_id, load_settings
 from memchat.commands import (
     REGISTRY,
-    Clipboard,
     Command,
     CommandError,
     Document,
-    EditLast,
     Help,
     Hint,
     History,
@@ -34,7 +32,6 @@ from memchat.commands import (
     Rows,
     Shown,
     SummaryText,
-    Users,
     help_rows,
     parse,
 )
@@ -216,8 +213,6 @@ async def show(conv: Conversation, shown: Shown) -> None:
         await cl.Message(content=f"Your memory: {shown.messages} messages.", author="memory", elements=[file]).send()
     elif isinstance(shown, Resend):
         await turn(conv, shown.text, replacing=True)
-    elif isinstance(shown, Users | EditLast | Clipboard):  # declared terminal-only, never reached
-        await error("this command works in the terminal only")
 
 
 async def note(text: str) -> None:

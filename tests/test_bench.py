@@ -16,3 +16,15 @@ def test_the_turn_benchmark_runs_and_prints_its_table() -> None:
     rows = [line for line in done.stdout.splitlines() if line.startswith("| 10 |") or line.startswith("| 200 |")]
     assert len(rows) == 2, done.stdout
     assert "time to prompt: memchat" in done.stdout
+
+
+def test_the_startup_benchmark_runs_and_prints_its_table() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "startup.py"), "--smoke"], capture_output=True, text=True, timeout=170
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    for measure in ("time to prompt (s)", "first reply, typed at once (s)", "one-shot piped turn, CPU (s)"):
+        row = next((line for line in done.stdout.splitlines() if line.startswith(f"| {measure} |")), None)
+        assert row is not None, done.stdout
+        ratio = float(row.rstrip(" |").rsplit("|", 1)[1])
+        assert ratio > 0
