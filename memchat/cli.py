@@ -78,6 +78,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _store_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", metavar="PATH|URL", help=f"the store (default: $MEMCHAT_DB or {DEFAULT_DB})")
+
+
 def _copy_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="memchat copy",
@@ -99,7 +103,7 @@ def _export_parser() -> argparse.ArgumentParser:
         "JSON, which memchat import brings back exactly, or Markdown for reading if FILE ends in .md.",
     )
     parser.add_argument("--user", metavar="ID", help=f"whose memory (default: $MEMCHAT_USER or {DEFAULT_USER})")
-    parser.add_argument("--db", metavar="PATH|URL", help=f"the store (default: $MEMCHAT_DB or {DEFAULT_DB})")
+    _store_option(parser)
     parser.add_argument("--to", metavar="FILE", help="write here instead of stdout")
     return parser
 
@@ -112,7 +116,7 @@ def _import_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("file", metavar="FILE", help="the export file (- for stdin)")
     parser.add_argument("--user", metavar="ID", help="import as this user (default: the user in the file)")
-    parser.add_argument("--db", metavar="PATH|URL", help=f"the store (default: $MEMCHAT_DB or {DEFAULT_DB})")
+    _store_option(parser)
     return parser
 
 
@@ -123,7 +127,7 @@ def _passwd_parser() -> argparse.ArgumentParser:
         "Asks twice in a terminal; reads one line from a pipe.",
     )
     parser.add_argument("user", metavar="USER", help="the user id")
-    parser.add_argument("--db", metavar="PATH|URL", help=f"the store (default: $MEMCHAT_DB or {DEFAULT_DB})")
+    _store_option(parser)
     return parser
 
 
@@ -138,7 +142,7 @@ def _web_parser() -> argparse.ArgumentParser:
         "--host", default=DEFAULT_HOST, help=f"address to listen on (default: {DEFAULT_HOST}, this machine only)"
     )
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT})")
-    parser.add_argument("--db", metavar="PATH|URL", help=f"the store (default: $MEMCHAT_DB or {DEFAULT_DB})")
+    _store_option(parser)
     parser.add_argument("--model", metavar="NAME", help="model name (default: $OPENAI_DEFAULT_MODEL)")
     return parser
 
