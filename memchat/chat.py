@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import importlib
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -63,6 +64,8 @@ def preload_model_code() -> None:
         # A failure here is reported properly by the foreground import.
         with contextlib.suppress(Exception):
             load_model_code()
+            # The renderer of replies too, while the prompt waits, not when the first words arrive.
+            importlib.import_module("memchat.render")
 
     threading.Thread(target=load, name="memchat-preload", daemon=True).start()
 

@@ -43,8 +43,6 @@ def load_model_code() -> None:
         gc.disable()
         try:
             importlib.import_module("memchat.turn")
-            # The renderer of replies too, while the prompt waits, not when the first words arrive.
-            importlib.import_module("memchat.render")
         finally:
             gc.freeze()
             gc.enable()
