@@ -48,6 +48,8 @@ class Context:
     turns: list[Turn]
     # True when older turns, not yet in the summary, were left out for lack of room.
     overflow: bool
+    # The tokens the turns had to fit in (the budget given, less the summary).
+    room: int = 0
 
     @property
     def items(self) -> list[Item]:
@@ -71,4 +73,4 @@ async def build_context(
         remaining -= cost
         turns.append(turn)
     turns.reverse()
-    return Context(summary, turns, overflow)
+    return Context(summary, turns, overflow, budget - (estimator.tokens(summary.text) if summary else 0))

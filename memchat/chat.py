@@ -27,6 +27,7 @@ from .commands import (
     CommandError,
     Document,
     EditLast,
+    Found,
     Help,
     Hint,
     History,
@@ -211,6 +212,8 @@ class Chat:
             self.out.summary(shown.text)
         elif isinstance(shown, Users):
             self.out.users(shown.users, shown.current)
+        elif isinstance(shown, Found):
+            self.out.found(shown.exchanges, shown.words)
         elif isinstance(shown, Document):
             self._write(shown)
         elif isinstance(shown, Resend):

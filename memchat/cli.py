@@ -11,7 +11,7 @@ from config import DEFAULT_CONTEXT_TOKENS, DEFAULT_DB, DEFAULT_USER, ENVIRONMENT
 
 from .commands import help_rows
 from .errors import MemchatError
-from .output import Output
+from .output import Output, Progress
 
 DB_FORMS = "sqlite:///PATH, postgresql://USER@HOST/DB (extra: postgres), redis://HOST:PORT/N (extra: redis)"
 
@@ -187,6 +187,8 @@ async def _run(args: argparse.Namespace) -> int:
     chat = Chat(settings, store, out)
     try:
         await chat.memory.check_readable()
+        progress = Progress(out, "indexing older messages for search")
+        progress.finish(await chat.conv.catch_up(progress))
         if args.clear:
             await chat.memory.clear_session()
             out.notice(f"cleared the memory of {chat.user}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 from typing import Any
 
@@ -42,6 +43,8 @@ class Codec:
     def __init__(self, user: str, passphrase: str | None = None) -> None:
         self.user = user
         self._fernet: Any = None
+        # The key of the search index's word hashes, when the memory is encrypted.
+        self._index_key: bytes | None = None
         if passphrase:
             try:
                 from cryptography.fernet import Fernet
@@ -53,6 +56,22 @@ class Codec:
 
             key = hashlib.scrypt(passphrase.encode(), salt=b"memchat/" + user.encode(), dklen=32, **SCRYPT)
             self._fernet = Fernet(base64.urlsafe_b64encode(key))
+            self._index_key = hashlib.sha256(b"memchat/index/" + key).digest()
+
+    @property
+    def encrypted(self) -> bool:
+        return self._fernet is not None
+
+    def index_words(self, words: list[str]) -> list[str]:
+        """The words as the search index keeps them: as they are, or keyed hashes when encrypted.
+
+        A hash is written in digits only, so no tokenizer stems or splits it, and a word
+        always hashes to the same value under one key: the index can match words without
+        holding any. Someone with the file sees how often each hashed word occurs, not what it is.
+        """
+        if self._index_key is None:
+            return words
+        return [str(int.from_bytes(hmac.digest(self._index_key, word.encode(), "sha256")[:8], "big")) for word in words]
 
     def encode(self, item: Item) -> str:
         return self.encode_text(json.dumps(item, ensure_ascii=False))

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from .conversation import Conversation
 
 DEFAULT_HISTORY_TURNS = 20
+# Exchanges /search shows.
+SEARCH_RESULTS = 5
 # Standing instructions go with every request, so they are kept short.
 MAX_INSTRUCTIONS = 4000
 EXIT_WORDS = frozenset({"exit", "quit"})
@@ -117,6 +119,15 @@ class Document:
 
 
 @dataclass(frozen=True)
+class Found:
+    """What /search found: whole exchanges with the day they were stored, best first."""
+
+    query: str
+    words: list[str]
+    exchanges: list[tuple[str, list[Item]]]
+
+
+@dataclass(frozen=True)
 class Resend:
     """Run a turn with ``text`` in place of the last exchange (/retry)."""
 
@@ -138,7 +149,7 @@ class Clipboard:
     what: str
 
 
-Shown = Note | Rows | Help | History | SummaryText | Users | Document | Resend | EditLast | Clipboard
+Shown = Note | Rows | Help | History | SummaryText | Users | Found | Document | Resend | EditLast | Clipboard
 
 
 class Arg(enum.Enum):
@@ -294,6 +305,32 @@ async def _users(conv: Conversation, arg: str) -> Shown:
 )
 async def _history(conv: Conversation, arg: str) -> Shown:
     return History(await conv.memory.last_turns(int(arg)), await conv.memory.summary())
+
+
+@command(
+    "search",
+    "find your past exchanges that match QUERY, best first, with their dates",
+    arg=Arg.REQUIRED,
+    arg_help="QUERY",
+    arg_error="/search needs words to look for: type /search QUERY",
+)
+async def _search(conv: Conversation, arg: str) -> Shown:
+    from .errors import SearchUnavailableError
+    from .search import query_words
+
+    try:
+        hits = await conv.memory.search(arg, SEARCH_RESULTS * 2)
+    except SearchUnavailableError as exc:
+        return Note(str(exc))
+    exchanges: dict[int, tuple[str, list[Item]]] = {}
+    for hit in hits:
+        turn = await conv.memory.turn_at(hit.position)
+        if turn is not None and turn.start not in exchanges:
+            exchanges[turn.start] = (hit.stored_at[:16], turn.items)
+    found = list(exchanges.values())[:SEARCH_RESULTS]
+    if not found:
+        return Note(f"nothing in the memory of {conv.user} matches {arg!r}")
+    return Found(arg, query_words(arg), found)
 
 
 @command("summary", "show what is remembered of turns too old to send in full")

@@ -112,7 +112,12 @@ class Conversation:
         memory = self.store.memory(user)
         await memory.check_readable()
         self.memory, self.user, self.last = memory, user, None
+        await self.catch_up()
         return await memory.count()
+
+    async def catch_up(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Index what this user's memory holds that the search index does not (an older file); how many."""
+        return await self.memory.index_missing(progress)
 
     async def turn(
         self, text: str, on_text: Callable[[str], None] | None = None, *, replacing: bool = False

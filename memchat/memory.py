@@ -9,7 +9,7 @@ plus the few operations memchat needs on top: whole-turn reads and undo.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -18,6 +18,8 @@ from .items import Item
 if TYPE_CHECKING:
     # For the type checker only: importing the SDK takes seconds, and the database paths never need it.
     from agents import SessionSettings, TResponseInputItem
+
+    from .search import Hit
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,24 @@ class Memory(Protocol):
         """Replace the newest turn, which starts at position ``start``, with ``items``, all at once.
 
         Raises ``StoreError`` and changes nothing if the newest turn no longer starts there.
+        """
+        ...
+
+    async def search(self, query: str, limit: int, before: int | None = None) -> list[Hit]:
+        """Stored messages matching the words of ``query``, best first (stored before ``before``, if given).
+
+        Raises ``SearchUnavailableError`` where the store has no index yet (Redis).
+        """
+        ...
+
+    async def turn_at(self, position: int) -> Turn | None:
+        """The whole exchange that holds the item at ``position``; None if no user message opens it."""
+        ...
+
+    async def index_missing(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Index the messages not in the search index yet (written by an older memchat or another program).
+
+        Incremental and safe to interrupt; ``progress(done, total)`` follows it. Returns how many it looked at.
         """
         ...
 

@@ -137,6 +137,19 @@ class MemoryBase(ABC):
                 "the old one was kept; look at /history and try again"
             )
 
+    async def turn_at(self, position: int) -> Turn | None:
+        """The whole exchange that holds the item at ``position``; None if no user message opens it."""
+        start = None
+        async for row_position, item in self.rows_backward(0, before=position + 1):
+            if is_user_message(item):
+                start = row_position
+                break
+        if start is None:
+            return None
+        async for turn in self.turns_forward(start - 1, END):
+            return turn
+        return None
+
     def check_key_fits(self, newest: str | bytes | None) -> None:
         """Raise ``StoreError`` if this memory's newest stored row is not under this process's key.
 

@@ -12,7 +12,8 @@ import base64
 import functools
 import re
 import sys
-from typing import TYPE_CHECKING, Protocol, TextIO
+import time
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from .items import Item, describe
 from .memory import Summary, UserStats
@@ -95,6 +96,35 @@ class PlainStream:
         if self._spinner is not None:
             self._spinner.stop()
             self._spinner = None
+
+
+class Progress:
+    """A progress bar on stderr for work that turns out to take more than a second, in a terminal only."""
+
+    SHOW_AFTER_SECONDS = 1.0
+
+    def __init__(self, output: Output, what: str) -> None:
+        self.output, self.what = output, what
+        self.started = time.monotonic()
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._bar is None:
+            if time.monotonic() - self.started < self.SHOW_AFTER_SECONDS or not _is_terminal(self.output.stderr):
+                return
+            from rich.progress import Progress as Bar
+
+            self._bar = Bar(console=self.output.err, transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task(self.what, total=total)
+        self._bar.update(self._task, completed=done, total=total)
+
+    def finish(self, done: int) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+        if done and time.monotonic() - self.started >= self.SHOW_AFTER_SECONDS:
+            self.output.notice(f"{self.what}: {done:,} messages, once")
 
 
 class Output:
@@ -181,6 +211,19 @@ class Output:
             speaker, text = describe(item)
             body = text.replace("\n", "\n" + " " * (len(speaker) + 2))
             self.out.print(plain(f"{speaker}: ", style=styles.get(speaker, "bold")) + plain(body))
+
+    def found(self, exchanges: list[tuple[str, list[Item]]], words: list[str]) -> None:
+        """Search results: each exchange under its date, the words looked for highlighted in a terminal."""
+        styles = {"you": "bold cyan", "assistant": "bold green"}
+        for number, (day, items) in enumerate(exchanges):
+            if number:
+                self.out.print()
+            self.out.print(plain(f"[{day}]", style="dim"))
+            for item in items:
+                speaker, text = describe(item)
+                line = plain(f"{speaker}: ", style=styles.get(speaker, "bold")) + plain(text)
+                line.highlight_words(words, style="reverse", case_sensitive=False)
+                self.out.print(line)
 
     def users(self, users: list[UserStats], current: str) -> None:
         if not users:

@@ -27,7 +27,7 @@ summary of messages that are gone.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -40,7 +40,8 @@ from .codec import Codecs, UnreadableError
 from .errors import StoreError, StoreUnreachableError
 from .items import Item
 from .memory import Summary, UserStats
-from .memory_base import PAGE_ROWS, MemoryBase, RawRow, last_turn_start, uninterrupted, write_surely
+from .memory_base import END, PAGE_ROWS, MemoryBase, RawRow, last_turn_start, uninterrupted, write_surely
+from .search import Hit, index_body, index_query
 from .stores import redact
 
 CONNECT_TIMEOUT_SECONDS = 10
@@ -49,47 +50,77 @@ LOCK_TIMEOUT_SECONDS = 10
 # Any constant will do: it only keeps two first starts from creating the tables at once.
 SCHEMA_LOCK = 0x6D656D63
 
-SCHEMA = [
-    """
-    CREATE TABLE IF NOT EXISTS agent_sessions (
-        session_id VARCHAR PRIMARY KEY,
-        created_at TIMESTAMP WITHOUT TIME ZONE NOT NULL DEFAULT CURRENT_TIMESTAMP,
-        updated_at TIMESTAMP WITHOUT TIME ZONE NOT NULL DEFAULT CURRENT_TIMESTAMP
-    )
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS agent_messages (
-        id SERIAL PRIMARY KEY,
-        session_id VARCHAR NOT NULL REFERENCES agent_sessions (session_id) ON DELETE CASCADE,
-        message_data TEXT NOT NULL,
-        created_at TIMESTAMP WITHOUT TIME ZONE NOT NULL DEFAULT CURRENT_TIMESTAMP
-    )
-    """,
-    "CREATE INDEX IF NOT EXISTS idx_agent_messages_session_time ON agent_messages (session_id, created_at)",
-    "CREATE INDEX IF NOT EXISTS idx_agent_messages_session_id ON agent_messages (session_id, id)",
-    """
-    CREATE TABLE IF NOT EXISTS memchat_passwords (
-        user_id VARCHAR PRIMARY KEY,
-        hash TEXT NOT NULL,
-        updated_at TIMESTAMP WITHOUT TIME ZONE NOT NULL DEFAULT CURRENT_TIMESTAMP
-    )
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS memchat_summaries (
-        session_id VARCHAR PRIMARY KEY,
-        summary TEXT NOT NULL,
-        through_id INTEGER NOT NULL,
-        updated_at TIMESTAMP WITHOUT TIME ZONE NOT NULL DEFAULT CURRENT_TIMESTAMP
-    )
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS memchat_instructions (
-        session_id VARCHAR PRIMARY KEY,
-        instructions TEXT NOT NULL,
-        updated_at TIMESTAMP WITHOUT TIME ZONE NOT NULL DEFAULT CURRENT_TIMESTAMP
-    )
-    """,
-]
+# The layout, as ordered migrations (see the SQLite store): memchat_migrations records which a
+# database has. The first is the layout of every database before versions were kept.
+MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "the SDK's tables, web passwords and summaries",
+        (
+            """
+            CREATE TABLE IF NOT EXISTS agent_sessions (
+                session_id VARCHAR PRIMARY KEY,
+                created_at TIMESTAMP WITHOUT TIME ZONE NOT NULL DEFAULT CURRENT_TIMESTAMP,
+                updated_at TIMESTAMP WITHOUT TIME ZONE NOT NULL DEFAULT CURRENT_TIMESTAMP
+            )
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS agent_messages (
+                id SERIAL PRIMARY KEY,
+                session_id VARCHAR NOT NULL REFERENCES agent_sessions (session_id) ON DELETE CASCADE,
+                message_data TEXT NOT NULL,
+                created_at TIMESTAMP WITHOUT TIME ZONE NOT NULL DEFAULT CURRENT_TIMESTAMP
+            )
+            """,
+            "CREATE INDEX IF NOT EXISTS idx_agent_messages_session_time ON agent_messages (session_id, created_at)",
+            "CREATE INDEX IF NOT EXISTS idx_agent_messages_session_id ON agent_messages (session_id, id)",
+            """
+            CREATE TABLE IF NOT EXISTS memchat_passwords (
+                user_id VARCHAR PRIMARY KEY,
+                hash TEXT NOT NULL,
+                updated_at TIMESTAMP WITHOUT TIME ZONE NOT NULL DEFAULT CURRENT_TIMESTAMP
+            )
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS memchat_summaries (
+                session_id VARCHAR PRIMARY KEY,
+                summary TEXT NOT NULL,
+                through_id INTEGER NOT NULL,
+                updated_at TIMESTAMP WITHOUT TIME ZONE NOT NULL DEFAULT CURRENT_TIMESTAMP
+            )
+            """,
+        ),
+    ),
+    (
+        "standing instructions (/instructions)",
+        (
+            """
+            CREATE TABLE IF NOT EXISTS memchat_instructions (
+                session_id VARCHAR PRIMARY KEY,
+                instructions TEXT NOT NULL,
+                updated_at TIMESTAMP WITHOUT TIME ZONE NOT NULL DEFAULT CURRENT_TIMESTAMP
+            )
+            """,
+        ),
+    ),
+    (
+        "a full-text index of every message",
+        # A message's entry goes with it (ON DELETE CASCADE), whoever deletes it: memchat or the SDK.
+        (
+            """
+            CREATE TABLE IF NOT EXISTS memchat_search (
+                message_id INTEGER PRIMARY KEY REFERENCES agent_messages (id) ON DELETE CASCADE,
+                session_id VARCHAR NOT NULL,
+                body TSVECTOR NOT NULL
+            )
+            """,
+            "CREATE INDEX IF NOT EXISTS idx_memchat_search_body ON memchat_search USING GIN (body)",
+            "CREATE INDEX IF NOT EXISTS idx_memchat_search_session ON memchat_search (session_id, message_id)",
+        ),
+    ),
+)
+
+# Messages indexed per transaction when catching up on an older database.
+INDEX_BATCH = 2000
 
 READ_SUMMARY = """
 SELECT s.summary, s.through_id FROM memchat_summaries AS s
@@ -154,8 +185,7 @@ class PostgresStore:
         try:
             async with store.connection(write=True) as conn:
                 await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
-                for statement in SCHEMA:
-                    await conn.execute(text(statement))
+                await _migrate(conn)
         except BaseException:
             await store.close()
             raise
@@ -290,12 +320,7 @@ class PostgresMemory(MemoryBase):
                 ).first()
                 self.check_key_fits(None if newest is None else newest[1])
                 mark[:] = [newest[0] if newest is not None else 0]
-                await conn.execute(
-                    text("INSERT INTO agent_messages (session_id, message_data) VALUES (:user, :data)"), rows
-                )
-                await conn.execute(
-                    text("UPDATE agent_sessions SET updated_at = CURRENT_TIMESTAMP WHERE session_id = :user"), params
-                )
+                await self._insert(conn, items, rows)
 
         async def landed(after: int) -> bool:
             with contextlib.suppress(StoreError):
@@ -309,6 +334,84 @@ class PostgresMemory(MemoryBase):
             return False
 
         await write_surely(write, landed)
+
+    async def _insert(self, conn: AsyncConnection, items: list[Item], rows: list[dict[str, str]]) -> None:
+        """Store the encoded ``rows`` of ``items``, each with its index entry, in the caller's transaction."""
+        for item, row in zip(items, rows, strict=True):
+            row_id = (
+                await conn.execute(
+                    text("INSERT INTO agent_messages (session_id, message_data) VALUES (:user, :data) RETURNING id"),
+                    row,
+                )
+            ).scalar_one()
+            await self._index(conn, row_id, item)
+        await conn.execute(
+            text("UPDATE agent_sessions SET updated_at = CURRENT_TIMESTAMP WHERE session_id = :user"),
+            {"user": self.session_id},
+        )
+
+    async def _index(self, conn: AsyncConnection, row_id: int, item: Item) -> None:
+        await conn.execute(
+            text(
+                """
+                INSERT INTO memchat_search (message_id, session_id, body)
+                VALUES (:id, :user, to_tsvector(CAST(:config AS regconfig), :body))
+                ON CONFLICT (message_id) DO NOTHING
+                """
+            ),
+            {"id": row_id, "user": self.session_id, "config": self._config, "body": index_body(self.codec, item)},
+        )
+
+    @property
+    def _config(self) -> str:
+        # Hashed words are not English: they are kept as they are, never stemmed.
+        return "simple" if self.codec.encrypted else "english"
+
+    async def index_missing(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Index this user's messages that are not yet (see ``SQLiteMemory.index_missing``)."""
+        missing = """
+            FROM agent_messages AS m WHERE m.session_id = :user
+            AND NOT EXISTS (SELECT 1 FROM memchat_search AS s WHERE s.message_id = m.id)
+        """
+        total = int((await self._store.query(f"SELECT COUNT(*) {missing}", user=self.session_id))[0][0])
+        done = 0
+        while done < total:
+            async with self._store.connection(write=True) as conn:
+                rows = (
+                    await conn.execute(
+                        text(f"SELECT m.id, m.message_data {missing} ORDER BY m.id LIMIT :n"),
+                        {"user": self.session_id, "n": INDEX_BATCH},
+                    )
+                ).all()
+                for row_id, data in rows:
+                    with contextlib.suppress(UnreadableError):
+                        await self._index(conn, row_id, self.codec.decode(data))
+            if not rows:
+                break
+            done += len(rows)
+            if progress is not None:
+                progress(min(done, total), total)
+        return done
+
+    async def search(self, query: str, limit: int, before: int | None = None) -> list[Hit]:
+        terms = [term for term in index_query(self.codec, query) if term.isalnum()]
+        if not terms:
+            return []
+        rows = await self._store.query(
+            """
+            SELECT m.id, to_char(m.created_at, 'YYYY-MM-DD HH24:MI:SS'), ts_rank_cd(s.body, q) AS rank
+            FROM memchat_search AS s JOIN agent_messages AS m ON m.id = s.message_id,
+                to_tsquery(CAST(:config AS regconfig), :query) AS q
+            WHERE s.session_id = :user AND s.body @@ q AND m.id < :before
+            ORDER BY rank DESC, m.id DESC LIMIT :limit
+            """,
+            config=self._config,
+            query=" | ".join(terms),
+            user=self.session_id,
+            before=min(before if before is not None else END, 2**31 - 1),
+            limit=limit,
+        )
+        return [Hit(int(row_id), str(stored_at), -float(rank)) for row_id, stored_at, rank in rows]
 
     @uninterrupted
     async def pop(self) -> Item | None:
@@ -365,12 +468,7 @@ class PostgresMemory(MemoryBase):
             assert conn is not None
             params = {"user": self.session_id, "start": start}
             await conn.execute(text("DELETE FROM agent_messages WHERE session_id = :user AND id >= :start"), params)
-            await conn.execute(
-                text("INSERT INTO agent_messages (session_id, message_data) VALUES (:user, :data)"), rows
-            )
-            await conn.execute(
-                text("UPDATE agent_sessions SET updated_at = CURRENT_TIMESTAMP WHERE session_id = :user"), params
-            )
+            await self._insert(conn, items, rows)
 
     async def instructions(self) -> str | None:
         rows = await self._store.query(
@@ -429,6 +527,29 @@ class PostgresMemory(MemoryBase):
                 text(SAVE_SUMMARY),
                 {"user": self.session_id, "summary": self.codec.encode_text(summary.text), "through": summary.through},
             )
+
+
+async def _migrate(conn: AsyncConnection) -> None:
+    """Apply the migrations this database lacks, in order, in the caller's transaction (which holds the lock)."""
+    await conn.execute(
+        text(
+            """
+            CREATE TABLE IF NOT EXISTS memchat_migrations (
+                version INTEGER PRIMARY KEY, name TEXT NOT NULL,
+                applied_at TIMESTAMP WITHOUT TIME ZONE NOT NULL DEFAULT CURRENT_TIMESTAMP
+            )
+            """
+        )
+    )
+    have = (await conn.execute(text("SELECT COALESCE(MAX(version), 0) FROM memchat_migrations"))).scalar_one()
+    for version in range(int(have) + 1, len(MIGRATIONS) + 1):
+        name, statements = MIGRATIONS[version - 1]
+        for statement in statements:
+            await conn.execute(text(statement))
+        await conn.execute(
+            text("INSERT INTO memchat_migrations (version, name) VALUES (:version, :name)"),
+            {"version": version, "name": name},
+        )
 
 
 def _checked_url(url: str) -> URL:

@@ -41,10 +41,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .codec import Codecs, UnreadableError
-from .errors import StoreError, StoreUnreachableError
+from .errors import SearchUnavailableError, StoreError, StoreUnreachableError
 from .items import Item
 from .memory import Summary, UserStats
 from .memory_base import PAGE_ROWS, MemoryBase, RawRow, last_turn_start, uninterrupted, write_surely
+from .search import Hit
 from .stores import redact
 
 PREFIX = "agents:session"
@@ -283,6 +284,14 @@ class RedisMemory(MemoryBase):
             pipe.rpush(self._messages_key, *encoded)
 
         await self._watched(change)
+
+    async def search(self, query: str, limit: int, before: int | None = None) -> list[Hit]:
+        raise SearchUnavailableError(
+            "search is not available on Redis yet: it works on SQLite and PostgreSQL (memchat copy moves a memory there)"
+        )
+
+    async def index_missing(self, progress: Callable[[int, int], None] | None = None) -> int:
+        return 0
 
     async def instructions(self) -> str | None:
         with self._store.errors():

@@ -37,44 +37,74 @@ from .errors import StoreError, StoreLostError
 from .items import Item, is_user_message
 from .memory import Summary, UserStats
 from .memory_base import END, PAGE_ROWS, MemoryBase, RawRow, uninterrupted
+from .search import Hit, fts_match, index_body, index_query
+
+# Messages indexed per transaction when catching up on an older file.
+INDEX_BATCH = 2000
 
 # How long a write waits for another process holding the lock before giving up.
 BUSY_TIMEOUT_SECONDS = 10.0
 
 T = TypeVar("T")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS agent_sessions (
-    session_id TEXT PRIMARY KEY,
-    created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
-    updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP
-);
-CREATE TABLE IF NOT EXISTS agent_messages (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    session_id TEXT NOT NULL,
-    message_data TEXT NOT NULL,
-    created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
-    FOREIGN KEY (session_id) REFERENCES agent_sessions (session_id) ON DELETE CASCADE
-);
-CREATE INDEX IF NOT EXISTS idx_agent_messages_session_id ON agent_messages (session_id, id);
-CREATE TABLE IF NOT EXISTS memchat_passwords (
-    user_id TEXT PRIMARY KEY,
-    hash TEXT NOT NULL,
-    updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP
-);
-CREATE TABLE IF NOT EXISTS memchat_summaries (
-    session_id TEXT PRIMARY KEY,
-    summary TEXT NOT NULL,
-    through_id INTEGER NOT NULL,
-    updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP
-);
-CREATE TABLE IF NOT EXISTS memchat_instructions (
-    session_id TEXT PRIMARY KEY,
-    instructions TEXT NOT NULL,
-    updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP
-);
-"""
-TABLES = ("agent_sessions", "agent_messages", "memchat_passwords", "memchat_summaries", "memchat_instructions")
+# The layout, as ordered migrations: a file records which it has (memchat_migrations) and gets the
+# rest, in order, on its next start. The first is the layout of every file before versions were kept
+# (all of it CREATE ... IF NOT EXISTS, so it also fits files written by the SDK's own SQLiteSession).
+MIGRATIONS: tuple[tuple[str, str], ...] = (
+    (
+        "the SDK's tables, web passwords and summaries",
+        """
+        CREATE TABLE IF NOT EXISTS agent_sessions (
+            session_id TEXT PRIMARY KEY,
+            created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+            updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP
+        );
+        CREATE TABLE IF NOT EXISTS agent_messages (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            session_id TEXT NOT NULL,
+            message_data TEXT NOT NULL,
+            created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+            FOREIGN KEY (session_id) REFERENCES agent_sessions (session_id) ON DELETE CASCADE
+        );
+        CREATE INDEX IF NOT EXISTS idx_agent_messages_session_id ON agent_messages (session_id, id);
+        CREATE TABLE IF NOT EXISTS memchat_passwords (
+            user_id TEXT PRIMARY KEY,
+            hash TEXT NOT NULL,
+            updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP
+        );
+        CREATE TABLE IF NOT EXISTS memchat_summaries (
+            session_id TEXT PRIMARY KEY,
+            summary TEXT NOT NULL,
+            through_id INTEGER NOT NULL,
+            updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP
+        )
+        """,
+    ),
+    (
+        "standing instructions (/instructions)",
+        """
+        CREATE TABLE IF NOT EXISTS memchat_instructions (
+            session_id TEXT PRIMARY KEY,
+            instructions TEXT NOT NULL,
+            updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP
+        )
+        """,
+    ),
+    (
+        "a full-text index of every message",
+        # rowid is the message's id in agent_messages. memchat_indexed says up to which id each
+        # user's messages are all in the index, so only newer ones are ever looked at for it.
+        """
+        CREATE VIRTUAL TABLE IF NOT EXISTS memchat_search USING fts5(
+            body, session_id UNINDEXED, tokenize = 'porter unicode61 remove_diacritics 2'
+        );
+        CREATE TABLE IF NOT EXISTS memchat_indexed (
+            session_id TEXT PRIMARY KEY,
+            through_id INTEGER NOT NULL
+        )
+        """,
+    ),
+)
 
 # A summary counts only while the message it ends at is still stored: whoever
 # removed that message (memchat, or the SDK's own clear_session or pop_item on
@@ -196,8 +226,6 @@ class SQLiteMemory(MemoryBase):
         self._store = store
 
     async def append(self, items: list[Item]) -> None:
-        encoded = [(self.session_id, self.codec.encode(item)) for item in items]
-
         def add(conn: sqlite3.Connection) -> None:
             newest = conn.execute(
                 "SELECT message_data FROM agent_messages WHERE session_id = ? ORDER BY id DESC LIMIT 1",
@@ -205,12 +233,111 @@ class SQLiteMemory(MemoryBase):
             ).fetchone()
             self.check_key_fits(None if newest is None else newest[0])
             conn.execute("INSERT OR IGNORE INTO agent_sessions (session_id) VALUES (?)", (self.session_id,))
-            conn.executemany("INSERT INTO agent_messages (session_id, message_data) VALUES (?, ?)", encoded)
-            conn.execute(
-                "UPDATE agent_sessions SET updated_at = CURRENT_TIMESTAMP WHERE session_id = ?", (self.session_id,)
-            )
+            self._insert(conn, items)
 
         await self._store.write(add)
+
+    def _insert(self, conn: sqlite3.Connection, items: list[Item]) -> None:
+        """Store ``items`` after this user's newest, each with its index entry, in the caller's transaction."""
+        params = (self.session_id,)
+        newest = conn.execute("SELECT MAX(id) FROM agent_messages WHERE session_id = ?", params).fetchone()[0]
+        mark = conn.execute("SELECT through_id FROM memchat_indexed WHERE session_id = ?", params).fetchone()
+        # Everything before is in the index (memchat wrote it all, or caught up): then so is all up to this turn.
+        caught_up = newest is None or (mark is not None and mark[0] >= newest)
+        for item in items:
+            row_id = conn.execute(
+                "INSERT INTO agent_messages (session_id, message_data) VALUES (?, ?)",
+                (self.session_id, self.codec.encode(item)),
+            ).lastrowid
+            conn.execute(
+                "INSERT INTO memchat_search (rowid, session_id, body) VALUES (?, ?, ?)",
+                (row_id, self.session_id, index_body(self.codec, item)),
+            )
+        if caught_up:
+            conn.execute(
+                """
+                INSERT INTO memchat_indexed (session_id, through_id) VALUES (?1, ?2)
+                ON CONFLICT (session_id) DO UPDATE SET through_id = excluded.through_id
+                """,
+                (self.session_id, row_id),
+            )
+        conn.execute("UPDATE agent_sessions SET updated_at = CURRENT_TIMESTAMP WHERE session_id = ?", params)
+
+    def _unindex_from(self, conn: sqlite3.Connection, start: int) -> None:
+        conn.execute("DELETE FROM memchat_search WHERE rowid >= ? AND session_id = ?", (start, self.session_id))
+
+    async def index_missing(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Index this user's messages that are not yet (written by an older memchat or another program).
+
+        A batch at a time, each in its own transaction: an interrupted run keeps what it did
+        and the next one goes on from there. ``progress(done, total)`` is told after each batch.
+        """
+        params = (self.session_id,)
+
+        def remaining(conn: sqlite3.Connection) -> int:
+            return int(
+                conn.execute(
+                    """
+                    SELECT COUNT(*) FROM agent_messages WHERE session_id = ?1
+                    AND id > COALESCE((SELECT through_id FROM memchat_indexed WHERE session_id = ?1), 0)
+                    """,
+                    params,
+                ).fetchone()[0]
+            )
+
+        def batch(conn: sqlite3.Connection) -> int:
+            rows = conn.execute(
+                """
+                SELECT id, message_data FROM agent_messages WHERE session_id = ?1
+                AND id > COALESCE((SELECT through_id FROM memchat_indexed WHERE session_id = ?1), 0)
+                ORDER BY id LIMIT ?2
+                """,
+                (self.session_id, INDEX_BATCH),
+            ).fetchall()
+            for row_id, data in rows:
+                if conn.execute("SELECT 1 FROM memchat_search WHERE rowid = ?", (row_id,)).fetchone():
+                    continue
+                with contextlib.suppress(UnreadableError):
+                    body = index_body(self.codec, self.codec.decode(data))
+                    conn.execute(
+                        "INSERT INTO memchat_search (rowid, session_id, body) VALUES (?, ?, ?)",
+                        (row_id, self.session_id, body),
+                    )
+            if rows:
+                conn.execute(
+                    """
+                    INSERT INTO memchat_indexed (session_id, through_id) VALUES (?1, ?2)
+                    ON CONFLICT (session_id) DO UPDATE SET through_id = excluded.through_id
+                    """,
+                    (self.session_id, rows[-1][0]),
+                )
+            return len(rows)
+
+        total = await self._store.run(remaining)
+        done = 0
+        while done < total and (added := await self._store.write(batch)):
+            done += added
+            if progress is not None:
+                progress(done, total)
+        return done
+
+    async def search(self, query: str, limit: int, before: int | None = None) -> list[Hit]:
+        terms = index_query(self.codec, query)
+        if not terms:
+            return []
+        rows = await self._store.query(
+            """
+            SELECT m.id, m.created_at, bm25(memchat_search) AS rank
+            FROM memchat_search JOIN agent_messages AS m ON m.id = memchat_search.rowid
+            WHERE memchat_search MATCH ?1 AND memchat_search.session_id = ?2 AND m.session_id = ?2 AND m.id < ?3
+            ORDER BY rank LIMIT ?4
+            """,
+            fts_match(terms),
+            self.session_id,
+            END if before is None else before,
+            limit,
+        )
+        return [Hit(int(row_id), str(stored_at), float(rank)) for row_id, stored_at, rank in rows]
 
     async def pop(self) -> Item | None:
         def pop(conn: sqlite3.Connection) -> Item | None:
@@ -221,6 +348,7 @@ class SQLiteMemory(MemoryBase):
                 except UnreadableError:
                     item = None
                 conn.execute("DELETE FROM agent_messages WHERE id = ?", (row_id,))
+                conn.execute("DELETE FROM memchat_search WHERE rowid = ?", (row_id,))
                 if item is not None:
                     return item
             return None
@@ -233,6 +361,8 @@ class SQLiteMemory(MemoryBase):
             conn.execute("DELETE FROM agent_sessions WHERE session_id = ?", (self.session_id,))
             conn.execute("DELETE FROM memchat_summaries WHERE session_id = ?", (self.session_id,))
             conn.execute("DELETE FROM memchat_instructions WHERE session_id = ?", (self.session_id,))
+            conn.execute("DELETE FROM memchat_search WHERE session_id = ?", (self.session_id,))
+            conn.execute("DELETE FROM memchat_indexed WHERE session_id = ?", (self.session_id,))
 
         await self._store.write(clear)
 
@@ -241,6 +371,7 @@ class SQLiteMemory(MemoryBase):
             start = self._newest_turn_start(conn)
             if start is None:
                 return 0
+            self._unindex_from(conn, start)
             return int(
                 conn.execute(
                     "DELETE FROM agent_messages WHERE session_id = ? AND id >= ?", (self.session_id, start)
@@ -250,15 +381,11 @@ class SQLiteMemory(MemoryBase):
         return await self._store.write(undo)
 
     async def replace_turn(self, start: int, items: list[Item]) -> None:
-        encoded = [(self.session_id, self.codec.encode(item)) for item in items]
-
         def replace(conn: sqlite3.Connection) -> None:
             self.check_still_last(start, self._newest_turn_start(conn))
             conn.execute("DELETE FROM agent_messages WHERE session_id = ? AND id >= ?", (self.session_id, start))
-            conn.executemany("INSERT INTO agent_messages (session_id, message_data) VALUES (?, ?)", encoded)
-            conn.execute(
-                "UPDATE agent_sessions SET updated_at = CURRENT_TIMESTAMP WHERE session_id = ?", (self.session_id,)
-            )
+            self._unindex_from(conn, start)
+            self._insert(conn, items)
 
         await self._store.write(replace)
 
@@ -394,16 +521,15 @@ def _open(path: Path) -> tuple[sqlite3.Connection, tuple[int, int]]:
 
 
 def _prepare(conn: sqlite3.Connection) -> None:
-    """WAL and the tables, written only when missing, so many processes can start on one new file at once."""
+    """WAL and the migrations, written only when missing, so many processes can start on one new file at once."""
     deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
     while True:
         try:
             # A read first: a file that is not SQLite fails here, before anything is written to it.
-            present = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                 conn.execute("PRAGMA journal_mode=WAL")
-            if not present.issuperset(TABLES):
-                _transaction(conn, lambda conn: [conn.execute(statement) for statement in SCHEMA.split(";")])
+            if _schema_version(conn) < len(MIGRATIONS):
+                _transaction(conn, _migrate)
             return
         except sqlite3.OperationalError as exc:
             # Switching to WAL needs a moment alone with the file; other starters may hold it.
@@ -411,6 +537,31 @@ def _prepare(conn: sqlite3.Connection) -> None:
                 time.sleep(0.05)
                 continue
             raise
+
+
+def _schema_version(conn: sqlite3.Connection) -> int:
+    """How many of ``MIGRATIONS`` this file has."""
+    found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'memchat_migrations'").fetchone()
+    if found is None:
+        return 0
+    return int(conn.execute("SELECT COALESCE(MAX(version), 0) FROM memchat_migrations").fetchone()[0])
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Apply the migrations this file lacks, in order, in the caller's transaction."""
+    conn.execute(
+        """
+        CREATE TABLE IF NOT EXISTS memchat_migrations (
+            version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP
+        )
+        """
+    )
+    # Read again under the write lock: another process may have migrated a moment ago.
+    for version in range(_schema_version(conn) + 1, len(MIGRATIONS) + 1):
+        name, statements = MIGRATIONS[version - 1]
+        for statement in statements.split(";"):
+            conn.execute(statement)
+        conn.execute("INSERT INTO memchat_migrations (version, name) VALUES (?, ?)", (version, name))
 
 
 def _transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:

@@ -52,15 +52,15 @@ class Summarizer:
             model_settings=self._base.model_settings.resolve(ModelSettings(max_tokens=self.max_summary_tokens * 2)),
         )
 
-    async def fold(self, memory: Memory) -> bool:
+    async def fold(self, memory: Memory, room: int | None = None) -> bool:
         """Fold the oldest unsummarized turns into the summary; True if it changed.
 
-        Folds down to half the budget, so a summary call happens once every few
-        turns rather than on every turn.
+        Folds down to half the ``room`` the newest turns have in a request (by default
+        the budget), so a summary call happens once every few turns rather than on every turn.
         """
         summary = await memory.summary()
         after = summary.through if summary else 0
-        keep_start = await self._keep_from(memory, after, self.budget // 2)
+        keep_start = await self._keep_from(memory, after, (self.budget if room is None else room) // 2)
         if keep_start is None:
             return False
         chunk: list[Turn] = []

@@ -31,18 +31,24 @@ from .budget import Context, TokenEstimator, build_context
 from .errors import StoreError
 from .items import Item
 from .memory import Memory, Summary
+from .memory_base import END
 from .model import build_agent, build_client, run_config
 from .model_errors import EmptyReplyError, is_context_overflow, server_context_size
+from .recall import RECALL_SHARE, Recalled, recall
 from .summary import Summarizer
 
 
-def instructions_with(base: str, summary: Summary | None, own: str | None = None) -> str:
+def instructions_with(
+    base: str, summary: Summary | None, own: str | None = None, recalled: Recalled | None = None
+) -> str:
     """The system instructions: memchat's, the user's own standing ones, and what is remembered of older turns."""
     parts = [base]
     if own:
         parts.append(f"This user asked you to always follow these instructions of theirs:\n{own}")
     if summary is not None:
         parts.append(f"What you remember from earlier conversations with this user:\n{summary.text}")
+    if recalled is not None and recalled.turns:
+        parts.append(recalled.text)
     return "\n\n".join(parts)
 
 
@@ -110,8 +116,8 @@ class TurnRunner:
         user_item: Item = {"role": "user", "content": text}
         own = await memory.instructions()
         while True:
-            context = await build_context(memory, self.budget, self.estimator, before=replacing)
-            instructions = instructions_with(self.settings.instructions, context.summary, own)
+            context, recalled = await self._context(memory, text, own, replacing)
+            instructions = instructions_with(self.settings.instructions, context.summary, own, recalled)
             request: list[Any] = [*context.items, user_item]
             try:
                 result = await self._call(self.agent.clone(instructions=instructions), request, on_text)
@@ -156,6 +162,35 @@ class TurnRunner:
             not_saved=not_saved,
             notices=tuple(notices),
         )
+
+    async def _context(
+        self, memory: Memory, text: str, own: str | None, replacing: int | None
+    ) -> tuple[Context, Recalled]:
+        """The history to send and the older exchanges recalled for ``text``, all within the budget.
+
+        The instructions and the new message count against the budget too; recalled
+        exchanges take at most a share of it, and only what they take is left out of the history.
+        """
+        fixed = self.estimator.tokens(self.settings.instructions + (own or "") + text)
+        budget = max(0, self.budget - fixed)
+        share = budget // RECALL_SHARE
+        context = await build_context(memory, budget - share, self.estimator, before=replacing)
+        older_than = context.turns[0].start if context.turns else (replacing or END)
+        recalled = await recall(memory, text, share, self.estimator, older_than, before=replacing)
+        if recalled.tokens < share:
+            # What recall left of its share goes to the history: the window may reach back further.
+            context = await build_context(memory, budget - recalled.tokens, self.estimator, before=replacing)
+            if context.turns and recalled.turns:
+                first = context.turns[0].start
+                recalled = Recalled(
+                    tuple((day, turn) for day, turn in recalled.turns if turn.end < first),
+                    sum(
+                        self.estimator.item_tokens(turn.items) + self.estimator.tokens(day) + 2
+                        for day, turn in recalled.turns
+                        if turn.end < first
+                    ),
+                )
+        return context, recalled
 
     async def _call(
         self, agent: Agent[None], request: list[Any], on_text: Callable[[str], None] | None
@@ -202,4 +237,4 @@ class TurnRunner:
         """Fold turns the request that carried ``sent`` had to leave out into the summary; True if it did."""
         if not sent.overflow:
             return False
-        return await self.summarizer.fold(memory)
+        return await self.summarizer.fold(memory, sent.room)

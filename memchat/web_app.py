@@ -23,6 +23,7 @@ from memchat.commands import (
     Command,
     CommandError,
     Document,
+    Found,
     Help,
     Hint,
     History,
@@ -120,6 +121,7 @@ async def start() -> None:
     try:
         conv = await conversation()
         await conv.memory.check_readable()
+        await conv.catch_up()
         await show_history(await conv.memory.last_turns(SHOWN_TURNS), await conv.memory.summary())
     except MemchatError as exc:
         await error(str(exc))
@@ -207,6 +209,12 @@ async def show(conv: Conversation, shown: Shown) -> None:
             if shown.text
             else "No summary yet: it is written once the conversation outgrows the context budget."
         )
+    elif isinstance(shown, Found):
+        parts = []
+        for day, items in shown.exchanges:
+            lines = [f"**{day}**"] + [f"- {speaker}: {text}" for speaker, text in map(describe, items) if text]
+            parts.append("\n".join(lines))
+        await note("\n\n".join(parts))
     elif isinstance(shown, Document):
         # Offered for download; a path typed on the page never names a file on the server.
         file = cl.File(name=shown.name, content=shown.text.encode(), display="inline")

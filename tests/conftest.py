@@ -142,9 +142,8 @@ def fresh_store(kind: str, tmp_path: Path) -> str:
 
         async def drop() -> None:
             conn = await asyncpg.connect(POSTGRES_URL)
-            await conn.execute(
-                "DROP TABLE IF EXISTS memchat_passwords, memchat_summaries, agent_messages, agent_sessions CASCADE"
-            )
+            # The database is this run's own: everything in it goes, whatever tables a version adds.
+            await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
             await conn.close()
 
         ensure_test_database()

@@ -30,7 +30,10 @@ async def raw_contents(location: str) -> str:
 
         conn = await asyncpg.connect(location)
         rows = await conn.fetch(
-            "SELECT message_data FROM agent_messages UNION ALL SELECT summary FROM memchat_summaries"
+            """
+            SELECT message_data FROM agent_messages UNION ALL SELECT summary FROM memchat_summaries
+            UNION ALL SELECT instructions FROM memchat_instructions UNION ALL SELECT body::text FROM memchat_search
+            """
         )
         await conn.close()
         return "\n".join(row[0] for row in rows)
@@ -61,7 +64,7 @@ async def stored_rows(location: str) -> str:
 
 
 @pytest.mark.anyio
-async def test_with_a_key_the_store_holds_no_plaintext_messages_or_summary(location: str) -> None:
+async def test_with_a_key_the_store_holds_no_plaintext_messages_summary_instructions_or_index(location: str) -> None:
     text = "my name is Quinn and I keep a lighthouse in Hokkaido"
     store = await open_store(location, encryption_key=KEY)
     try:
@@ -69,10 +72,15 @@ async def test_with_a_key_the_store_holds_no_plaintext_messages_or_summary(locat
         await memory.add_items(turn(text))
         ends = [t.end async for t in memory.turns_backward(0)]
         await memory.save_summary(Summary("Quinn keeps a lighthouse in Hokkaido.", ends[0]))
+        await memory.set_instructions("Call me Quinn of Hokkaido.")
         raw = await raw_contents(location)
         assert raw and not any(word in raw for word in SECRET_WORDS)
         assert await memory.get_items() == turn(text)
         assert (await memory.summary()) == Summary("Quinn keeps a lighthouse in Hokkaido.", ends[0])
+        if not location.startswith("redis"):  # no search index there yet
+            # The index holds keyed hashes of the words: the search still finds them, the bytes do not show them.
+            found = {hit.position for hit in await memory.search("where is the LIGHTHOUSE?", 5)}
+            assert found == {ends[0] - 1, ends[0]}
     finally:
         await store.close()
 

@@ -265,7 +265,10 @@ def _empty_store() -> Iterator[None]:
                 from sqlalchemy import text
 
                 await conn.execute(
-                    text("TRUNCATE agent_messages, agent_sessions, memchat_summaries RESTART IDENTITY CASCADE")
+                    text(
+                        "TRUNCATE agent_messages, agent_sessions, memchat_summaries, memchat_instructions "
+                        "RESTART IDENTITY CASCADE"
+                    )
                 )
             await store.close()
 

@@ -1,0 +1,203 @@
+"""Recall: every message is indexed with its turn, searched per user, and brought back into the request."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from conftest import Memchat, opened
+from fake_openai import FakeOpenAI
+from memchat.errors import SearchUnavailableError
+from memchat.sqlite_store import MIGRATIONS, SQLiteStore
+
+
+def exchange(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}, {"role": "assistant", "content": f"noted: {text}"}]
+
+
+def found(location: str, user: str, query: str) -> list[str]:
+    """The user messages of the exchanges a search finds, best first."""
+
+    async def search() -> list[str]:
+        async with opened(location) as store:
+            memory = store.memory(user)
+            texts = []
+            for hit in await memory.search(query, 10):
+                turn = await memory.turn_at(hit.position)
+                if turn is not None and turn.items[0]["content"] not in texts:
+                    texts.append(turn.items[0]["content"])
+            return texts
+
+    return asyncio.run(search())
+
+
+def write(location: str, user: str, *texts: str) -> None:
+    async def add() -> None:
+        async with opened(location) as store:
+            for text in texts:
+                await store.memory(user).add_items(exchange(text))
+
+    asyncio.run(add())
+
+
+def test_every_message_is_indexed_with_its_turn_and_found_by_its_words(location: str) -> None:
+    if location.startswith("redis"):
+        with pytest.raises(SearchUnavailableError, match="not available on Redis yet"):
+            found(location, "ann", "anything")
+        return
+    write(location, "ann", "my sister Ingrid lives in Bergen", "I repaired the bicycle", "Émile plays the cello")
+    assert found(location, "ann", "where does my sister live?") == ["my sister Ingrid lives in Bergen"]
+    # Stemming and folding: "repairing" finds "repaired", "emile" finds "Émile".
+    assert found(location, "ann", "repairing bicycles") == ["I repaired the bicycle"]
+    assert found(location, "ann", "emile") == ["Émile plays the cello"]
+    assert found(location, "ann", "what is it") == []  # nothing but stopwords
+
+
+def test_search_never_crosses_users(location: str) -> None:
+    if location.startswith("redis"):
+        pytest.skip("no search index on Redis yet (see the test above)")
+    write(location, "ann", "the password of the shed is tulip")
+    write(location, "bob", "my shed is blue")
+    assert found(location, "bob", "shed password tulip") == ["my shed is blue"]
+
+
+def test_undo_clear_pop_and_replace_take_their_index_entries_with_them(location: str) -> None:
+    if location.startswith("redis"):
+        pytest.skip("no search index on Redis yet")
+
+    async def run() -> None:
+        async with opened(location) as store:
+            memory = store.memory("ann")
+            await memory.add_items(exchange("the kayak is red"))
+            await memory.add_items(exchange("the canoe is green"))
+            assert len(await memory.search("canoe", 5)) == 2
+            await memory.undo()
+            assert await memory.search("canoe", 5) == []
+            await memory.add_items(exchange("the raft is yellow"))
+            newest = await anext(aiter(memory.turns_backward(0)))
+            await memory.replace_turn(newest.start, exchange("the barge is grey"))
+            assert await memory.search("raft", 5) == [] and len(await memory.search("barge", 5)) == 2
+            await memory.pop_item()
+            assert len(await memory.search("barge", 5)) == 1
+            await memory.clear_session()
+            assert await memory.search("kayak", 5) == []
+
+    asyncio.run(run())
+
+
+OLD_LAYOUT = """
+CREATE TABLE agent_sessions (session_id TEXT PRIMARY KEY, created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+    updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP);
+CREATE TABLE agent_messages (id INTEGER PRIMARY KEY AUTOINCREMENT, session_id TEXT NOT NULL,
+    message_data TEXT NOT NULL, created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+    FOREIGN KEY (session_id) REFERENCES agent_sessions (session_id) ON DELETE CASCADE);
+CREATE INDEX idx_agent_messages_session_id ON agent_messages (session_id, id);
+CREATE TABLE memchat_passwords (user_id TEXT PRIMARY KEY, hash TEXT NOT NULL,
+    updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP);
+CREATE TABLE memchat_summaries (session_id TEXT PRIMARY KEY, summary TEXT NOT NULL, through_id INTEGER NOT NULL,
+    updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP);
+"""
+
+
+def old_file(path: Path, messages: int) -> None:
+    """A file as memchat wrote it before versions were kept (and as a plain SDK loop fills it)."""
+    with sqlite3.connect(path) as conn:
+        conn.executescript(OLD_LAYOUT)
+        conn.execute("INSERT INTO agent_sessions (session_id) VALUES ('ann')")
+        rows = []
+        for n in range(messages // 2):
+            rows += [json.dumps(item) for item in exchange(f"fact number {n} is the word w{n}")]
+        conn.executemany(
+            "INSERT INTO agent_messages (session_id, message_data) VALUES ('ann', ?)", [(r,) for r in rows]
+        )
+
+
+def test_todays_layout_is_upgraded_by_the_migrations_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old_file(path, 4)
+    asyncio.run(SQLiteStore(path).close())
+    with sqlite3.connect(path) as conn:
+        applied = conn.execute("SELECT version, name FROM memchat_migrations ORDER BY version").fetchall()
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert applied == [(n + 1, name) for n, (name, _) in enumerate(MIGRATIONS)]
+    assert {"memchat_instructions", "memchat_search", "memchat_indexed"} <= tables
+    assert found(str(path), "ann", "w1") == []  # not indexed until first use
+
+
+def test_an_old_file_is_indexed_on_first_use_and_an_interrupted_run_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import memchat.sqlite_store
+
+    path = tmp_path / "old.db"
+    old_file(path, 600)
+    monkeypatch.setattr(memchat.sqlite_store, "INDEX_BATCH", 100)
+
+    class StoppedError(Exception):
+        pass
+
+    def stop(done: int, total: int) -> None:
+        raise StoppedError
+
+    async def index(progress: object) -> int:
+        async with opened(str(path)) as store:
+            return await store.memory("ann").index_missing(progress)  # type: ignore[arg-type]
+
+    with pytest.raises(StoppedError):
+        asyncio.run(index(stop))
+    assert found(str(path), "ann", "w3") == ["fact number 3 is the word w3"]  # the first batch stayed
+    assert found(str(path), "ann", "w250") == []
+    seen: list[tuple[int, int]] = []
+    assert asyncio.run(index(lambda done, total: seen.append((done, total)))) == 500
+    assert seen[-1] == (500, 500)
+    assert found(str(path), "ann", "w250") == ["fact number 250 is the word w250"]
+    assert asyncio.run(index(None)) == 0  # nothing left: the next start looks at nothing
+
+
+def test_memchat_indexes_an_older_file_at_start(memchat: Memchat) -> None:
+    old_file(memchat.db, 40)
+    run = memchat("--user", "ann", input="/search w17\n")
+    assert run.returncode == 0, run.stderr
+    assert "you: fact number 17 is the word w17" in run.stdout
+
+
+def test_a_fact_far_out_of_the_window_is_recalled_into_the_request(memchat: Memchat, server: FakeOpenAI) -> None:
+    lines = ["my sister Ingrid lives in Bergen"] + [f"filler turn {n} about the weather" for n in range(60)]
+    memchat("--context-tokens", "600", input="\n".join(lines) + "\n", timeout=120)
+    memchat("--context-tokens", "600", input="where does my sister live?\n")
+    request = next(r.body for r in reversed(server.requests) if "Update the memory summary" not in str(r.body))
+    system = request["messages"][0]["content"]
+    assert "recalled from your memory" in system and "my sister Ingrid lives in Bergen" in system
+    assert re.search(r"\[\d{4}-\d{2}-\d{2}\]\nuser: my sister Ingrid lives in Bergen", system)
+    history = json.dumps(request["messages"][1:-1])
+    assert "Ingrid" not in history  # it came by recall, not in the window
+    # The whole request, instructions, recalled exchanges and history, stays within the budget.
+    assert len(json.dumps(request["messages"])) / 4 <= 600
+
+
+def test_every_request_stays_within_the_budget_with_recall(memchat: Memchat, server: FakeOpenAI) -> None:
+    lines = [f"note {n}: the code for locker {n} is {n * 7919 % 10000}" for n in range(80)]
+    lines += [f"what is the code for locker {n}?" for n in (3, 40, 77)]
+    run = memchat("--context-tokens", "500", input="\n".join(lines) + "\n", timeout=120)
+    assert run.returncode == 0, run.stderr
+    chats = [r for r in server.requests if "Update the memory summary" not in str(r.body["messages"][0])]
+    assert all(len(json.dumps(r.body["messages"])) / 4 <= 500 for r in chats)
+    asked = chats[-3:]
+    for request, n in zip(asked, (3, 40, 77), strict=True):
+        assert f"the code for locker {n} is {n * 7919 % 10000}" in json.dumps(request.body["messages"])
+
+
+def test_search_prints_the_matching_exchanges_with_their_dates(memchat: Memchat) -> None:
+    memchat("--user", "ann", input="my cat is called Miso\nthe weather is mild\n")
+    run = memchat("--user", "ann", input="/search cat\n/search zebra\n")
+    assert re.match(
+        r"\[\d{4}-\d{2}-\d{2} \d{2}:\d{2}\]\nyou: my cat is called Miso\nassistant: You said: my cat", run.stdout
+    )
+    assert "weather" not in run.stdout
+    assert "nothing in the memory of ann matches 'zebra'" in run.stderr
+    assert "\x1b" not in run.stdout  # plain on a pipe
