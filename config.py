@@ -55,6 +55,7 @@ ENVIRONMENT: dict[str, str] = {
     "MEMCHAT_HISTORY_FILE": "where typed input history is kept",
     "MEMCHAT_TRACING": "1 to export traces to OpenAI (off by default)",
     "MEMCHAT_ENCRYPTION_KEY": "a passphrase: store messages encrypted with it (off by default)",
+    "MEMCHAT_RECALL": "off to send only the summary and the newest turns, without recalled older exchanges",
     "MEMCHAT_PLAIN": "1 to print replies as raw text, not rendered Markdown (also --plain, NO_COLOR)",
 }
 
@@ -86,6 +87,8 @@ class Settings:
     encryption_key: str | None = field(default=None, repr=False)
     # Replies as raw text even in a terminal (MEMCHAT_PLAIN, --plain, or NO_COLOR set to anything).
     plain: bool = False
+    # Older exchanges that match the new message come with each request (MEMCHAT_RECALL=off: not).
+    recall: bool = True
 
     def require_model_access(self) -> None:
         """Fail with a plain explanation when no model server can be reached."""
@@ -187,11 +190,24 @@ def load_settings(
         tracing=_flag(env, "MEMCHAT_TRACING"),
         encryption_key=env.get("MEMCHAT_ENCRYPTION_KEY") or None,
         plain=plain or _flag(env, "MEMCHAT_PLAIN") or bool(env.get("NO_COLOR")),
+        recall=_switch(env, "MEMCHAT_RECALL", default=True),
     )
 
 
 def _flag(env: dict[str, str], name: str) -> bool:
     return env.get(name, "").lower() in ("1", "true", "yes", "on")
+
+
+def _switch(env: dict[str, str], name: str, *, default: bool) -> bool:
+    """An on/off setting; anything else is one line naming it."""
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} is {env[name]!r}: use on or off")
 
 
 def _number(

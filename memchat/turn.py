@@ -116,8 +116,7 @@ class TurnRunner:
         user_item: Item = {"role": "user", "content": text}
         own = await memory.instructions()
         while True:
-            context, recalled = await self._context(memory, text, own, replacing)
-            instructions = instructions_with(self.settings.instructions, context.summary, own, recalled)
+            context, instructions = await self.request_for(memory, text, own, replacing)
             request: list[Any] = [*context.items, user_item]
             try:
                 result = await self._call(self.agent.clone(instructions=instructions), request, on_text)
@@ -163,6 +162,13 @@ class TurnRunner:
             notices=tuple(notices),
         )
 
+    async def request_for(
+        self, memory: Memory, text: str, own: str | None = None, replacing: int | None = None
+    ) -> tuple[Context, str]:
+        """What a request for ``text`` carries besides it: the history, and the instructions with what is recalled."""
+        context, recalled = await self._context(memory, text, own, replacing)
+        return context, instructions_with(self.settings.instructions, context.summary, own, recalled)
+
     async def _context(
         self, memory: Memory, text: str, own: str | None, replacing: int | None
     ) -> tuple[Context, Recalled]:
@@ -173,6 +179,8 @@ class TurnRunner:
         """
         fixed = self.estimator.tokens(self.settings.instructions + (own or "") + text)
         budget = max(0, self.budget - fixed)
+        if not self.settings.recall:
+            return await build_context(memory, budget, self.estimator, before=replacing), Recalled()
         share = budget // RECALL_SHARE
         context = await build_context(memory, budget - share, self.estimator, before=replacing)
         older_than = context.turns[0].start if context.turns else (replacing or END)

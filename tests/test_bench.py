@@ -28,3 +28,14 @@ def test_the_startup_benchmark_runs_and_prints_its_table() -> None:
         assert row is not None, done.stdout
         ratio = float(row.rstrip(" |").rsplit("|", 1)[1])
         assert ratio > 0
+
+
+def test_the_recall_benchmark_runs_and_prints_its_table() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "recall.py"), "--smoke"], capture_output=True, text=True, timeout=170
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| sqlite | 600 |")]
+    assert [row.split(" | ")[2] for row in rows] == ["summary only", "search"], done.stdout
+    # The run itself checks the evidence: with search every planted fact's exchange reaches the request.
+    assert "| 100% (4/4) | 100% (4/4) | 100% (4/4) |" in rows[1]

@@ -370,3 +370,14 @@ def test_the_toolbar_shows_user_model_and_context_use(spawn) -> None:  # type: i
     child.expect_exact("\x1b[6n")
     child.send("\x1b[5;1R")
     child.expect(r"user1 · gpt-5\.4-mini · context \d+% of 8,000 tokens")
+
+
+def test_search_highlights_the_words_looked_for_in_a_terminal(spawn) -> None:  # type: ignore[no-untyped-def]
+    child = spawn()
+    prompt(child)
+    child.sendline("my cat is called Miso")
+    prompt(child)
+    child.sendline("/search cat")
+    child.expect(r"\[\d{4}-\d{2}-\d{2} \d{2}:\d{2}\]")
+    child.expect_exact("\x1b[7mcat\x1b[0m")
+    prompt(child)

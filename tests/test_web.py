@@ -320,6 +320,8 @@ def test_the_shared_commands_work_on_the_page(page, web: Web) -> None:  # type: 
     assert [describe(item)[1] for item in stored_items(web.db, "bob")].count("answer 1") == 0
     send(page, "/usage")
     wait_for_text(page, "last request")
+    send(page, "/search dice")
+    wait_for_text(page, "you: [[nth]] roll the dice")
     send(page, "/export")
     wait_for_text(page, "memchat-bob.md")
     send(page, "/help")

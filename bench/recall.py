@@ -1,0 +1,224 @@
+"""Recall: how often the evidence for a question reaches the model, in a long generated conversation.
+
+Run from the repository root: ``.venv/bin/python bench/recall.py`` (after
+installing ``.[test]``); ``--smoke`` is the small run the test suite does.
+From a seed (nothing is downloaded) it writes one user's conversation in the
+style of LongMemEval: filler exchanges about many topics, with personal facts
+planted at every depth, some of them updated later (only the newest value is
+right). Then, for each question, it builds the request memchat would send
+(``TurnRunner.request_for``: the summary, the newest turns that fit, and the
+recalled older exchanges) and checks whether the exchange that answers the
+question is in it. It reports, by kind of question and by depth, the share of
+questions whose evidence reached the model, the tokens of the request against
+the budget, and the time to build a request (search included), p50 / p95, on
+SQLite and PostgreSQL, beside the summary-only baseline (``MEMCHAT_RECALL=off``
+with an ideal summary that keeps the oldest facts word for word until its
+quarter of the budget is full).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from config import load_settings  # noqa: E402
+from memchat.memory import Memory, Store, Summary  # noqa: E402
+from memchat.stores import open_store  # noqa: E402
+from memchat.turn import TurnRunner  # noqa: E402
+
+USER = "bench"
+BUDGET = 2000
+TOPICS = (
+    "tea gardens",
+    "railway timetables",
+    "sourdough starters",
+    "tide tables",
+    "chess openings",
+    "cloud types",
+    "violin strings",
+    "bicycle gears",
+    "moss gardens",
+    "paper lanterns",
+    "salt marshes",
+    "beekeeping",
+)
+RELATIONS = ("sister", "brother", "neighbour", "dentist", "landlord", "cousin", "mentor", "colleague", "aunt", "uncle")
+NAMES = ("Ingrid", "Tomasz", "Keiko", "Amara", "Lucien", "Priya", "Mateo", "Sanna", "Oskar", "Yusuf", "Dalia", "Ravi")
+THINGS = ("spare key", "passport", "winter boots", "old letters", "fishing rod", "tax papers", "toolbox", "camera")
+PLACES = ("blue cupboard", "attic trunk", "garden shed", "piano bench", "hall closet", "cellar shelf", "car boot")
+CITIES = ("Bergen", "Porto", "Osaka", "Tallinn", "Cusco", "Hobart", "Tromso", "Ghent", "Split", "Quebec")
+
+
+@dataclass(frozen=True)
+class Question:
+    kind: str  # "same words", "paraphrase", "updated"
+    text: str
+    # Words only the answering exchange holds: it reached the model if the request holds them.
+    evidence: str
+    depth: float  # 0 = the oldest message, 1 = the newest
+
+
+def conversation(pairs: int, facts: int, seed: int) -> tuple[list[str], list[Question]]:
+    """User messages (each gets a reply when stored) and the questions about the facts among them."""
+    rng = random.Random(seed)
+    messages = [
+        f"Tell me something about {rng.choice(TOPICS)}, point {n}: I am curious about {rng.choice(TOPICS)}."
+        for n in range(pairs)
+    ]
+    questions: list[Question] = []
+    slots = sorted(rng.sample(range(pairs - 10), facts))
+    for number, slot in enumerate(slots):
+        depth = slot / pairs
+        kind = number % 3
+        if kind == 0:
+            relation, name = RELATIONS[number % len(RELATIONS)], f"{NAMES[number % len(NAMES)]}{number}"
+            messages[slot] = f"My {relation} number {number} is called {name}."
+            questions.append(Question("same words", f"What is my {relation} number {number} called?", name, depth))
+        elif kind == 1:
+            thing, place = THINGS[number % len(THINGS)], f"{PLACES[number % len(PLACES)]} {number}"
+            messages[slot] = f"I keep the {thing} number {number} in the {place}."
+            questions.append(Question("paraphrase", f"Where did I put {thing} number {number}?", place, depth))
+        else:
+            old, new = CITIES[number % len(CITIES)], CITIES[(number + 3) % len(CITIES)]
+            messages[slot] = f"My friend number {number} lives in {old}{number}."
+            later = rng.randrange(slot + 1, pairs - 5)
+            messages[later] = f"Update: my friend number {number} moved, and now lives in {new}{number}."
+            questions.append(
+                Question("updated", f"Where does my friend number {number} live now?", f"{new}{number}", depth)
+            )
+    return messages, questions
+
+
+async def fill(store: Store, messages: list[str]) -> Memory:
+    memory = store.memory(USER)
+    batch: list[dict[str, str]] = []
+    for text in messages:
+        batch += [{"role": "user", "content": text}, {"role": "assistant", "content": "Noted, thank you."}]
+        if len(batch) >= 2000:
+            await memory.add_items(batch)
+            batch = []
+    if batch:
+        await memory.add_items(batch)
+    return memory
+
+
+async def ideal_summary(memory: Memory, messages: list[str], runner: TurnRunner) -> None:
+    """The baseline's summary: the oldest facts word for word, until a quarter of the budget is full."""
+    facts = [text for text in messages if not text.startswith("Tell me")]
+    kept: list[str] = []
+    for fact in facts:
+        if runner.estimator.tokens(" ".join([*kept, fact])) > BUDGET // 4:
+            break
+        kept.append(fact)
+    # It covers everything older than the newest turns that fill the rest of the budget, as a real fold would.
+    from memchat.budget import build_context
+
+    window = await build_context(memory, BUDGET * 3 // 4, runner.estimator)
+    await memory.save_summary(Summary(" ".join(kept), window.turns[0].start - 1))
+
+
+def depth_band(depth: float) -> str:
+    return "oldest third" if depth < 1 / 3 else "middle third" if depth < 2 / 3 else "newest third"
+
+
+async def measure(location: str, pairs: int, facts: int, seed: int, recall: bool) -> dict[str, object]:
+    messages, questions = conversation(pairs, facts, seed)
+    store = await open_store(location)
+    try:
+        memory = await fill(store, messages)
+        settings = replace(
+            load_settings(env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}), context_tokens=BUDGET, recall=recall
+        )
+        runner = TurnRunner(settings)
+        if not recall:
+            await ideal_summary(memory, messages, runner)
+        hits: dict[str, list[bool]] = {}
+        seconds: list[float] = []
+        tokens: list[int] = []
+        for question in questions:
+            started = time.perf_counter()
+            context, instructions = await runner.request_for(memory, question.text)
+            seconds.append(time.perf_counter() - started)
+            sent = instructions + json.dumps(context.items, ensure_ascii=False) + question.text
+            tokens.append(runner.estimator.tokens(instructions) + runner.estimator.item_tokens(context.items))
+            found = question.evidence in sent
+            hits.setdefault(question.kind, []).append(found)
+            hits.setdefault(depth_band(question.depth), []).append(found)
+        await runner.aclose()
+        return {"hits": hits, "seconds": seconds, "tokens": tokens}
+    finally:
+        await store.close()
+
+
+def share(values: list[bool]) -> str:
+    return f"{100 * sum(values) / len(values):.0f}% ({sum(values)}/{len(values)})" if values else "-"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main(sizes: tuple[int, ...], facts: int, stores: tuple[str, ...], seed: int) -> None:
+    work = Path(tempfile.mkdtemp(prefix="memchat-recall-"))
+    columns = ("same words", "paraphrase", "updated", "oldest third", "middle third", "newest third")
+    print(f"budget {BUDGET} tokens, {facts} planted facts, seed {seed}, lexical search (no embeddings)\n")
+    print("| store | messages | recall | " + " | ".join(columns) + " | tokens max | build p50 / p95 ms |")
+    print("|---|---:|---|" + "---:|" * len(columns) + "---:|---:|")
+    for kind in stores:
+        for size in sizes:
+            for recall in (False, True):
+                if kind == "sqlite":
+                    location = str(work / f"recall-{size}-{recall}.db")
+                else:
+                    location = os.environ.get(
+                        "MEMCHAT_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/memchat_bench"
+                    )
+                    asyncio.run(reset_postgres(location))
+                print(f"{kind} {size:,} messages, recall {'on' if recall else 'off'}…", file=sys.stderr, flush=True)
+                found = asyncio.run(measure(location, size // 2, facts, seed, recall))
+                hits: dict[str, list[bool]] = found["hits"]  # type: ignore[assignment]
+                seconds: list[float] = found["seconds"]  # type: ignore[assignment]
+                tokens: list[int] = found["tokens"]  # type: ignore[assignment]
+                print(
+                    f"| {kind} | {size:,} | {'search' if recall else 'summary only'} | "
+                    + " | ".join(share(hits.get(column, [])) for column in columns)
+                    + f" | {max(tokens):,} of {BUDGET:,} | {1000 * statistics.median(seconds):.1f} / "
+                    f"{1000 * percentile(seconds, 0.95):.1f} |",
+                    flush=True,
+                )
+
+
+async def reset_postgres(location: str) -> None:
+    import asyncpg
+
+    server, name = location.rsplit("/", 1)
+    admin = await asyncpg.connect(f"{server}/postgres")
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="a small, quick run (the test suite's)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--stores", default="sqlite,postgres", help="comma-separated: sqlite, postgres")
+    args = parser.parse_args()
+    chosen = tuple(args.stores.split(","))
+    if args.smoke:
+        main((600,), facts=12, stores=("sqlite",), seed=args.seed)
+    else:
+        main((10_000, 100_000), facts=100, stores=chosen, seed=args.seed)
