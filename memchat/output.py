@@ -221,9 +221,9 @@ class Output:
             self.out.print(plain(f"[{day}]", style="dim"))
             for item in items:
                 speaker, text = describe(item)
-                line = plain(f"{speaker}: ", style=styles.get(speaker, "bold")) + plain(text)
-                line.highlight_words(words, style="reverse", case_sensitive=False)
-                self.out.print(line)
+                said = plain(text)
+                said.highlight_words(words, style="reverse", case_sensitive=False)
+                self.out.print(plain(f"{speaker}: ", style=styles.get(speaker, "bold")), said, sep="")
 
     def users(self, users: list[UserStats], current: str) -> None:
         if not users:
