@@ -113,8 +113,9 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
                 body TSVECTOR NOT NULL
             )
             """,
+            # Only the words are indexed: with an index on the user too, the planner would read all of a
+            # user's rows and test each one, 100,000 of them for a long memory, instead of the few that match.
             "CREATE INDEX IF NOT EXISTS idx_memchat_search_body ON memchat_search USING GIN (body)",
-            "CREATE INDEX IF NOT EXISTS idx_memchat_search_session ON memchat_search (session_id, message_id)",
         ),
     ),
 )
@@ -391,6 +392,10 @@ class PostgresMemory(MemoryBase):
             done += len(rows)
             if progress is not None:
                 progress(min(done, total), total)
+        if done > INDEX_BATCH:
+            # Fresh statistics, so the planner reads a few rows by index, not all of them (autovacuum would, later).
+            async with self._store.connection(write=True) as conn:
+                await conn.execute(text("ANALYZE agent_messages, memchat_search"))
         return done
 
     async def search(self, query: str, limit: int, before: int | None = None) -> list[Hit]:

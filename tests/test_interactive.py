@@ -258,11 +258,11 @@ def test_tab_completes_commands_and_user_ids(spawn, memchat: Memchat) -> None:  
 def test_alt_enter_adds_a_line_and_the_message_goes_as_one(spawn, memchat: Memchat) -> None:  # type: ignore[no-untyped-def]
     child = spawn()
     prompt(child)
-    child.send("first line")
-    child.send("\x1b\r")  # Alt-Enter, as terminals send it
-    child.send("second line")
+    # Alt-Enter arrives as Escape and Enter in one piece, as terminals send it.
+    child.send("first line\x1b\rsecond line")
+    child.expect_exact("second line")  # on the screen, not yet sent
     child.send("\r")
-    child.expect_exact("second line")
+    child.expect_exact("You said: first line")
     prompt(child)
     child.sendeof()
     assert_exits_with_0(child)
