@@ -11,7 +11,7 @@ recalled older exchanges) and checks whether the exchange that answers the
 question is in it. It reports, by kind of question and by depth, the share of
 questions whose evidence reached the model, the tokens of the request against
 the budget, and the time to build a request (search included), p50 / p95, on
-SQLite and PostgreSQL, beside the summary-only baseline (``MEMCHAT_RECALL=off``
+SQLite, PostgreSQL and Redis, beside the summary-only baseline (``MEMCHAT_RECALL=off``
 with an ideal summary that keeps the oldest facts word for word until its
 quarter of the budget is full).
 """
@@ -196,6 +196,11 @@ def main(sizes: tuple[int, ...], facts: int, stores: tuple[str, ...], seed: int)
             for recall in (False, True):
                 if kind == "sqlite":
                     location = str(work / f"recall-{size}-{recall}.db")
+                elif kind == "redis":
+                    location = os.environ.get(
+                        "MEMCHAT_BENCH_REDIS", "redis://127.0.0.1:6379/14?key_prefix=memchat-bench"
+                    )
+                    reset_redis(location)
                 else:
                     location = os.environ.get(
                         "MEMCHAT_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/memchat_bench"
@@ -215,6 +220,20 @@ def main(sizes: tuple[int, ...], facts: int, stores: tuple[str, ...], seed: int)
                 )
 
 
+def reset_redis(location: str) -> None:
+    import redis
+
+    from memchat.redis_store import INDEX_PREFIX, split_url
+
+    url, prefix = split_url(location)
+    client = redis.Redis.from_url(url)
+    for pattern in (f"{prefix}:*", f"{INDEX_PREFIX}:{prefix}:*"):
+        keys = list(client.scan_iter(match=pattern, count=5000))
+        for start in range(0, len(keys), 5000):
+            client.delete(*keys[start : start + 5000])
+    client.close()
+
+
 async def reset_postgres(location: str) -> None:
     import asyncpg
 
@@ -229,7 +248,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="a small, quick run (the test suite's)")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--stores", default="sqlite,postgres", help="comma-separated: sqlite, postgres")
+    parser.add_argument("--stores", default="sqlite,postgres,redis", help="comma-separated: sqlite, postgres, redis")
     args = parser.parse_args()
     chosen = tuple(args.stores.split(","))
     if args.smoke:

@@ -218,7 +218,7 @@ class Output:
         for number, (day, items) in enumerate(exchanges):
             if number:
                 self.out.print()
-            self.out.print(plain(f"[{day}]", style="dim"))
+            self.out.print(plain(f"[{day or 'date unknown'}]", style="dim"))
             for item in items:
                 speaker, text = describe(item)
                 said = plain(text)

@@ -37,7 +37,7 @@ class Recalled:
             "(oldest first, with the day they happened; the conversation that follows is more recent):"
         ]
         for day, turn in self.turns:
-            lines.append(f"[{day}]")
+            lines.append(f"[{day or 'date unknown'}]")
             for item in turn.items:
                 speaker, text = describe(item)
                 if text:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -41,11 +42,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .codec import Codecs, UnreadableError
-from .errors import SearchUnavailableError, StoreError, StoreUnreachableError
+from .errors import StoreError, StoreUnreachableError
 from .items import Item
 from .memory import Summary, UserStats
 from .memory_base import PAGE_ROWS, MemoryBase, RawRow, last_turn_start, uninterrupted, write_surely
-from .search import Hit
+from .search import Hit, index_query, item_words, words
 from .stores import redact
 
 PREFIX = "agents:session"
@@ -59,6 +60,11 @@ READ_RETRIES = 3
 # How often a watched change starts again when other processes keep writing, and the pauses between.
 WATCH_ATTEMPTS = 100
 WATCH_PAUSE, WATCH_PAUSE_CAP = 0.002, 0.05
+# Where the search index's keys start (see RedisMemory.__init__).
+INDEX_PREFIX = "memchat:index"
+# Items indexed per transaction when catching up, and positions read per word when searching.
+INDEX_BATCH = 2000
+POSTINGS_READ = 200
 # The SDK's keys for user "a" and user "a:messages" would overlap, so such ids are refused.
 RESERVED_SUFFIXES = (":messages", ":counter")
 
@@ -192,6 +198,10 @@ class RedisMemory(MemoryBase):
         self._redis = store.client
         self._session_key = f"{store.prefix}:{user}"
         self._messages_key = f"{self._session_key}:messages"
+        # The search index lives outside the SDK's key space, named by a digest of the user, so no
+        # user id can reach another's: a set of the words indexed, and one sorted set of positions per word.
+        digest = hashlib.sha256(f"{store.prefix}\x00{user}".encode()).hexdigest()[:32]
+        self._vocabulary_key = f"{INDEX_PREFIX}:{store.prefix}:{digest}"
 
     async def _watched(self, change: Callable[[Any], Awaitable[T]]) -> T:
         """``change`` under ``WATCH`` of this user's keys (see ``RedisStore.watched``)."""
@@ -221,12 +231,15 @@ class RedisMemory(MemoryBase):
                     return
                 self.check_key_fits(await pipe.lindex(self._messages_key, -1) if count else None)
                 mark[:] = [count]
+                caught_up = int(await pipe.hget(self._session_key, "memchat_indexed") or 0) == count
                 now = str(int(time.time()))
                 pipe.multi()
                 pipe.hset(self._session_key, "session_id", self.session_id)
                 pipe.hsetnx(self._session_key, "created_at", now)
                 pipe.rpush(self._messages_key, *encoded)
                 pipe.hset(self._session_key, "updated_at", now)
+                if caught_up:
+                    self._queue_index(pipe, count, items)
 
             await self._watched(change)
 
@@ -261,7 +274,14 @@ class RedisMemory(MemoryBase):
 
     async def clear_session(self) -> None:
         with self._store.errors():
-            await self._redis.delete(self._session_key, self._messages_key, f"{self._session_key}:counter")
+            indexed = await self._redis.smembers(self._vocabulary_key)
+            await self._redis.delete(
+                self._session_key,
+                self._messages_key,
+                f"{self._session_key}:counter",
+                self._vocabulary_key,
+                *(self._postings_key(str(word)) for word in indexed),
+            )
 
     async def undo(self) -> int:
         async def change(pipe: Any) -> int:
@@ -280,18 +300,105 @@ class RedisMemory(MemoryBase):
 
         async def change(pipe: Any) -> None:
             self.check_still_last(start, await last_turn_start(self.rows_backward(0)))
+            caught_up = int(await pipe.hget(self._session_key, "memchat_indexed") or 0) >= start - 1
             await self._truncate(pipe, start - 1)
             pipe.rpush(self._messages_key, *encoded)
+            if caught_up:
+                self._queue_index(pipe, start - 1, items)
 
         await self._watched(change)
 
+    def _postings_key(self, word: str) -> str:
+        return f"{self._vocabulary_key}:{word}"
+
+    def _index_words(self, item: Item) -> set[str]:
+        return set(self.codec.index_words(words(item_words(item))))
+
+    def _queue_index(self, pipe: Any, after: int, items: list[Item]) -> None:
+        """Queue the index entries of ``items``, stored at the positions after ``after``."""
+        for offset, item in enumerate(items, start=after + 1):
+            found = self._index_words(item)
+            if found:
+                pipe.sadd(self._vocabulary_key, *found)
+            for word in found:
+                pipe.zadd(self._postings_key(word), {str(offset): offset})
+        pipe.hset(self._session_key, "memchat_indexed", after + len(items))
+
     async def search(self, query: str, limit: int, before: int | None = None) -> list[Hit]:
-        raise SearchUnavailableError(
-            "search is not available on Redis yet: it works on SQLite and PostgreSQL (memchat copy moves a memory there)"
-        )
+        """Words ranked by how rare they are in this memory (a sum of their idf), newest first among equals.
+
+        Redis 7 has no search module here, so the index is this user's own: one sorted set of
+        positions per word. Each candidate is read back and checked, so an entry left behind by
+        another program's pop can never return the wrong message.
+        """
+        terms = index_query(self.codec, query)
+        if not terms:
+            return []
+        newest = "+inf" if before is None else f"({before}"
+        with self._store.errors():
+            total = int(await self._redis.llen(self._messages_key))
+            if not total:
+                return []
+            reader = self._redis.pipeline(transaction=False)
+            for term in terms:
+                reader.zcard(self._postings_key(term))
+                reader.zrevrangebyscore(self._postings_key(term), newest, "-inf", start=0, num=POSTINGS_READ)
+            answers = await reader.execute()
+        scores: dict[int, float] = {}
+        for count, positions in zip(answers[::2], answers[1::2], strict=True):
+            weight = math.log(1 + total / max(1, int(count)))
+            for position in positions:
+                scores[int(position)] = scores.get(int(position), 0.0) + weight
+        ranked = sorted(scores, key=lambda position: (-scores[position], -position))[: limit * 2]
+        if not ranked:
+            return []
+        with self._store.errors():
+            reader = self._redis.pipeline(transaction=False)
+            for position in ranked:
+                reader.lindex(self._messages_key, position - 1)
+            stored = await reader.execute()
+        hits: list[Hit] = []
+        wanted = set(terms)
+        for position, data in zip(ranked, stored, strict=True):
+            if data is None:
+                continue
+            with contextlib.suppress(UnreadableError):
+                if self._index_words(self.codec.decode(data)) & wanted:
+                    # Redis keeps no time for an item (the SDK's layout has none): the day is unknown.
+                    hits.append(Hit(position, "", -scores[position]))
+            if len(hits) == limit:
+                break
+        return hits
 
     async def index_missing(self, progress: Callable[[int, int], None] | None = None) -> int:
-        return 0
+        """Index the items after the last one known to be indexed, a batch a transaction."""
+        with self._store.errors():
+            start = int(await self._redis.hget(self._session_key, "memchat_indexed") or 0)
+            total = int(await self._redis.llen(self._messages_key)) - start
+        done = 0
+        while done < total:
+
+            async def change(pipe: Any) -> int:
+                indexed = int(await pipe.hget(self._session_key, "memchat_indexed") or 0)
+                batch = await pipe.lrange(self._messages_key, indexed, indexed + INDEX_BATCH - 1)
+                items: list[Item] = []
+                for data in batch:
+                    try:
+                        items.append(self.codec.decode(data))
+                    except UnreadableError:
+                        items.append({})
+                pipe.multi()
+                if items:
+                    self._queue_index(pipe, indexed, items)
+                return len(items)
+
+            added = await self._watched(change)
+            if not added:
+                break
+            done += added
+            if progress is not None:
+                progress(min(done, total), total)
+        return done
 
     async def instructions(self) -> str | None:
         with self._store.errors():
@@ -309,10 +416,22 @@ class RedisMemory(MemoryBase):
                 )
 
     async def _truncate(self, pipe: Any, keep: int) -> None:
-        """Queue the removal of every item after position ``keep``; a summary reaching past it is cut back."""
+        """Queue the removal of every item after position ``keep``; a summary reaching past it is cut back.
+
+        Their search entries go too, and the index counts as complete no further than ``keep``.
+        """
         through = await pipe.hget(self._session_key, "memchat_through")
         anchor = await pipe.lindex(self._messages_key, keep - 1) if keep else None
+        indexed = int(await pipe.hget(self._session_key, "memchat_indexed") or 0)
+        removed_words: set[str] = set()
+        for data in await pipe.lrange(self._messages_key, keep, -1):
+            with contextlib.suppress(UnreadableError, StoreError):
+                removed_words.update(self._index_words(self.codec.decode(data)))
         pipe.multi()
+        for word in removed_words:
+            pipe.zremrangebyscore(self._postings_key(word), keep + 1, "+inf")
+        if indexed > keep:
+            pipe.hset(self._session_key, "memchat_indexed", keep)
         if keep == 0:
             pipe.delete(self._messages_key)
             pipe.hdel(self._session_key, "memchat_summary", "memchat_through", "memchat_anchor")

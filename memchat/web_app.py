@@ -212,7 +212,9 @@ async def show(conv: Conversation, shown: Shown) -> None:
     elif isinstance(shown, Found):
         parts = []
         for day, items in shown.exchanges:
-            lines = [f"**{day}**"] + [f"- {speaker}: {text}" for speaker, text in map(describe, items) if text]
+            lines = [f"**{day or 'date unknown'}**"] + [
+                f"- {speaker}: {text}" for speaker, text in map(describe, items) if text
+            ]
             parts.append("\n".join(lines))
         await note("\n\n".join(parts))
     elif isinstance(shown, Document):

@@ -21,7 +21,6 @@ import pytest
 from conftest import POSTGRES_URL, REDIS_PREFIX, REDIS_SERVER, ROOT, STORES, fresh_store
 
 sys.path.insert(0, str(ROOT / "tests" / "sdk_suite"))
-os.environ.setdefault("MEMCHAT_SDK_STORE", "sqlite")  # the adapter reads it on import; only FILES is used here
 from memchat_sdk_adapter import FILES
 
 SDK_SOURCE = ROOT / ".sdk-suite" / f"openai_agents-{importlib.metadata.version('openai-agents')}"
