@@ -315,13 +315,9 @@ async def _history(conv: Conversation, arg: str) -> Shown:
     arg_error="/search needs words to look for: type /search QUERY",
 )
 async def _search(conv: Conversation, arg: str) -> Shown:
-    from .errors import SearchUnavailableError
     from .search import query_words
 
-    try:
-        hits = await conv.memory.search(arg, SEARCH_RESULTS * 2)
-    except SearchUnavailableError as exc:
-        return Note(str(exc))
+    hits = await conv.memory.search(arg, SEARCH_RESULTS * 2)
     exchanges: dict[int, tuple[str, list[Item]]] = {}
     for hit in hits:
         turn = await conv.memory.turn_at(hit.position)

@@ -23,7 +23,3 @@ class StoreLostError(StoreError):
 
 class StoreUnreachableError(StoreError):
     """The store's server could not be reached, or the connection dropped: trying again may work."""
-
-
-class SearchUnavailableError(StoreError):
-    """This store keeps no search index (yet): recall and /search do without it."""

@@ -101,10 +101,7 @@ class Memory(Protocol):
         ...
 
     async def search(self, query: str, limit: int, before: int | None = None) -> list[Hit]:
-        """Stored messages matching the words of ``query``, best first (stored before ``before``, if given).
-
-        Raises ``SearchUnavailableError`` where the store has no index yet (Redis).
-        """
+        """Stored messages matching the words of ``query``, best first (stored before ``before``, if given)."""
         ...
 
     async def turn_at(self, position: int) -> Turn | None:

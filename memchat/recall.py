@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .budget import TokenEstimator
-from .errors import SearchUnavailableError
 from .items import describe
 from .memory import Memory, Turn
 
@@ -49,10 +48,7 @@ async def recall(
     memory: Memory, text: str, share: int, estimator: TokenEstimator, older_than: int, before: int | None = None
 ) -> Recalled:
     """The best-matching whole exchanges stored before position ``older_than``, within ``share`` tokens."""
-    try:
-        hits = await memory.search(text, RECALL_HITS, before=min(older_than, before) if before else older_than)
-    except SearchUnavailableError:
-        return Recalled()
+    hits = await memory.search(text, RECALL_HITS, before=min(older_than, before) if before else older_than)
     chosen: dict[int, tuple[str, Turn]] = {}
     used = 0
     for hit in hits:
