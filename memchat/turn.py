@@ -35,6 +35,7 @@ from .memory_base import END
 from .model import build_agent, build_client, run_config
 from .model_errors import EmptyReplyError, is_context_overflow, server_context_size
 from .recall import RECALL_SHARE, Recalled, recall
+from .repair import repaired
 from .summary import Summarizer
 
 
@@ -117,7 +118,8 @@ class TurnRunner:
         own = await memory.instructions()
         while True:
             context, instructions = await self.request_for(memory, text, own, replacing)
-            request: list[Any] = [*context.items, user_item]
+            # What other programs left broken in the history is mended here, as sent; the store keeps it as it is.
+            request: list[Any] = repaired([*context.items, user_item])
             try:
                 result = await self._call(self.agent.clone(instructions=instructions), request, on_text)
                 break

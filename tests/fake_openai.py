@@ -26,6 +26,8 @@ Behaviours of real servers, by option:
                      ``context_length_exceeded`` naming the maximum), or ``"empty"`` (200, no message)
 - ``no_stream_options=True`` refuse ``stream_options`` with 400, as some older servers do
 - usage in a Chat Completions stream only when the request asks (``stream_options.include_usage``)
+- a tool call without its output, or an output without its call, is refused with 400, as OpenAI does
+- ``alternating=True`` two user messages in a row are refused with 400, as llama.cpp's chat templates do
 
 A request whose instructions ask to "Update the memory summary" gets a summary
 of the "my name is" facts it contains (or a 500 with ``fail_summaries=True``).
@@ -118,6 +120,33 @@ echo block-two
 """
 
 
+def malformed(body: dict[str, Any], *, alternating: bool) -> str | None:
+    """What a real server refuses in a Chat Completions history, in its words; None if it takes it."""
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return None
+    called: set[str] = set()
+    answered: set[str] = set()
+    previous = None
+    for message in messages:
+        role = message.get("role")
+        for call in message.get("tool_calls") or []:
+            called.add(call.get("id"))
+        if role == "tool":
+            if message.get("tool_call_id") not in called:
+                return "Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'."
+            answered.add(message.get("tool_call_id"))
+        if alternating and role == "user" and previous == "user":
+            return "Conversation roles must alternate user/assistant/user/assistant/..."
+        previous = role
+    if called - answered:
+        return (
+            "An assistant message with 'tool_calls' must be followed by tool messages responding to each "
+            f"'tool_call_id'. The following tool_call_ids did not have response messages: {sorted(called - answered)[0]}"
+        )
+    return None
+
+
 @dataclass
 class Recorded:
     """One request the server received."""
@@ -144,6 +173,7 @@ class FakeOpenAI:
     context_size: int | None = None
     overflow: str = "llama-server"
     no_stream_options: bool = False
+    alternating: bool = False
     # How many requests each message has made, for ``[[busy:N]]``.
     attempts: dict[str, int] = field(default_factory=dict)
 
@@ -245,6 +275,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(401, f"Incorrect API key provided: {given}.", "invalid_api_key")
             return
 
+        broken = malformed(body, alternating=state.alternating)
+        if broken:
+            self._error(400, broken)
+            return
         pairs = conversation(body)
         if state.fail_summaries and is_summary_request(pairs):
             self._error(500, "simulated summary failure")
