@@ -192,7 +192,8 @@ class Chat:
     async def _command(self, command: Command, *, stream: bool) -> Outcome:
         spec = REGISTRY[command.name]
         self._stop_summary()
-        if spec.confirm is not None and self.ask is not None and not await self.ask(await spec.confirm(self.conv)):
+        question = await spec.confirm(self.conv, command.arg) if spec.confirm and self.ask else ""
+        if question and self.ask is not None and not await self.ask(question):
             self.out.notice(f"/{command.name} cancelled: nothing was changed")
             return Outcome.OK
         return await self._show(command, await spec.handler(self.conv, command.arg), stream=stream)

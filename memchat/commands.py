@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .items import Item
-from .memory import Summary, UserStats
+from .memory import Summary, Turn, UserStats
 
 if TYPE_CHECKING:
     from .conversation import Conversation
@@ -175,8 +175,8 @@ class Spec:
     # Said when the argument is missing (Arg.REQUIRED) or not a count (Arg.COUNT).
     arg_error: str = ""
     default: str = ""
-    # A question asked before running it, in a terminal (never on a pipe).
-    confirm: Callable[[Conversation], Awaitable[str]] | None = None
+    # A question asked before running it, in a terminal (never on a pipe); "" when there is nothing to ask.
+    confirm: Callable[[Conversation, str], Awaitable[str]] | None = None
 
     @property
     def usage(self) -> str:
@@ -195,7 +195,7 @@ def command(
     arg_error: str = "",
     default: str = "",
     terminal_only: bool = False,
-    confirm: Callable[[Conversation], Awaitable[str]] | None = None,
+    confirm: Callable[[Conversation, str], Awaitable[str]] | None = None,
 ) -> Callable[[Handler], Handler]:
     """Declare a slash command; the decorated function carries it out."""
 
@@ -317,16 +317,49 @@ async def _history(conv: Conversation, arg: str) -> Shown:
 async def _search(conv: Conversation, arg: str) -> Shown:
     from .search import query_words
 
-    hits = await conv.memory.search(arg, SEARCH_RESULTS * 2)
-    exchanges: dict[int, tuple[str, list[Item]]] = {}
-    for hit in hits:
-        turn = await conv.memory.turn_at(hit.position)
-        if turn is not None and turn.start not in exchanges:
-            exchanges[turn.start] = (hit.stored_at[:16], turn.items)
-    found = list(exchanges.values())[:SEARCH_RESULTS]
+    found = await _matching(conv, arg)
     if not found:
         return Note(f"nothing in the memory of {conv.user} matches {arg!r}")
-    return Found(arg, query_words(arg), found)
+    return Found(arg, query_words(arg), [(day, turn.items) for day, turn in found])
+
+
+async def _matching(conv: Conversation, query: str) -> list[tuple[str, Turn]]:
+    """The exchanges /search would show for ``query``, best first."""
+    exchanges: dict[int, tuple[str, Turn]] = {}
+    for hit in await conv.memory.search(query, SEARCH_RESULTS * 2):
+        turn = await conv.memory.turn_at(hit.position)
+        if turn is not None and turn.start not in exchanges:
+            exchanges[turn.start] = (hit.stored_at[:16], turn)
+    return list(exchanges.values())[:SEARCH_RESULTS]
+
+
+async def _ask_forget(conv: Conversation, query: str) -> str:
+    from .items import item_text
+
+    found = await _matching(conv, query)
+    if not found:
+        return ""
+    lines = [f"  [{day or 'date unknown'}] {item_text(turn.items[0])[:100]}" for day, turn in found]
+    return "\n".join([f"these exchanges match {query!r}:", *lines, f"forget these {len(found)}?"])
+
+
+@command(
+    "forget",
+    "delete your past exchanges that match QUERY (those /search shows), after showing them",
+    arg=Arg.REQUIRED,
+    arg_help="QUERY",
+    arg_error="/forget needs words to look for: type /forget QUERY (see what matches with /search QUERY)",
+    confirm=_ask_forget,
+)
+async def _forget(conv: Conversation, arg: str) -> Shown:
+    found = await _matching(conv, arg)
+    if not found:
+        return Note(f"nothing in the memory of {conv.user} matches {arg!r}: nothing was forgotten")
+    summary_went = await conv.memory.forget([turn for _, turn in found])
+    said = f"forgot {len(found)} exchange{'s' if len(found) != 1 else ''} matching {arg!r}"
+    if summary_went:
+        said += "; the summary of older turns may have mentioned them, so it was removed and is written again from what remains"
+    return Note(said)
 
 
 @command("summary", "show what is remembered of turns too old to send in full")
@@ -335,7 +368,7 @@ async def _summary(conv: Conversation, arg: str) -> Shown:
     return SummaryText(summary.text if summary else None)
 
 
-async def _ask_clear(conv: Conversation) -> str:
+async def _ask_clear(conv: Conversation, arg: str) -> str:
     return f"wipe all {await conv.memory.count()} messages of {conv.user}, with the summary and instructions?"
 
 

@@ -104,6 +104,15 @@ class Memory(Protocol):
         """Stored messages matching the words of ``query``, best first (stored before ``before``, if given)."""
         ...
 
+    async def forget(self, turns: list[Turn]) -> bool:
+        """Delete these whole exchanges, with their index entries, all at once; True if the summary went too.
+
+        A summary that covered any of them is removed (it may mention them), and is written
+        again from what remains as the conversation goes on. Raises ``StoreError`` and changes
+        nothing if any of them is no longer stored as it was.
+        """
+        ...
+
     async def turn_at(self, position: int) -> Turn | None:
         """The whole exchange that holds the item at ``position``; None if no user message opens it."""
         ...

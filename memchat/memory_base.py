@@ -179,6 +179,13 @@ class MemoryBase(ABC):
         return [item for turn in reversed(newest) for item in turn.items]
 
 
+def changed_meanwhile() -> StoreError:
+    return StoreError(
+        "the memory changed while this was being decided (another memchat on it?): nothing was forgotten; "
+        "look again with /search and try once more"
+    )
+
+
 def readable(codec: Codec, rows: Iterable[RawRow]) -> list[Row]:
     """Decoded rows; rows that hold no item are skipped (see ``codec.UnreadableError``)."""
     decoded: list[Row] = []

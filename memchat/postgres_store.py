@@ -39,8 +39,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from .codec import Codecs, UnreadableError
 from .errors import StoreError, StoreUnreachableError
 from .items import Item
-from .memory import Summary, UserStats
-from .memory_base import END, PAGE_ROWS, MemoryBase, RawRow, last_turn_start, uninterrupted, write_surely
+from .memory import Summary, Turn, UserStats
+from .memory_base import (
+    END,
+    PAGE_ROWS,
+    MemoryBase,
+    RawRow,
+    changed_meanwhile,
+    last_turn_start,
+    readable,
+    uninterrupted,
+    write_surely,
+)
 from .search import Hit, index_body, index_query
 from .stores import redact
 
@@ -474,6 +484,38 @@ class PostgresMemory(MemoryBase):
             params = {"user": self.session_id, "start": start}
             await conn.execute(text("DELETE FROM agent_messages WHERE session_id = :user AND id >= :start"), params)
             await self._insert(conn, items, rows)
+
+    @uninterrupted
+    async def forget(self, turns: list[Turn]) -> bool:
+        async with self._locked() as conn:
+            if conn is None:
+                raise changed_meanwhile()
+            for turn in turns:
+                span = {"user": self.session_id, "start": turn.start, "end": turn.end}
+                rows = (
+                    await conn.execute(
+                        text(
+                            "SELECT id, message_data FROM agent_messages "
+                            "WHERE session_id = :user AND id BETWEEN :start AND :end ORDER BY id"
+                        ),
+                        span,
+                    )
+                ).all()
+                if [item for _, item in readable(self.codec, [(row_id, data) for row_id, data in rows])] != turn.items:
+                    raise changed_meanwhile()
+            params = {"user": self.session_id}
+            summary = (
+                await conn.execute(text("SELECT through_id FROM memchat_summaries WHERE session_id = :user"), params)
+            ).first()
+            for turn in turns:
+                await conn.execute(
+                    text("DELETE FROM agent_messages WHERE session_id = :user AND id BETWEEN :start AND :end"),
+                    {"user": self.session_id, "start": turn.start, "end": turn.end},
+                )
+            covered = summary is not None and any(turn.start <= summary[0] for turn in turns)
+            if covered:
+                await conn.execute(text("DELETE FROM memchat_summaries WHERE session_id = :user"), params)
+            return covered
 
     async def instructions(self) -> str | None:
         rows = await self._store.query(

@@ -44,8 +44,17 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from .codec import Codecs, UnreadableError
 from .errors import StoreError, StoreUnreachableError
 from .items import Item
-from .memory import Summary, UserStats
-from .memory_base import PAGE_ROWS, MemoryBase, RawRow, last_turn_start, uninterrupted, write_surely
+from .memory import Summary, Turn, UserStats
+from .memory_base import (
+    PAGE_ROWS,
+    MemoryBase,
+    RawRow,
+    changed_meanwhile,
+    last_turn_start,
+    readable,
+    uninterrupted,
+    write_surely,
+)
 from .search import Hit, index_query, item_words, words
 from .stores import redact
 
@@ -399,6 +408,35 @@ class RedisMemory(MemoryBase):
             if progress is not None:
                 progress(min(done, total), total)
         return done
+
+    async def forget(self, turns: list[Turn]) -> bool:
+        """Items cannot leave the middle of a Redis list in place: the list is written again without them.
+
+        Positions after the first forgotten item shift, so the index is rebuilt from there
+        (``index_missing``, right after) and a summary reaching past it is removed.
+        """
+        gone = {position for turn in turns for position in range(turn.start, turn.end + 1)}
+        first = min(gone)
+
+        async def change(pipe: Any) -> bool:
+            stored = await pipe.lrange(self._messages_key, first - 1, -1)
+            for turn in turns:
+                span = stored[turn.start - first : turn.end - first + 1]
+                if [item for _, item in readable(self.codec, enumerate(span))] != turn.items:
+                    raise changed_meanwhile()
+            kept = [data for position, data in enumerate(stored, start=first) if position not in gone]
+            through = await pipe.hget(self._session_key, "memchat_through")
+            await self._truncate(pipe, first - 1)
+            if kept:
+                pipe.rpush(self._messages_key, *kept)
+            covered = through is not None and int(through) >= first
+            if covered:
+                pipe.hdel(self._session_key, "memchat_summary", "memchat_through", "memchat_anchor")
+            return covered
+
+        covered = await self._watched(change)
+        await self.index_missing()
+        return covered
 
     async def instructions(self) -> str | None:
         with self._store.errors():

@@ -35,8 +35,8 @@ from typing import Any, TypeVar
 from .codec import Codecs, UnreadableError
 from .errors import StoreError, StoreLostError
 from .items import Item, is_user_message
-from .memory import Summary, UserStats
-from .memory_base import END, PAGE_ROWS, MemoryBase, RawRow, uninterrupted
+from .memory import Summary, Turn, UserStats
+from .memory_base import END, PAGE_ROWS, MemoryBase, RawRow, changed_meanwhile, readable, uninterrupted
 from .search import Hit, fts_match, index_body, index_query
 
 # Messages indexed per transaction when catching up on an older file.
@@ -388,6 +388,28 @@ class SQLiteMemory(MemoryBase):
             self._insert(conn, items)
 
         await self._store.write(replace)
+
+    async def forget(self, turns: list[Turn]) -> bool:
+        def forget(conn: sqlite3.Connection) -> bool:
+            params = (self.session_id,)
+            for turn in turns:
+                rows = conn.execute(
+                    "SELECT message_data FROM agent_messages WHERE session_id = ? AND id BETWEEN ? AND ? ORDER BY id",
+                    (self.session_id, turn.start, turn.end),
+                ).fetchall()
+                if [item for _, item in readable(self.codec, enumerate(data for (data,) in rows))] != turn.items:
+                    raise changed_meanwhile()
+            summary = conn.execute("SELECT through_id FROM memchat_summaries WHERE session_id = ?", params).fetchone()
+            for turn in turns:
+                span = (self.session_id, turn.start, turn.end)
+                conn.execute("DELETE FROM agent_messages WHERE session_id = ? AND id BETWEEN ? AND ?", span)
+                conn.execute("DELETE FROM memchat_search WHERE session_id = ? AND rowid BETWEEN ? AND ?", span)
+            covered = summary is not None and any(turn.start <= summary[0] for turn in turns)
+            if covered:
+                conn.execute("DELETE FROM memchat_summaries WHERE session_id = ?", params)
+            return covered
+
+        return await self._store.write(forget)
 
     def _newest_turn_start(self, conn: sqlite3.Connection) -> int | None:
         for row_id, data in self._newest_first(conn):

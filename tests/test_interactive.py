@@ -381,3 +381,23 @@ def test_search_highlights_the_words_looked_for_in_a_terminal(spawn) -> None:  #
     child.expect(r"\[\d{4}-\d{2}-\d{2} \d{2}:\d{2}\]")
     child.expect_exact("\x1b[7mcat\x1b[0m")
     prompt(child)
+
+
+def test_forget_shows_what_matches_and_asks_first(spawn, memchat: Memchat) -> None:  # type: ignore[no-untyped-def]
+    memchat(input="my cat is called Miso\nthe weather is mild\n")
+    child = spawn()
+    prompt(child)
+    child.sendline("/forget cat")
+    child.expect_exact("these exchanges match 'cat':")
+    child.expect_exact("my cat is called Miso")
+    child.expect_exact("forget these 1? [y/N]")
+    child.sendline("n")
+    child.expect_exact("/forget cancelled: nothing was changed")
+    prompt(child)
+    assert len(memchat.stored("user1")) == 4
+    child.sendline("/forget cat")
+    child.expect_exact("[y/N]")
+    child.sendline("y")
+    child.expect_exact("forgot 1 exchange matching 'cat'")
+    prompt(child)
+    assert len(memchat.stored("user1")) == 2

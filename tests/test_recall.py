@@ -218,3 +218,40 @@ def test_a_memory_written_by_the_sdks_own_session_is_indexed_on_first_use(locati
     assert found(location, "ann", "heron") == ["the heron nests by the mill"]
     write(location, "ann", "the otter swims at dawn")  # and memchat's own turns go on being indexed
     assert found(location, "ann", "otter") == ["the otter swims at dawn"]
+
+
+def test_forget_deletes_whole_exchanges_with_their_index_entries_on_every_store(location: str) -> None:
+    from memchat.errors import StoreError
+    from memchat.memory import Summary, Turn
+
+    async def run() -> None:
+        async with opened(location) as store:
+            memory = store.memory("ann")
+            for text in ("the kayak is red", "my bank pin is 4321", "the canoe is green", "the raft is yellow"):
+                await memory.add_items(exchange(text))
+            turns = [turn async for turn in memory.turns_forward(0, 2**62)]
+            await memory.save_summary(Summary("Boats and a pin.", turns[1].end))
+            # A turn not covered by the summary: the summary stays.
+            assert await memory.forget([turns[3]]) is False
+            assert (await memory.summary()) is not None
+            # A turn the summary covered: it goes too, since it may mention what was forgotten.
+            assert await memory.forget([turns[1]]) is True
+            assert await memory.summary() is None
+            assert await memory.get_items() == [*exchange("the kayak is red"), *exchange("the canoe is green")]
+            assert await memory.search("bank pin 4321", 5) == []
+            assert len(await memory.search("canoe", 5)) == 2  # what stayed is still found
+            stale = Turn(turns[0].start, turns[0].end, exchange("something else"))
+            with pytest.raises(StoreError, match="nothing was forgotten"):
+                await memory.forget([stale])
+            assert len(await memory.get_items()) == 4
+
+    asyncio.run(run())
+
+
+def test_forget_on_a_pipe_deletes_what_search_shows(memchat: Memchat) -> None:
+    memchat(input="my cat is called Miso\nthe weather is mild\n")
+    run = memchat(input="/forget cat\n/search cat\n")
+    assert run.returncode == 0, run.stderr
+    assert "forgot 1 exchange matching 'cat'" in run.stderr
+    assert "nothing in the memory of user1 matches 'cat'" in run.stderr
+    assert [text for _, text in memchat.stored("user1")] == ["the weather is mild", "You said: the weather is mild"]

@@ -322,6 +322,8 @@ def test_the_shared_commands_work_on_the_page(page, web: Web) -> None:  # type: 
     wait_for_text(page, "last request")
     send(page, "/search dice")
     wait_for_text(page, "you: [[nth]] roll the dice")
+    send(page, "/forget dice")
+    wait_for_text(page, "Forgot 1 exchange matching 'dice'")
     send(page, "/export")
     wait_for_text(page, "memchat-bob.md")
     send(page, "/help")
