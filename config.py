@@ -56,6 +56,7 @@ ENVIRONMENT: dict[str, str] = {
     "MEMCHAT_TRACING": "1 to export traces to OpenAI (off by default)",
     "MEMCHAT_ENCRYPTION_KEY": "a passphrase: store messages encrypted with it (off by default)",
     "MEMCHAT_RECALL": "off to send only the summary and the newest turns, without recalled older exchanges",
+    "MEMCHAT_TOOLS": "off to not offer the model the search_memory tool (on by default)",
     "MEMCHAT_PLAIN": "1 to print replies as raw text, not rendered Markdown (also --plain, NO_COLOR)",
 }
 
@@ -89,6 +90,8 @@ class Settings:
     plain: bool = False
     # Older exchanges that match the new message come with each request (MEMCHAT_RECALL=off: not).
     recall: bool = True
+    # The model may call search_memory (MEMCHAT_TOOLS=off: it is not offered).
+    tools: bool = True
 
     def require_model_access(self) -> None:
         """Fail with a plain explanation when no model server can be reached."""
@@ -191,6 +194,7 @@ def load_settings(
         encryption_key=env.get("MEMCHAT_ENCRYPTION_KEY") or None,
         plain=plain or _flag(env, "MEMCHAT_PLAIN") or bool(env.get("NO_COLOR")),
         recall=_switch(env, "MEMCHAT_RECALL", default=True),
+        tools=_switch(env, "MEMCHAT_TOOLS", default=True),
     )
 
 

@@ -324,13 +324,10 @@ async def _search(conv: Conversation, arg: str) -> Shown:
 
 
 async def _matching(conv: Conversation, query: str) -> list[tuple[str, Turn]]:
-    """The exchanges /search would show for ``query``, best first."""
-    exchanges: dict[int, tuple[str, Turn]] = {}
-    for hit in await conv.memory.search(query, SEARCH_RESULTS * 2):
-        turn = await conv.memory.turn_at(hit.position)
-        if turn is not None and turn.start not in exchanges:
-            exchanges[turn.start] = (hit.stored_at[:16], turn)
-    return list(exchanges.values())[:SEARCH_RESULTS]
+    """The exchanges /search shows for ``query``, best first."""
+    from .recall import matching
+
+    return await matching(conv.memory, query, SEARCH_RESULTS)
 
 
 async def _ask_forget(conv: Conversation, query: str) -> str:

@@ -31,17 +31,33 @@ class Recalled:
     @property
     def text(self) -> str:
         """How they are shown to the model."""
-        lines = [
+        return (
             "Earlier exchanges with this user, recalled from your memory because they match the new message "
-            "(oldest first, with the day they happened; the conversation that follows is more recent):"
-        ]
-        for day, turn in self.turns:
-            lines.append(f"[{day or 'date unknown'}]")
-            for item in turn.items:
-                speaker, text = describe(item)
-                if text:
-                    lines.append(f"{'user' if speaker == 'you' else speaker}: {text}")
-        return "\n".join(lines)
+            "(oldest first, with the day they happened; the conversation that follows is more recent):\n"
+            + dated(list(self.turns))
+        )
+
+
+def dated(exchanges: list[tuple[str, Turn]]) -> str:
+    """Exchanges as the model reads them: each under the day it happened."""
+    lines = []
+    for day, turn in exchanges:
+        lines.append(f"[{day or 'date unknown'}]")
+        for item in turn.items:
+            speaker, text = describe(item)
+            if text:
+                lines.append(f"{'user' if speaker == 'you' else speaker}: {text}")
+    return "\n".join(lines)
+
+
+async def matching(memory: Memory, query: str, most: int) -> list[tuple[str, Turn]]:
+    """The whole exchanges whose messages match ``query``, best first, each with when it was stored."""
+    exchanges: dict[int, tuple[str, Turn]] = {}
+    for hit in await memory.search(query, most * 2):
+        turn = await memory.turn_at(hit.position)
+        if turn is not None and turn.start not in exchanges:
+            exchanges[turn.start] = (hit.stored_at[:16], turn)
+    return list(exchanges.values())[:most]
 
 
 async def recall(

@@ -32,6 +32,7 @@ from .errors import StoreError
 from .items import Item
 from .memory import Memory, Summary
 from .memory_base import END
+from .memory_tool import memory_tool
 from .model import build_agent, build_client, run_config
 from .model_errors import EmptyReplyError, is_context_overflow, server_context_size
 from .recall import RECALL_SHARE, Recalled, recall
@@ -93,6 +94,8 @@ class TurnRunner:
         # The history budget: the configured one, until the server says it holds less.
         self.budget = settings.context_tokens
         self.summarizer = Summarizer(self.agent, self._run_config, self.budget, self.estimator)
+        # Offer the memory tool, until the server says it takes no tools.
+        self.tools = settings.tools
 
     async def run(
         self,
@@ -121,14 +124,15 @@ class TurnRunner:
             # What other programs left broken in the history is mended here, as sent; the store keeps it as it is.
             request: list[Any] = repaired([*context.items, user_item])
             try:
-                result = await self._call(self.agent.clone(instructions=instructions), request, on_text)
+                tools = [memory_tool(memory)] if self.tools else []
+                result = await self._call(self.agent.clone(instructions=instructions, tools=tools), request, on_text)
                 break
             except ModelBehaviorError as exc:
                 if "no choices" in str(exc):  # a reply with no message at all, not streamed
                     raise EmptyReplyError(str(exc)) from None
                 raise
             except openai.BadRequestError as exc:
-                notice = self._adapt(exc) if len(notices) < 2 else None
+                notice = self._adapt(exc) if len(notices) < 3 else None
                 if notice is None:
                     raise
                 notices.append(notice)
@@ -229,6 +233,13 @@ class TurnRunner:
                 f"{self.settings.base_url or 'the server'} holds {size} tokens of context for model "
                 f"{self.settings.model!r}: memchat now sends at most {fitted} tokens of history to it "
                 f"(MEMCHAT_CONTEXT_TOKENS={fitted} starts with that)"
+            )
+        if self.tools and "tool" in str(exc).lower():
+            # Many local servers take no tools (llama-server without --jinja): recall does without the tool.
+            self.tools = False
+            return (
+                f"{self.settings.base_url or 'the server'} does not take tools: carrying on without "
+                "the search_memory tool; older exchanges still come by recall (MEMCHAT_TOOLS=off stops offering it)"
             )
         if "stream_options" in str(exc) and self.agent.model_settings.include_usage:
             # A server that does not know the usage option: do without it (the budget then learns from fewer counts).

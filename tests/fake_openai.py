@@ -18,6 +18,8 @@ Faults are asked for with markers inside the last user message:
 - ``[[endless]]``    a model that never stops: as many words as ``max_tokens`` allows (20,000 without it)
 - ``[[markdown]]``   a reply in Markdown: a heading, bold, a list, a table and two code blocks
 - ``[[nth]]``        "answer N", N counting the requests for this message (a retry gets a new answer)
+- ``[[lookup:WORD]]`` with tools in the request (Chat Completions): call the ``search_memory`` tool for WORD,
+                     then, given its output, answer "From memory: OUTPUT"
 
 Behaviours of real servers, by option:
 
@@ -28,6 +30,7 @@ Behaviours of real servers, by option:
 - usage in a Chat Completions stream only when the request asks (``stream_options.include_usage``)
 - a tool call without its output, or an output without its call, is refused with 400, as OpenAI does
 - ``alternating=True`` two user messages in a row are refused with 400, as llama.cpp's chat templates do
+- ``no_tools=True`` a request with tools is refused with 400, as ``llama-server`` without ``--jinja`` does
 
 A request whose instructions ask to "Update the memory summary" gets a summary
 of the "my name is" facts it contains (or a 500 with ``fail_summaries=True``).
@@ -147,6 +150,9 @@ def malformed(body: dict[str, Any], *, alternating: bool) -> str | None:
     return None
 
 
+LOOKUP_MARK = re.compile(r"\[\[lookup:(\w+)\]\]")
+
+
 @dataclass
 class Recorded:
     """One request the server received."""
@@ -174,6 +180,7 @@ class FakeOpenAI:
     overflow: str = "llama-server"
     no_stream_options: bool = False
     alternating: bool = False
+    no_tools: bool = False
     # How many requests each message has made, for ``[[busy:N]]``.
     attempts: dict[str, int] = field(default_factory=dict)
 
@@ -275,6 +282,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(401, f"Incorrect API key provided: {given}.", "invalid_api_key")
             return
 
+        if state.no_tools and body.get("tools"):
+            self._error(400, "tools param requires --jinja flag")
+            return
         broken = malformed(body, alternating=state.alternating)
         if broken:
             self._error(400, broken)
@@ -312,6 +322,14 @@ class _Handler(BaseHTTPRequestHandler):
             return
 
         words = answer(pairs).split(" ")
+        messages = body.get("messages") or []
+        lookup = LOOKUP_MARK.search(last)
+        if lookup and self.path.endswith("/chat/completions") and body.get("tools"):
+            if messages and messages[-1].get("role") == "tool":
+                words = f"From memory: {messages[-1].get('content', '')}".split(" ")
+            else:
+                self._tool_call(body, str(body.get("model", "fake-model")), "search_memory", {"query": lookup.group(1)})
+                return
         if "[[markdown]]" in last:
             words = MARKDOWN_REPLY.split(" ")
         if "[[nth]]" in last:
@@ -399,6 +417,28 @@ class _Handler(BaseHTTPRequestHandler):
         self._sse({**base, "object": "chat.completion.chunk", "choices": [final]})
         if (body.get("stream_options") or {}).get("include_usage"):
             self._sse({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage})
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
+
+    def _tool_call(self, body: dict[str, Any], model: str, name: str, arguments: dict[str, Any]) -> None:
+        call = {"id": "call_fake", "type": "function", "function": {"name": name, "arguments": json.dumps(arguments)}}
+        base = {"id": "chatcmpl-fake", "created": int(time.time()), "model": model}
+        if not body.get("stream"):
+            message = {"role": "assistant", "content": None, "tool_calls": [call]}
+            choice = {"index": 0, "message": message, "finish_reason": "tool_calls"}
+            self._send_json(200, {**base, "object": "chat.completion", "choices": [choice]})
+            return
+        self._start_sse()
+        delta = {"role": "assistant", "tool_calls": [{"index": 0, **call}]}
+        self._sse(
+            {
+                **base,
+                "object": "chat.completion.chunk",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+            }
+        )
+        done = {"index": 0, "delta": {}, "finish_reason": "tool_calls"}
+        self._sse({**base, "object": "chat.completion.chunk", "choices": [done]})
         self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()
 

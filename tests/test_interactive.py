@@ -401,3 +401,16 @@ def test_forget_shows_what_matches_and_asks_first(spawn, memchat: Memchat) -> No
     child.expect_exact("forgot 1 exchange matching 'cat'")
     prompt(child)
     assert len(memchat.stored("user1")) == 2
+
+
+def test_a_tool_step_streams_through_to_its_answer(spawn, memchat: Memchat) -> None:  # type: ignore[no-untyped-def]
+    memchat(input="my heron is called Pip\n")
+    child = spawn()
+    prompt(child)
+    child.sendline("who is [[lookup:heron]]?")
+    child.expect_exact("From memory:")
+    child.expect_exact("my heron is called Pip")
+    prompt(child)
+    child.sendeof()
+    assert_exits_with_0(child)
+    assert [speaker for speaker, _ in memchat.stored("user1")][2:] == ["you", "tool", "tool", "assistant"]

@@ -255,3 +255,31 @@ def test_forget_on_a_pipe_deletes_what_search_shows(memchat: Memchat) -> None:
     assert "forgot 1 exchange matching 'cat'" in run.stderr
     assert "nothing in the memory of user1 matches 'cat'" in run.stderr
     assert [text for _, text in memchat.stored("user1")] == ["the weather is mild", "You said: the weather is mild"]
+
+
+def test_the_model_can_search_memory_with_a_tool_and_its_steps_are_stored_paired(
+    memchat: Memchat, server: FakeOpenAI
+) -> None:
+    memchat(input="my heron is called Pip\n")
+    run = memchat(input="who is [[lookup:heron]]?\n")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("From memory: [") and "user: my heron is called Pip" in run.stdout
+    assert [tool["function"]["name"] for tool in server.requests[-1].body["tools"]] == ["search_memory"]
+    speakers = [speaker for speaker, _ in memchat.stored("user1")]
+    assert speakers == ["you", "assistant", "you", "tool", "tool", "assistant"]  # call and output, in the turn
+
+
+def test_a_server_that_refuses_tools_is_told_once_and_the_chat_goes_on(memchat: Memchat, server: FakeOpenAI) -> None:
+    server.no_tools = True
+    run = memchat(input="hello\nhello again\n")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "You said: hello\nYou said: hello again\n"
+    assert run.stderr.count("does not take tools: carrying on without the search_memory tool") == 1
+    assert "tools" not in server.requests[-1].body
+
+
+def test_memchat_tools_off_offers_no_tool(memchat: Memchat, server: FakeOpenAI) -> None:
+    memchat(input="hello\n", MEMCHAT_TOOLS="off")
+    assert "tools" not in server.requests[-1].body
+    bad = memchat(input="hello\n", MEMCHAT_TOOLS="maybe")
+    assert bad.returncode == 2 and bad.stderr == "error: MEMCHAT_TOOLS is 'maybe': use on or off\n"

@@ -1,0 +1,35 @@
+"""``search_memory``: a tool a model that calls tools can use to look further back than recall did.
+
+Automatic recall (see ``recall``) brings what matches the new message; the model
+may need something else, said differently or about another thing. The tool
+searches the same index and returns dated exchanges. Its calls and their
+outputs are stored with the turn, paired, like any tool step.
+"""
+
+from __future__ import annotations
+
+from agents import FunctionTool, function_tool
+
+from .memory import Memory
+from .recall import dated, matching
+
+# Exchanges one call returns.
+TOOL_RESULTS = 5
+
+
+def memory_tool(memory: Memory) -> FunctionTool:
+    """The tool, bound to one user's memory (never another's: the model cannot name a user)."""
+
+    @function_tool(name_override="search_memory")
+    async def search_memory(query: str) -> str:
+        """Search everything this user said in earlier conversations with you, beyond what you were given.
+
+        Args:
+            query: the words to look for, such as a name, a place or a topic.
+        """
+        found = await matching(memory, query, TOOL_RESULTS)
+        if not found:
+            return f"Nothing in the memory matches {query!r}."
+        return dated(found)
+
+    return search_memory
