@@ -124,7 +124,7 @@ class TurnRunner:
             # What other programs left broken in the history is mended here, as sent; the store keeps it as it is.
             request: list[Any] = repaired([*context.items, user_item])
             try:
-                tools = [memory_tool(memory)] if self.tools else []
+                tools = [*self.agent.tools, memory_tool(memory)] if self.tools else self.agent.tools
                 result = await self._call(self.agent.clone(instructions=instructions, tools=tools), request, on_text)
                 break
             except ModelBehaviorError as exc:
