@@ -209,9 +209,8 @@ def command(
 def help_rows(*, web: bool = False) -> dict[str, str]:
     """Every command and its help line, for /help and --help."""
     rows = {spec.usage: spec.help for spec in REGISTRY.values() if not (web and spec.terminal_only)}
-    rows["/exit"] = "leave (also: exit, quit, Ctrl-D)"
-    if web:
-        del rows["/exit"]
+    if not web:  # a page is left by closing it
+        rows["/exit"] = "leave (also: exit, quit, Ctrl-D)"
     return rows
 
 
@@ -251,6 +250,11 @@ def parse(line: str) -> Line:
     return Command(name, arg or spec.default)
 
 
+def plural(count: int, word: str) -> str:
+    """``1 turn``, ``2 turns``: a count and its word, for every line that says how many."""
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
 def describe_undo(removed: int) -> str:
     """What /undo did, in plain words, for every front end."""
     if removed == 0:
@@ -258,7 +262,7 @@ def describe_undo(removed: int) -> str:
     if removed == 1:
         return "removed your last message (it had no reply)"
     steps = removed - 2
-    extra = f", with {steps} tool step{'s' if steps != 1 else ''} between them" if steps > 0 else ""
+    extra = f", with {plural(steps, 'tool step')} between them" if steps > 0 else ""
     return f"removed your last message and its reply{extra}"
 
 
@@ -353,7 +357,7 @@ async def _forget(conv: Conversation, arg: str) -> Shown:
     if not found:
         return Note(f"nothing in the memory of {conv.user} matches {arg!r}: nothing was forgotten")
     summary_went = await conv.memory.forget([turn for _, turn in found])
-    said = f"forgot {len(found)} exchange{'s' if len(found) != 1 else ''} matching {arg!r}"
+    said = f"forgot {plural(len(found), 'exchange')} matching {arg!r}"
     if summary_went:
         said += "; the summary of older turns may have mentioned them, so it was removed and is written again from what remains"
     return Note(said)
@@ -424,7 +428,7 @@ async def _usage(conv: Conversation, arg: str) -> Shown:
         {
             "model": conv.model,
             "last request": f"{last.usage.input_tokens:,} tokens in, {last.usage.output_tokens:,} out{unknown}",
-            "this session": f"{total.input_tokens:,} tokens in, {total.output_tokens:,} out, in {total.turns} turn{'s' if total.turns != 1 else ''}",
+            "this session": f"{total.input_tokens:,} tokens in, {total.output_tokens:,} out, in {plural(total.turns, 'turn')}",
             "context budget": f"history of about {last.history_tokens:,} of {last.budget:,} tokens ({share:.0f}%)"
             + (", older turns summarized" if last.context.overflow or last.context.summary else ""),
         }
@@ -451,8 +455,7 @@ async def _copy(conv: Conversation, arg: str) -> Shown:
     blocks = code_blocks(reply)
     number = int(arg)
     if number > len(blocks):
-        count = f"{len(blocks)} code block{'s' if len(blocks) != 1 else ''}"
-        return Note(f"the last reply has {count}: /copy alone copies all of it")
+        return Note(f"the last reply has {plural(len(blocks), 'code block')}: /copy alone copies all of it")
     return Clipboard(blocks[number - 1], f"code block {number} of the last reply")
 
 

@@ -150,6 +150,16 @@ class MemoryBase(ABC):
             return turn
         return None
 
+    def check_unchanged(self, turn: Turn, stored: Iterable[Any]) -> None:
+        """Refuse to forget ``turn`` if what is ``stored`` at its positions is no longer its items."""
+        if [item for _, item in readable(self.codec, enumerate(stored))] != turn.items:
+            raise changed_meanwhile()
+
+    @staticmethod
+    def covers(through: int | None, turns: list[Turn]) -> bool:
+        """Whether a summary reaching ``through`` took in any of ``turns`` (and so may mention them)."""
+        return through is not None and any(turn.start <= through for turn in turns)
+
     def check_key_fits(self, newest: str | bytes | None) -> None:
         """Raise ``StoreError`` if this memory's newest stored row is not under this process's key.
 

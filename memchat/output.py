@@ -41,7 +41,8 @@ def plain(text: str, style: str = "") -> Text:
     return Text(shown(text), style=style)
 
 
-def _spinner(text: str) -> Spinner:
+def spinner(text: str) -> Spinner:
+    """What shows while a reply is awaited, in every kind of stream."""
     from rich.spinner import Spinner
 
     return Spinner("dots", text=text, style="dim")
@@ -75,12 +76,12 @@ class PlainStream:
         if _is_terminal(output.stderr):
             from rich.live import Live
 
-            self._spinner = Live(_spinner(waiting), console=output.err, transient=True)
+            self._spinner = Live(spinner(waiting), console=output.err, transient=True)
             self._spinner.start()
 
     def waiting(self, text: str) -> None:
         if self._spinner is not None:
-            self._spinner.update(_spinner(text))
+            self._spinner.update(spinner(text))
 
     def add(self, piece: str) -> None:
         self._stop_spinner()

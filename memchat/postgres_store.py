@@ -47,7 +47,6 @@ from .memory_base import (
     RawRow,
     changed_meanwhile,
     last_turn_start,
-    readable,
     uninterrupted,
     write_surely,
 )
@@ -501,8 +500,7 @@ class PostgresMemory(MemoryBase):
                         span,
                     )
                 ).all()
-                if [item for _, item in readable(self.codec, [(row_id, data) for row_id, data in rows])] != turn.items:
-                    raise changed_meanwhile()
+                self.check_unchanged(turn, (data for _, data in rows))
             params = {"user": self.session_id}
             summary = (
                 await conn.execute(text("SELECT through_id FROM memchat_summaries WHERE session_id = :user"), params)
@@ -512,7 +510,7 @@ class PostgresMemory(MemoryBase):
                     text("DELETE FROM agent_messages WHERE session_id = :user AND id BETWEEN :start AND :end"),
                     {"user": self.session_id, "start": turn.start, "end": turn.end},
                 )
-            covered = summary is not None and any(turn.start <= summary[0] for turn in turns)
+            covered = self.covers(None if summary is None else summary[0], turns)
             if covered:
                 await conn.execute(text("DELETE FROM memchat_summaries WHERE session_id = :user"), params)
             return covered

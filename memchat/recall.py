@@ -50,30 +50,38 @@ def dated(exchanges: list[tuple[str, Turn]]) -> str:
     return "\n".join(lines)
 
 
-async def matching(memory: Memory, query: str, most: int) -> list[tuple[str, Turn]]:
-    """The whole exchanges whose messages match ``query``, best first, each with when it was stored."""
-    exchanges: dict[int, tuple[str, Turn]] = {}
-    for hit in await memory.search(query, most * 2):
+async def exchanges(memory: Memory, query: str, hits: int, before: int | None = None) -> list[tuple[str, Turn]]:
+    """The whole exchanges holding the best ``hits`` matches for ``query``, best first, with when each was stored."""
+    found: dict[int, tuple[str, Turn]] = {}
+    for hit in await memory.search(query, hits, before=before):
         turn = await memory.turn_at(hit.position)
-        if turn is not None and turn.start not in exchanges:
-            exchanges[turn.start] = (hit.stored_at[:16], turn)
-    return list(exchanges.values())[:most]
+        if turn is not None and turn.start not in found:
+            found[turn.start] = (hit.stored_at, turn)
+    return list(found.values())
+
+
+async def matching(memory: Memory, query: str, most: int) -> list[tuple[str, Turn]]:
+    """At most ``most`` exchanges that match ``query``, best first, each with the minute it was stored."""
+    return [(stored_at[:16], turn) for stored_at, turn in (await exchanges(memory, query, most * 2))[:most]]
+
+
+def exchange_tokens(estimator: TokenEstimator, day: str, turn: Turn) -> int:
+    """What one recalled exchange adds to a request: its items, its date line, and the line breaks."""
+    return estimator.item_tokens(turn.items) + estimator.tokens(day) + 2
 
 
 async def recall(
     memory: Memory, text: str, share: int, estimator: TokenEstimator, older_than: int, before: int | None = None
 ) -> Recalled:
     """The best-matching whole exchanges stored before position ``older_than``, within ``share`` tokens."""
-    hits = await memory.search(text, RECALL_HITS, before=min(older_than, before) if before else older_than)
     chosen: dict[int, tuple[str, Turn]] = {}
     used = 0
-    for hit in hits:
-        turn = await memory.turn_at(hit.position)
-        if turn is None or turn.start in chosen or turn.end >= older_than:
+    limit = min(older_than, before) if before else older_than
+    for stored_at, turn in await exchanges(memory, text, RECALL_HITS, before=limit):
+        day = stored_at[:10]
+        cost = exchange_tokens(estimator, day, turn)
+        if turn.end >= older_than or used + cost > share:
             continue
-        cost = estimator.item_tokens(turn.items) + estimator.tokens(hit.stored_at[:10]) + 2
-        if used + cost > share:
-            continue
-        chosen[turn.start] = (hit.stored_at[:10], turn)
+        chosen[turn.start] = (day, turn)
         used += cost
     return Recalled(tuple(chosen[start] for start in sorted(chosen)), used)

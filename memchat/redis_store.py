@@ -49,9 +49,7 @@ from .memory_base import (
     PAGE_ROWS,
     MemoryBase,
     RawRow,
-    changed_meanwhile,
     last_turn_start,
-    readable,
     uninterrupted,
     write_surely,
 )
@@ -421,15 +419,13 @@ class RedisMemory(MemoryBase):
         async def change(pipe: Any) -> bool:
             stored = await pipe.lrange(self._messages_key, first - 1, -1)
             for turn in turns:
-                span = stored[turn.start - first : turn.end - first + 1]
-                if [item for _, item in readable(self.codec, enumerate(span))] != turn.items:
-                    raise changed_meanwhile()
+                self.check_unchanged(turn, stored[turn.start - first : turn.end - first + 1])
             kept = [data for position, data in enumerate(stored, start=first) if position not in gone]
             through = await pipe.hget(self._session_key, "memchat_through")
             await self._truncate(pipe, first - 1)
             if kept:
                 pipe.rpush(self._messages_key, *kept)
-            covered = through is not None and int(through) >= first
+            covered = self.covers(None if through is None else int(through), turns)
             if covered:
                 pipe.hdel(self._session_key, "memchat_summary", "memchat_through", "memchat_anchor")
             return covered

@@ -16,9 +16,8 @@ from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.live import Live
 from rich.markdown import Markdown
 from rich.segment import Segment
-from rich.spinner import Spinner
 
-from .output import shown
+from .output import shown, spinner
 
 # Redraws at most this often: a fast server sends hundreds of pieces a second.
 FRAME_SECONDS = 1 / 15
@@ -76,7 +75,7 @@ class MarkdownStream:
         self._lines = 0
         self._drawn = 0.0
         self._live = Live(
-            Spinner("dots", text=waiting, style="dim"),
+            spinner(waiting),
             console=console,
             transient=True,
             refresh_per_second=12,
@@ -88,7 +87,7 @@ class MarkdownStream:
     def waiting(self, text: str) -> None:
         """Change what the spinner says (before the first piece)."""
         if not self._text:
-            self._live.update(Spinner("dots", text=text, style="dim"))
+            self._live.update(spinner(text))
 
     def add(self, piece: str) -> None:
         # Control characters from the model are shown, never obeyed.

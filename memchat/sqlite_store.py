@@ -36,7 +36,7 @@ from .codec import Codecs, UnreadableError
 from .errors import StoreError, StoreLostError
 from .items import Item, is_user_message
 from .memory import Summary, Turn, UserStats
-from .memory_base import END, PAGE_ROWS, MemoryBase, RawRow, changed_meanwhile, readable, uninterrupted
+from .memory_base import END, PAGE_ROWS, MemoryBase, RawRow, uninterrupted
 from .search import Hit, fts_match, index_body, index_query
 
 # Messages indexed per transaction when catching up on an older file.
@@ -244,24 +244,34 @@ class SQLiteMemory(MemoryBase):
         mark = conn.execute("SELECT through_id FROM memchat_indexed WHERE session_id = ?", params).fetchone()
         # Everything before is in the index (memchat wrote it all, or caught up): then so is all up to this turn.
         caught_up = newest is None or (mark is not None and mark[0] >= newest)
+        last = 0
         for item in items:
             row_id = conn.execute(
                 "INSERT INTO agent_messages (session_id, message_data) VALUES (?, ?)",
                 (self.session_id, self.codec.encode(item)),
             ).lastrowid
-            conn.execute(
-                "INSERT INTO memchat_search (rowid, session_id, body) VALUES (?, ?, ?)",
-                (row_id, self.session_id, index_body(self.codec, item)),
-            )
+            assert row_id is not None  # an INSERT's
+            self._index(conn, row_id, item)
+            last = row_id
         if caught_up:
-            conn.execute(
-                """
-                INSERT INTO memchat_indexed (session_id, through_id) VALUES (?1, ?2)
-                ON CONFLICT (session_id) DO UPDATE SET through_id = excluded.through_id
-                """,
-                (self.session_id, row_id),
-            )
+            self._indexed_through(conn, last)
         conn.execute("UPDATE agent_sessions SET updated_at = CURRENT_TIMESTAMP WHERE session_id = ?", params)
+
+    def _index(self, conn: sqlite3.Connection, row_id: int, item: Item) -> None:
+        conn.execute(
+            "INSERT INTO memchat_search (rowid, session_id, body) VALUES (?, ?, ?)",
+            (row_id, self.session_id, index_body(self.codec, item)),
+        )
+
+    def _indexed_through(self, conn: sqlite3.Connection, row_id: int) -> None:
+        """Record that every message of this user up to ``row_id`` is in the index."""
+        conn.execute(
+            """
+            INSERT INTO memchat_indexed (session_id, through_id) VALUES (?1, ?2)
+            ON CONFLICT (session_id) DO UPDATE SET through_id = excluded.through_id
+            """,
+            (self.session_id, row_id),
+        )
 
     def _unindex_from(self, conn: sqlite3.Connection, start: int) -> None:
         conn.execute("DELETE FROM memchat_search WHERE rowid >= ? AND session_id = ?", (start, self.session_id))
@@ -272,45 +282,27 @@ class SQLiteMemory(MemoryBase):
         A batch at a time, each in its own transaction: an interrupted run keeps what it did
         and the next one goes on from there. ``progress(done, total)`` is told after each batch.
         """
-        params = (self.session_id,)
+        # This user's messages after the last one known to be indexed.
+        unindexed = """
+            FROM agent_messages WHERE session_id = ?1
+            AND id > COALESCE((SELECT through_id FROM memchat_indexed WHERE session_id = ?1), 0)
+        """
 
         def remaining(conn: sqlite3.Connection) -> int:
-            return int(
-                conn.execute(
-                    """
-                    SELECT COUNT(*) FROM agent_messages WHERE session_id = ?1
-                    AND id > COALESCE((SELECT through_id FROM memchat_indexed WHERE session_id = ?1), 0)
-                    """,
-                    params,
-                ).fetchone()[0]
-            )
+            return int(conn.execute(f"SELECT COUNT(*) {unindexed}", (self.session_id,)).fetchone()[0])
 
         def batch(conn: sqlite3.Connection) -> int:
             rows = conn.execute(
-                """
-                SELECT id, message_data FROM agent_messages WHERE session_id = ?1
-                AND id > COALESCE((SELECT through_id FROM memchat_indexed WHERE session_id = ?1), 0)
-                ORDER BY id LIMIT ?2
-                """,
-                (self.session_id, INDEX_BATCH),
+                f"SELECT id, message_data {unindexed} ORDER BY id LIMIT ?2", (self.session_id, INDEX_BATCH)
             ).fetchall()
             for row_id, data in rows:
+                # memchat's own turns written while the index was behind are in it already.
                 if conn.execute("SELECT 1 FROM memchat_search WHERE rowid = ?", (row_id,)).fetchone():
                     continue
                 with contextlib.suppress(UnreadableError):
-                    body = index_body(self.codec, self.codec.decode(data))
-                    conn.execute(
-                        "INSERT INTO memchat_search (rowid, session_id, body) VALUES (?, ?, ?)",
-                        (row_id, self.session_id, body),
-                    )
+                    self._index(conn, row_id, self.codec.decode(data))
             if rows:
-                conn.execute(
-                    """
-                    INSERT INTO memchat_indexed (session_id, through_id) VALUES (?1, ?2)
-                    ON CONFLICT (session_id) DO UPDATE SET through_id = excluded.through_id
-                    """,
-                    (self.session_id, rows[-1][0]),
-                )
+                self._indexed_through(conn, rows[-1][0])
             return len(rows)
 
         total = await self._store.run(remaining)
@@ -397,14 +389,13 @@ class SQLiteMemory(MemoryBase):
                     "SELECT message_data FROM agent_messages WHERE session_id = ? AND id BETWEEN ? AND ? ORDER BY id",
                     (self.session_id, turn.start, turn.end),
                 ).fetchall()
-                if [item for _, item in readable(self.codec, enumerate(data for (data,) in rows))] != turn.items:
-                    raise changed_meanwhile()
+                self.check_unchanged(turn, (data for (data,) in rows))
             summary = conn.execute("SELECT through_id FROM memchat_summaries WHERE session_id = ?", params).fetchone()
             for turn in turns:
                 span = (self.session_id, turn.start, turn.end)
                 conn.execute("DELETE FROM agent_messages WHERE session_id = ? AND id BETWEEN ? AND ?", span)
                 conn.execute("DELETE FROM memchat_search WHERE session_id = ? AND rowid BETWEEN ? AND ?", span)
-            covered = summary is not None and any(turn.start <= summary[0] for turn in turns)
+            covered = self.covers(None if summary is None else summary[0], turns)
             if covered:
                 conn.execute("DELETE FROM memchat_summaries WHERE session_id = ?", params)
             return covered

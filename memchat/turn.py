@@ -35,7 +35,7 @@ from .memory_base import END
 from .memory_tool import memory_tool
 from .model import build_agent, build_client, run_config
 from .model_errors import EmptyReplyError, is_context_overflow, server_context_size
-from .recall import RECALL_SHARE, Recalled, recall
+from .recall import RECALL_SHARE, Recalled, exchange_tokens, recall
 from .repair import repaired
 from .summary import Summarizer
 
@@ -56,13 +56,10 @@ def instructions_with(
 
 @dataclass(frozen=True)
 class Usage:
-    """Tokens of one request (or a sum of them), as the server reported them; 0 when it did not."""
+    """Tokens of one turn's requests, as the server reported them; 0 when it did not."""
 
     input_tokens: int = 0
     output_tokens: int = 0
-
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens)
 
 
 @dataclass(frozen=True)
@@ -195,15 +192,10 @@ class TurnRunner:
             # What recall left of its share goes to the history: the window may reach back further.
             context = await build_context(memory, budget - recalled.tokens, self.estimator, before=replacing)
             if context.turns and recalled.turns:
+                # Exchanges the wider window now holds are not recalled a second time.
                 first = context.turns[0].start
-                recalled = Recalled(
-                    tuple((day, turn) for day, turn in recalled.turns if turn.end < first),
-                    sum(
-                        self.estimator.item_tokens(turn.items) + self.estimator.tokens(day) + 2
-                        for day, turn in recalled.turns
-                        if turn.end < first
-                    ),
-                )
+                kept = tuple((day, turn) for day, turn in recalled.turns if turn.end < first)
+                recalled = Recalled(kept, sum(exchange_tokens(self.estimator, day, turn) for day, turn in kept))
         return context, recalled
 
     async def _call(
