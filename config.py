@@ -32,6 +32,8 @@ DEFAULT_CONTEXT_TOKENS = 8000
 # Replies longer than this are cut: a small local model that never stops would otherwise run to the end of its context.
 DEFAULT_MAX_TOKENS = 4096
 MIN_CONTEXT_TOKENS = 100
+# Embedding one message takes tens of milliseconds on a local server: a turn never waits longer than this for it.
+DEFAULT_EMBEDDING_TIMEOUT = 2.0
 DEFAULT_INSTRUCTIONS = (
     "You are a helpful assistant in a terminal chat. You remember earlier "
     "conversations with this user: use what they told you before."
@@ -57,6 +59,8 @@ ENVIRONMENT: dict[str, str] = {
     "MEMCHAT_ENCRYPTION_KEY": "a passphrase: store messages encrypted with it (off by default)",
     "MEMCHAT_RECALL": "off to send only the summary and the newest turns, without recalled older exchanges",
     "MEMCHAT_TOOLS": "off to not offer the model the search_memory tool (on by default)",
+    "MEMCHAT_EMBEDDING_MODEL": "an embedding model of the same server, for semantic search (off by default)",
+    "MEMCHAT_EMBEDDING_TIMEOUT": f"seconds a turn waits to embed its message (default {DEFAULT_EMBEDDING_TIMEOUT:g})",
     "MEMCHAT_PLAIN": "1 to print replies as raw text, not rendered Markdown (also --plain, NO_COLOR)",
 }
 
@@ -92,6 +96,9 @@ class Settings:
     recall: bool = True
     # The model may call search_memory (MEMCHAT_TOOLS=off: it is not offered).
     tools: bool = True
+    # Messages are embedded with this model of the same server, for semantic search (None: words only).
+    embedding_model: str | None = None
+    embedding_timeout: float = DEFAULT_EMBEDDING_TIMEOUT
 
     def require_model_access(self) -> None:
         """Fail with a plain explanation when no model server can be reached."""
@@ -173,6 +180,12 @@ def load_settings(
         raise ConfigError(
             f"OPENAI_BASE_URL is {base_url!r}: write it with its scheme, as in http://{base_url.lstrip('/')}"
         )
+    if env.get("MEMCHAT_EMBEDDING_MODEL", "").strip() and env.get("MEMCHAT_ENCRYPTION_KEY"):
+        # Text can be recovered from its embedding: vectors kept in the clear would undo the encryption.
+        raise ConfigError(
+            "MEMCHAT_EMBEDDING_MODEL and MEMCHAT_ENCRYPTION_KEY are both set: vectors are not encrypted, "
+            "and text can be recovered from them; unset one of the two"
+        )
     if db is not None and not db.strip():
         raise ConfigError("--db is empty: pass a file path or a URL, or leave --db out for conversion.db")
     return Settings(
@@ -195,6 +208,8 @@ def load_settings(
         plain=plain or _flag(env, "MEMCHAT_PLAIN") or bool(env.get("NO_COLOR")),
         recall=_switch(env, "MEMCHAT_RECALL", default=True),
         tools=_switch(env, "MEMCHAT_TOOLS", default=True),
+        embedding_model=env.get("MEMCHAT_EMBEDDING_MODEL", "").strip() or None,
+        embedding_timeout=_number(env, "MEMCHAT_EMBEDDING_TIMEOUT", DEFAULT_EMBEDDING_TIMEOUT, float, positive=True),
     )
 
 

@@ -321,17 +321,20 @@ async def _history(conv: Conversation, arg: str) -> Shown:
 async def _search(conv: Conversation, arg: str) -> Shown:
     from .search import query_words
 
-    found = await _matching(conv, arg)
+    found = await _matching(conv, arg, by_meaning=True)
     if not found:
         return Note(f"nothing in the memory of {conv.user} matches {arg!r}")
     return Found(arg, query_words(arg), [(day, turn.items) for day, turn in found])
 
 
-async def _matching(conv: Conversation, query: str) -> list[tuple[str, Turn]]:
-    """The exchanges /search shows for ``query``, best first."""
+async def _matching(conv: Conversation, query: str, *, by_meaning: bool = False) -> list[tuple[str, Turn]]:
+    """The exchanges that match the words of ``query``, best first; ``by_meaning``, those near in meaning too.
+
+    /forget goes by words alone: the nearest in meaning always exist, related or not.
+    """
     from .recall import matching
 
-    return await matching(conv.memory, query, SEARCH_RESULTS)
+    return await matching(conv.memory, query, SEARCH_RESULTS, conv.models.semantic if by_meaning else None)
 
 
 async def _ask_forget(conv: Conversation, query: str) -> str:
@@ -346,7 +349,7 @@ async def _ask_forget(conv: Conversation, query: str) -> str:
 
 @command(
     "forget",
-    "delete your past exchanges that match QUERY (those /search shows), after showing them",
+    "delete your past exchanges whose words match QUERY, after showing them",
     arg=Arg.REQUIRED,
     arg_help="QUERY",
     arg_error="/forget needs words to look for: type /forget QUERY (see what matches with /search QUERY)",

@@ -23,6 +23,7 @@ from .memory import Memory, Store, Turn
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from .semantic import Semantic
     from .turn import TurnResult, TurnRunner, Usage
 
 
@@ -63,6 +64,11 @@ class Models:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._runners: dict[str, TurnRunner] = {}
+        self._semantic: Semantic | None = None
+        if settings.embedding_model:
+            from .semantic import require_numpy
+
+            require_numpy()
 
     def runner(self, model: str) -> TurnRunner:
         if model not in self._runners:
@@ -70,13 +76,25 @@ class Models:
             load_model_code()
             from .turn import TurnRunner
 
-            self._runners[model] = TurnRunner(dataclasses.replace(self.settings, model=model))
+            self._runners[model] = TurnRunner(dataclasses.replace(self.settings, model=model), semantic=self.semantic)
         return self._runners[model]
+
+    @property
+    def semantic(self) -> Semantic | None:
+        """Search by meaning, when an embedding model is set; made on first use (it loads the HTTP client)."""
+        if self._semantic is None and self.settings.embedding_model:
+            from .semantic import Semantic
+
+            self._semantic = Semantic(self.settings)
+        return self._semantic
 
     async def aclose(self) -> None:
         for runner in self._runners.values():
             await runner.aclose()
         self._runners.clear()
+        if self._semantic is not None:
+            await self._semantic.aclose()
+            self._semantic = None
 
 
 @dataclasses.dataclass
@@ -116,8 +134,14 @@ class Conversation:
         return await memory.count()
 
     async def catch_up(self, progress: Callable[[int, int], None] | None = None) -> int:
-        """Index what this user's memory holds that the search index does not (an older file); how many."""
-        return await self.memory.index_missing(progress)
+        """Index what this user's memory holds that the search index does not (an older file); how many.
+
+        Messages with no vector yet are embedded in the background, when an embedding model is set.
+        """
+        indexed = await self.memory.index_missing(progress)
+        if self.models.semantic is not None:
+            self.models.semantic.fill(self.memory)
+        return indexed
 
     async def turn(
         self, text: str, on_text: Callable[[str], None] | None = None, *, replacing: bool = False
@@ -130,6 +154,10 @@ class Conversation:
                 raise MemchatError("there is no earlier message to replace: send one first")
             start = newest.start
         result = await self.models.runner(self.model).run(self.memory, text, on_text, replacing=start)
+        if (semantic := self.models.semantic) is not None:
+            # The new messages are embedded after the reply, never before it.
+            semantic.fill(self.memory)
+            result = dataclasses.replace(result, notices=result.notices + semantic.notices())
         self.last = result
         self.usage.add(result.usage)
         return result

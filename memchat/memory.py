@@ -124,6 +124,25 @@ class Memory(Protocol):
         """
         ...
 
+    async def unembedded(self, model: str, limit: int) -> list[tuple[int, str]]:
+        """Up to ``limit`` of this user's messages with no vector from embedding ``model`` yet, newest first.
+
+        Each as (position, text); the text is "" for a message that holds none.
+        """
+        ...
+
+    async def save_vectors(self, model: str, vectors: Sequence[tuple[int, str, bytes]]) -> None:
+        """Keep each (position, text, vector) beside its message, replacing one from another model.
+
+        A message deleted or changed meanwhile (its text no longer the one given) gets none.
+        The vectors go with their messages, whoever deletes them.
+        """
+        ...
+
+    async def vectors(self, model: str, before: int | None = None) -> list[tuple[int, str, bytes]]:
+        """This user's non-empty vectors from ``model``: (position, when stored, vector), before ``before``."""
+        ...
+
     async def instructions(self) -> str | None:
         """This user's own standing instructions (a persona, a language, a style), if set."""
         ...

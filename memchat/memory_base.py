@@ -19,6 +19,7 @@ from .codec import Codec, UnreadableError
 from .errors import StoreError, StoreUnreachableError
 from .items import Item, is_user_message
 from .memory import Summary, Turn
+from .search import item_words
 
 if TYPE_CHECKING:
     from agents import SessionSettings, TResponseInputItem
@@ -83,6 +84,16 @@ class MemoryBase(ABC):
 
         ``conn``, where a store has one, reads inside that open transaction.
         """
+
+    def texts(self, rows: Iterable[RawRow]) -> list[tuple[int, str]]:
+        """The text of each stored row, as an embedding model is given it ("" when it holds none or is unreadable)."""
+        found = []
+        for position, data in rows:
+            try:
+                found.append((int(position), item_words(self.codec.decode(data)).strip()))
+            except UnreadableError:
+                found.append((int(position), ""))
+        return found
 
     async def page(self, after: int, before: int, *, newest_first: bool) -> list[Row]:
         """Up to ``PAGE_ROWS`` rows, decoded; rows holding no item are left out."""

@@ -12,12 +12,13 @@ from agents import FunctionTool, function_tool
 
 from .memory import Memory
 from .recall import dated, matching
+from .semantic import Semantic
 
 # Exchanges one call returns.
 TOOL_RESULTS = 5
 
 
-def memory_tool(memory: Memory) -> FunctionTool:
+def memory_tool(memory: Memory, semantic: Semantic | None = None) -> FunctionTool:
     """The tool, bound to one user's memory (never another's: the model cannot name a user)."""
 
     @function_tool(name_override="search_memory")
@@ -27,7 +28,7 @@ def memory_tool(memory: Memory) -> FunctionTool:
         Args:
             query: the words to look for, such as a name, a place or a topic.
         """
-        found = await matching(memory, query, TOOL_RESULTS)
+        found = await matching(memory, query, TOOL_RESULTS, semantic)
         if not found:
             return f"Nothing in the memory matches {query!r}."
         return dated(found)

@@ -27,7 +27,7 @@ summary of messages that are gone.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -125,6 +125,21 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             # Only the words are indexed: with an index on the user too, the planner would read all of a
             # user's rows and test each one, 100,000 of them for a long memory, instead of the few that match.
             "CREATE INDEX IF NOT EXISTS idx_memchat_search_body ON memchat_search USING GIN (body)",
+        ),
+    ),
+    (
+        "message embeddings for semantic search",
+        # One vector per message (see the SQLite store), gone with its message like its index entry.
+        (
+            """
+            CREATE TABLE IF NOT EXISTS memchat_vectors (
+                message_id INTEGER PRIMARY KEY REFERENCES agent_messages (id) ON DELETE CASCADE,
+                session_id VARCHAR NOT NULL,
+                model TEXT NOT NULL,
+                vector BYTEA NOT NULL
+            )
+            """,
+            "CREATE INDEX IF NOT EXISTS idx_memchat_vectors_session ON memchat_vectors (session_id, model)",
         ),
     ),
 )
@@ -426,6 +441,50 @@ class PostgresMemory(MemoryBase):
             limit=limit,
         )
         return [Hit(int(row_id), str(stored_at), -float(rank)) for row_id, stored_at, rank in rows]
+
+    async def unembedded(self, model: str, limit: int) -> list[tuple[int, str]]:
+        rows = await self._store.query(
+            """
+            SELECT id, message_data FROM agent_messages AS m WHERE session_id = :user
+            AND NOT EXISTS (SELECT 1 FROM memchat_vectors AS v WHERE v.message_id = m.id AND v.model = :model)
+            ORDER BY id DESC LIMIT :limit
+            """,
+            user=self.session_id,
+            model=model,
+            limit=limit,
+        )
+        return self.texts(rows)
+
+    async def save_vectors(self, model: str, vectors: Sequence[tuple[int, str, bytes]]) -> None:
+        if not vectors:
+            return
+        async with self._store.connection(write=True) as conn:
+            await conn.execute(
+                text(
+                    """
+                    INSERT INTO memchat_vectors (message_id, session_id, model, vector)
+                    SELECT id, session_id, :model, :vector FROM agent_messages WHERE id = :id AND session_id = :user
+                    ON CONFLICT (message_id) DO UPDATE SET model = EXCLUDED.model, vector = EXCLUDED.vector
+                    """
+                ),
+                [
+                    {"id": position, "user": self.session_id, "model": model, "vector": vector}
+                    for position, _, vector in vectors
+                ],
+            )
+
+    async def vectors(self, model: str, before: int | None = None) -> list[tuple[int, str, bytes]]:
+        rows = await self._store.query(
+            """
+            SELECT v.message_id, to_char(m.created_at, 'YYYY-MM-DD HH24:MI:SS'), v.vector
+            FROM memchat_vectors AS v JOIN agent_messages AS m ON m.id = v.message_id
+            WHERE v.session_id = :user AND v.model = :model AND v.message_id < :before AND length(v.vector) > 0
+            """,
+            user=self.session_id,
+            model=model,
+            before=min(before if before is not None else END, 2**31 - 1),
+        )
+        return [(int(position), str(stored_at), bytes(vector)) for position, stored_at, vector in rows]
 
     @uninterrupted
     async def pop(self) -> Item | None:

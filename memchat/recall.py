@@ -11,10 +11,15 @@ recalled memory in the instructions, so any model can use them, tools or not.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .budget import TokenEstimator
 from .items import describe
 from .memory import Memory, Turn
+from .search import fuse
+
+if TYPE_CHECKING:
+    from .semantic import Semantic
 
 # The share of the budget recalled exchanges may take, and how many matches are looked at.
 RECALL_SHARE = 4
@@ -50,19 +55,28 @@ def dated(exchanges: list[tuple[str, Turn]]) -> str:
     return "\n".join(lines)
 
 
-async def exchanges(memory: Memory, query: str, hits: int, before: int | None = None) -> list[tuple[str, Turn]]:
-    """The whole exchanges holding the best ``hits`` matches for ``query``, best first, with when each was stored."""
+async def exchanges(
+    memory: Memory, query: str, hits: int, before: int | None = None, semantic: Semantic | None = None
+) -> list[tuple[str, Turn]]:
+    """The whole exchanges holding the best ``hits`` matches for ``query``, best first, with when each was stored.
+
+    Matches are by words, and with ``semantic`` by meaning too, the two rankings fused.
+    """
+    ranked = await memory.search(query, hits, before=before)
+    if semantic is not None:
+        ranked = fuse([ranked, await semantic.hits(memory, query, hits, before)], hits)
     found: dict[int, tuple[str, Turn]] = {}
-    for hit in await memory.search(query, hits, before=before):
+    for hit in ranked:
         turn = await memory.turn_at(hit.position)
         if turn is not None and turn.start not in found:
             found[turn.start] = (hit.stored_at, turn)
     return list(found.values())
 
 
-async def matching(memory: Memory, query: str, most: int) -> list[tuple[str, Turn]]:
+async def matching(memory: Memory, query: str, most: int, semantic: Semantic | None = None) -> list[tuple[str, Turn]]:
     """At most ``most`` exchanges that match ``query``, best first, each with the minute it was stored."""
-    return [(stored_at[:16], turn) for stored_at, turn in (await exchanges(memory, query, most * 2))[:most]]
+    found = await exchanges(memory, query, most * 2, semantic=semantic)
+    return [(stored_at[:16], turn) for stored_at, turn in found[:most]]
 
 
 def exchange_tokens(estimator: TokenEstimator, day: str, turn: Turn) -> int:
@@ -71,13 +85,19 @@ def exchange_tokens(estimator: TokenEstimator, day: str, turn: Turn) -> int:
 
 
 async def recall(
-    memory: Memory, text: str, share: int, estimator: TokenEstimator, older_than: int, before: int | None = None
+    memory: Memory,
+    text: str,
+    share: int,
+    estimator: TokenEstimator,
+    older_than: int,
+    before: int | None = None,
+    semantic: Semantic | None = None,
 ) -> Recalled:
     """The best-matching whole exchanges stored before position ``older_than``, within ``share`` tokens."""
     chosen: dict[int, tuple[str, Turn]] = {}
     used = 0
     limit = min(older_than, before) if before else older_than
-    for stored_at, turn in await exchanges(memory, text, RECALL_HITS, before=limit):
+    for stored_at, turn in await exchanges(memory, text, RECALL_HITS, before=limit, semantic=semantic):
         day = stored_at[:10]
         cost = exchange_tokens(estimator, day, turn)
         if turn.end >= older_than or used + cost > share:

@@ -24,12 +24,13 @@ again, so a turn is neither lost nor stored twice.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -46,6 +47,7 @@ from .errors import StoreError, StoreUnreachableError
 from .items import Item
 from .memory import Summary, Turn, UserStats
 from .memory_base import (
+    END,
     PAGE_ROWS,
     MemoryBase,
     RawRow,
@@ -69,6 +71,7 @@ WATCH_ATTEMPTS = 100
 WATCH_PAUSE, WATCH_PAUSE_CAP = 0.002, 0.05
 # Where the search index's keys start (see RedisMemory.__init__).
 INDEX_PREFIX = "memchat:index"
+VECTORS_PREFIX = "memchat:vectors"
 # Items indexed per transaction when catching up, and positions read per word when searching.
 INDEX_BATCH = 2000
 POSTINGS_READ = 200
@@ -209,6 +212,9 @@ class RedisMemory(MemoryBase):
         # user id can reach another's: a set of the words indexed, and one sorted set of positions per word.
         digest = hashlib.sha256(f"{store.prefix}\x00{user}".encode()).hexdigest()[:32]
         self._vocabulary_key = f"{INDEX_PREFIX}:{store.prefix}:{digest}"
+        # Embeddings likewise: one vector per position (base64), and beside it the model that made it.
+        self._vectors_key = f"{VECTORS_PREFIX}:{store.prefix}:{digest}"
+        self._vector_models_key = f"{self._vectors_key}:models"
 
     async def _watched(self, change: Callable[[Any], Awaitable[T]]) -> T:
         """``change`` under ``WATCH`` of this user's keys (see ``RedisStore.watched``)."""
@@ -244,6 +250,8 @@ class RedisMemory(MemoryBase):
                 pipe.hset(self._session_key, "session_id", self.session_id)
                 pipe.hsetnx(self._session_key, "created_at", now)
                 pipe.rpush(self._messages_key, *encoded)
+                # Vectors left at these positions by items another program removed are not theirs.
+                self._queue_unembed(pipe, range(count + 1, count + len(encoded) + 1))
                 pipe.hset(self._session_key, "updated_at", now)
                 if caught_up:
                     self._queue_index(pipe, count, items)
@@ -287,6 +295,8 @@ class RedisMemory(MemoryBase):
                 self._messages_key,
                 f"{self._session_key}:counter",
                 self._vocabulary_key,
+                self._vectors_key,
+                self._vector_models_key,
                 *(self._postings_key(str(word)) for word in indexed),
             )
 
@@ -407,6 +417,53 @@ class RedisMemory(MemoryBase):
                 progress(min(done, total), total)
         return done
 
+    async def unembedded(self, model: str, limit: int) -> list[tuple[int, str]]:
+        tag = _model_tag(model)
+        with self._store.errors():
+            count = int(await self._redis.llen(self._messages_key))
+            made = await self._redis.hgetall(self._vector_models_key)
+            have = {int(position) for position, found in made.items() if found == tag}
+            wanted = [position for position in range(count, 0, -1) if position not in have][:limit]
+            reader = self._redis.pipeline(transaction=False)
+            for position in wanted:
+                reader.lindex(self._messages_key, position - 1)
+            stored = await reader.execute() if wanted else []
+        return self.texts((position, data) for position, data in zip(wanted, stored, strict=True) if data is not None)
+
+    async def save_vectors(self, model: str, vectors: Sequence[tuple[int, str, bytes]]) -> None:
+        async def change(pipe: Any) -> None:
+            found = [(position, await pipe.lindex(self._messages_key, position - 1)) for position, _, _ in vectors]
+            # Positions are reused after an undo: a vector is kept only beside the text it was made from.
+            current = dict(self.texts((position, data) for position, data in found if data is not None))
+            kept = [(position, vector) for position, text, vector in vectors if current.get(position) == text]
+            pipe.multi()
+            if kept:
+                pipe.hset(self._vectors_key, mapping={p: base64.b64encode(v).decode() for p, v in kept})
+                pipe.hset(self._vector_models_key, mapping={p: _model_tag(model) for p, _ in kept})
+
+        if vectors:
+            await self._watched(change)
+
+    async def vectors(self, model: str, before: int | None = None) -> list[tuple[int, str, bytes]]:
+        tag = _model_tag(model)
+        with self._store.errors():
+            reader = self._redis.pipeline(transaction=False)
+            reader.llen(self._messages_key)
+            reader.hgetall(self._vector_models_key)
+            reader.hgetall(self._vectors_key)
+            count, made, stored = await reader.execute()
+        end = min(int(count) + 1, before or END)
+        return [
+            (int(position), "", base64.b64decode(value))
+            for position, value in stored.items()
+            if value and made.get(position) == tag and int(position) < end
+        ]
+
+    def _queue_unembed(self, pipe: Any, positions: Iterable[int]) -> None:
+        if fields := [str(position) for position in positions]:
+            pipe.hdel(self._vectors_key, *fields)
+            pipe.hdel(self._vector_models_key, *fields)
+
     async def forget(self, turns: list[Turn]) -> bool:
         """Items cannot leave the middle of a Redis list in place: the list is written again without them.
 
@@ -457,6 +514,7 @@ class RedisMemory(MemoryBase):
         through = await pipe.hget(self._session_key, "memchat_through")
         anchor = await pipe.lindex(self._messages_key, keep - 1) if keep else None
         indexed = int(await pipe.hget(self._session_key, "memchat_indexed") or 0)
+        embedded = await pipe.hkeys(self._vector_models_key)
         removed_words: set[str] = set()
         for data in await pipe.lrange(self._messages_key, keep, -1):
             with contextlib.suppress(UnreadableError, StoreError):
@@ -464,6 +522,7 @@ class RedisMemory(MemoryBase):
         pipe.multi()
         for word in removed_words:
             pipe.zremrangebyscore(self._postings_key(word), keep + 1, "+inf")
+        self._queue_unembed(pipe, [position for position in map(int, embedded) if position > keep])
         if indexed > keep:
             pipe.hset(self._session_key, "memchat_indexed", keep)
         if keep == 0:
@@ -548,6 +607,11 @@ def split_url(url: str) -> tuple[str, str]:
         raise StoreError(f"--db {redact(url)}: key_prefix is empty: leave it out for the default, or name one")
     rest = urlencode([(key, value) for key, value in query if key != "key_prefix"])
     return urlunsplit(parts._replace(query=rest)), prefix
+
+
+def _model_tag(model: str) -> str:
+    """A short name for an embedding model, safe in a hash field."""
+    return hashlib.sha256(model.encode()).hexdigest()[:12]
 
 
 def _fingerprint(stored: str | None) -> str:

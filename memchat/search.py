@@ -41,6 +41,27 @@ class Hit:
     rank: float
 
 
+# Reciprocal rank fusion's constant: how much a first place outweighs a tenth (the value of its paper).
+FUSION_K = 60
+
+
+def fuse(rankings: list[list[Hit]], limit: int) -> list[Hit]:
+    """Several rankings of hits as one, by reciprocal rank fusion, best first.
+
+    Scores from full-text and vector search cannot be compared; ranks can. A message
+    high in either list comes early, and one in both comes first.
+    """
+    scores: dict[int, float] = {}
+    hits: dict[int, Hit] = {}
+    for ranking in rankings:
+        for rank, hit in enumerate(ranking, start=1):
+            scores[hit.position] = scores.get(hit.position, 0.0) + 1 / (FUSION_K + rank)
+            if hit.position not in hits or not hits[hit.position].stored_at:
+                hits[hit.position] = hit
+    best = sorted(scores, key=lambda position: (-scores[position], -position))[:limit]
+    return [Hit(position, hits[position].stored_at, -scores[position]) for position in best]
+
+
 def words(text: str) -> list[str]:
     """The words of ``text``, case and accents folded (``Émile`` and ``emile`` are one word)."""
     folded = unicodedata.normalize("NFKD", text.casefold())

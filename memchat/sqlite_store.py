@@ -27,7 +27,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -50,59 +50,98 @@ T = TypeVar("T")
 # The layout, as ordered migrations: a file records which it has (memchat_migrations) and gets the
 # rest, in order, on its next start. The first is the layout of every file before versions were kept
 # (all of it CREATE ... IF NOT EXISTS, so it also fits files written by the SDK's own SQLiteSession).
-MIGRATIONS: tuple[tuple[str, str], ...] = (
+MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "the SDK's tables, web passwords and summaries",
-        """
-        CREATE TABLE IF NOT EXISTS agent_sessions (
-            session_id TEXT PRIMARY KEY,
-            created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
-            updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP
-        );
-        CREATE TABLE IF NOT EXISTS agent_messages (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            session_id TEXT NOT NULL,
-            message_data TEXT NOT NULL,
-            created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
-            FOREIGN KEY (session_id) REFERENCES agent_sessions (session_id) ON DELETE CASCADE
-        );
-        CREATE INDEX IF NOT EXISTS idx_agent_messages_session_id ON agent_messages (session_id, id);
-        CREATE TABLE IF NOT EXISTS memchat_passwords (
-            user_id TEXT PRIMARY KEY,
-            hash TEXT NOT NULL,
-            updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP
-        );
-        CREATE TABLE IF NOT EXISTS memchat_summaries (
-            session_id TEXT PRIMARY KEY,
-            summary TEXT NOT NULL,
-            through_id INTEGER NOT NULL,
-            updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP
-        )
-        """,
+        (
+            """
+            CREATE TABLE IF NOT EXISTS agent_sessions (
+                session_id TEXT PRIMARY KEY,
+                created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+                updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP
+            )
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS agent_messages (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                session_id TEXT NOT NULL,
+                message_data TEXT NOT NULL,
+                created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+                FOREIGN KEY (session_id) REFERENCES agent_sessions (session_id) ON DELETE CASCADE
+            )
+            """,
+            """
+            CREATE INDEX IF NOT EXISTS idx_agent_messages_session_id ON agent_messages (session_id, id)
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS memchat_passwords (
+                user_id TEXT PRIMARY KEY,
+                hash TEXT NOT NULL,
+                updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP
+            )
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS memchat_summaries (
+                session_id TEXT PRIMARY KEY,
+                summary TEXT NOT NULL,
+                through_id INTEGER NOT NULL,
+                updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP
+            )
+            """,
+        ),
     ),
     (
         "standing instructions (/instructions)",
-        """
-        CREATE TABLE IF NOT EXISTS memchat_instructions (
-            session_id TEXT PRIMARY KEY,
-            instructions TEXT NOT NULL,
-            updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP
-        )
-        """,
+        (
+            """
+            CREATE TABLE IF NOT EXISTS memchat_instructions (
+                session_id TEXT PRIMARY KEY,
+                instructions TEXT NOT NULL,
+                updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP
+            )
+            """,
+        ),
     ),
     (
         "a full-text index of every message",
         # rowid is the message's id in agent_messages. memchat_indexed says up to which id each
         # user's messages are all in the index, so only newer ones are ever looked at for it.
-        """
-        CREATE VIRTUAL TABLE IF NOT EXISTS memchat_search USING fts5(
-            body, session_id UNINDEXED, tokenize = 'porter unicode61 remove_diacritics 2'
-        );
-        CREATE TABLE IF NOT EXISTS memchat_indexed (
-            session_id TEXT PRIMARY KEY,
-            through_id INTEGER NOT NULL
-        )
-        """,
+        (
+            """
+            CREATE VIRTUAL TABLE IF NOT EXISTS memchat_search USING fts5(
+                body, session_id UNINDEXED, tokenize = 'porter unicode61 remove_diacritics 2'
+            )
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS memchat_indexed (
+                session_id TEXT PRIMARY KEY,
+                through_id INTEGER NOT NULL
+            )
+            """,
+        ),
+    ),
+    (
+        "message embeddings for semantic search",
+        # One vector per message, from the embedding model named beside it (an empty one for a message
+        # with no text). The trigger removes it with its message, whoever deletes it: memchat or the SDK.
+        (
+            """
+            CREATE TABLE IF NOT EXISTS memchat_vectors (
+                message_id INTEGER PRIMARY KEY,
+                session_id TEXT NOT NULL,
+                model TEXT NOT NULL,
+                vector BLOB NOT NULL
+            )
+            """,
+            """
+            CREATE INDEX IF NOT EXISTS idx_memchat_vectors_session ON memchat_vectors (session_id, model)
+            """,
+            """
+            CREATE TRIGGER IF NOT EXISTS memchat_vectors_follow AFTER DELETE ON agent_messages BEGIN
+                DELETE FROM memchat_vectors WHERE message_id = old.id;
+            END
+            """,
+        ),
     ),
 )
 
@@ -358,6 +397,45 @@ class SQLiteMemory(MemoryBase):
 
         await self._store.write(clear)
 
+    async def unembedded(self, model: str, limit: int) -> list[tuple[int, str]]:
+        rows = await self._store.query(
+            """
+            SELECT id, message_data FROM agent_messages AS m WHERE session_id = ?1
+            AND NOT EXISTS (SELECT 1 FROM memchat_vectors AS v WHERE v.message_id = m.id AND v.model = ?2)
+            ORDER BY id DESC LIMIT ?3
+            """,
+            self.session_id,
+            model,
+            limit,
+        )
+        return self.texts(rows)
+
+    async def save_vectors(self, model: str, vectors: Sequence[tuple[int, str, bytes]]) -> None:
+        # Message ids are never reused: a message still there is the one the vector was made from.
+        def save(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                """
+                INSERT OR REPLACE INTO memchat_vectors (message_id, session_id, model, vector)
+                SELECT id, session_id, ?2, ?3 FROM agent_messages WHERE id = ?1 AND session_id = ?4
+                """,
+                [(position, model, vector, self.session_id) for position, _, vector in vectors],
+            )
+
+        await self._store.write(save)
+
+    async def vectors(self, model: str, before: int | None = None) -> list[tuple[int, str, bytes]]:
+        rows = await self._store.query(
+            """
+            SELECT v.message_id, m.created_at, v.vector
+            FROM memchat_vectors AS v JOIN agent_messages AS m ON m.id = v.message_id
+            WHERE v.session_id = ?1 AND v.model = ?2 AND v.message_id < ?3 AND length(v.vector) > 0
+            """,
+            self.session_id,
+            model,
+            END if before is None else before,
+        )
+        return [(int(position), str(stored_at), bytes(vector)) for position, stored_at, vector in rows]
+
     async def undo(self) -> int:
         def undo(conn: sqlite3.Connection) -> int:
             start = self._newest_turn_start(conn)
@@ -572,7 +650,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
     # Read again under the write lock: another process may have migrated a moment ago.
     for version in range(_schema_version(conn) + 1, len(MIGRATIONS) + 1):
         name, statements = MIGRATIONS[version - 1]
-        for statement in statements.split(";"):
+        for statement in statements:
             conn.execute(statement)
         conn.execute("INSERT INTO memchat_migrations (version, name) VALUES (?, ?)", (version, name))
 

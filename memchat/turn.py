@@ -28,15 +28,17 @@ from openai.types.responses import ResponseTextDeltaEvent
 from config import MIN_CONTEXT_TOKENS, Settings
 
 from .budget import Context, TokenEstimator, build_context
+from .client import build_client
 from .errors import StoreError
 from .items import Item
 from .memory import Memory, Summary
 from .memory_base import END
 from .memory_tool import memory_tool
-from .model import build_agent, build_client, run_config
+from .model import build_agent, run_config
 from .model_errors import EmptyReplyError, is_context_overflow, server_context_size
 from .recall import RECALL_SHARE, Recalled, exchange_tokens, recall
 from .repair import repaired
+from .semantic import Semantic
 from .summary import Summarizer
 
 
@@ -82,8 +84,10 @@ class TurnResult:
 class TurnRunner:
     """Runs turns against one model for any user's memory."""
 
-    def __init__(self, settings: Settings, model: Model | None = None) -> None:
+    def __init__(self, settings: Settings, model: Model | None = None, semantic: Semantic | None = None) -> None:
         self.settings = settings
+        # Search by meaning too, where an embedding model is set (see ``semantic``).
+        self.semantic = semantic
         self._client = None if model is not None else build_client(settings)
         self.agent: Agent[None] = build_agent(settings, model, self._client)
         self._run_config = run_config(settings)
@@ -121,7 +125,7 @@ class TurnRunner:
             # What other programs left broken in the history is mended here, as sent; the store keeps it as it is.
             request: list[Any] = repaired([*context.items, user_item])
             try:
-                tools = [*self.agent.tools, memory_tool(memory)] if self.tools else self.agent.tools
+                tools = [*self.agent.tools, memory_tool(memory, self.semantic)] if self.tools else self.agent.tools
                 result = await self._call(self.agent.clone(instructions=instructions, tools=tools), request, on_text)
                 break
             except ModelBehaviorError as exc:
@@ -187,7 +191,9 @@ class TurnRunner:
         share = budget // RECALL_SHARE
         context = await build_context(memory, budget - share, self.estimator, before=replacing)
         older_than = context.turns[0].start if context.turns else (replacing or END)
-        recalled = await recall(memory, text, share, self.estimator, older_than, before=replacing)
+        recalled = await recall(
+            memory, text, share, self.estimator, older_than, before=replacing, semantic=self.semantic
+        )
         if recalled.tokens < share:
             # What recall left of its share goes to the history: the window may reach back further.
             context = await build_context(memory, budget - recalled.tokens, self.estimator, before=replacing)

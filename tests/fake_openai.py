@@ -32,6 +32,11 @@ Behaviours of real servers, by option:
 - ``alternating=True`` two user messages in a row are refused with 400, as llama.cpp's chat templates do
 - ``no_tools=True`` a request with tools is refused with 400, as ``llama-server`` without ``--jinja`` does
 
+``/v1/embeddings`` embeds each text as a bag of its words, with a few words read as the same
+meaning (car and vehicle, sister and sibling...), so a paraphrase that shares no word with a
+stored message is still near it. ``embedding_status=NNN`` answers NNN instead, and
+``embedding_delay=S`` answers after S seconds; both can change while the server runs.
+
 A request whose instructions ask to "Update the memory summary" gets a summary
 of the "my name is" facts it contains (or a 500 with ``fail_summaries=True``).
 """
@@ -181,6 +186,8 @@ class FakeOpenAI:
     no_stream_options: bool = False
     alternating: bool = False
     no_tools: bool = False
+    embedding_status: int | None = None
+    embedding_delay: float = 0.0
     # How many requests each message has made, for ``[[busy:N]]``.
     attempts: dict[str, int] = field(default_factory=dict)
 
@@ -275,6 +282,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         state = self.server_state
         state.requests.append(Recorded(self.path, dict(self.headers.items()), body))
+        if self.path.endswith("/embeddings"):
+            self._embeddings(body)
+            return
 
         if state.api_key is not None and self.headers.get("Authorization") != f"Bearer {state.api_key}":
             given = self.headers.get("Authorization", "").removeprefix("Bearer ")
@@ -347,6 +357,22 @@ class _Handler(BaseHTTPRequestHandler):
             self._responses(body, model, words, delay, reset)
         else:
             self._error(404, f"no route {self.path}")
+
+    def _embeddings(self, body: dict[str, Any]) -> None:
+        state = self.server_state
+        if state.embedding_delay:
+            state._stop.wait(state.embedding_delay)
+        if state.embedding_status is not None:
+            self._error(state.embedding_status, f"simulated embedding status {state.embedding_status}")
+            return
+        texts = body.get("input")
+        texts = [texts] if isinstance(texts, str) else texts
+        if not isinstance(texts, list) or not texts or not all(isinstance(text, str) and text for text in texts):
+            self._error(400, "input must be a non-empty string or list of non-empty strings")
+            return
+        data = [{"object": "embedding", "index": n, "embedding": meaning(text)} for n, text in enumerate(texts)]
+        usage = {"prompt_tokens": sum(len(text) // 4 for text in texts), "total_tokens": 0}
+        self._send_json(200, {"object": "list", "data": data, "model": body.get("model"), "usage": usage})
 
     def _empty(self, body: dict[str, Any]) -> None:
         if body.get("stream"):
@@ -546,6 +572,43 @@ class _Handler(BaseHTTPRequestHandler):
         self._sse(
             {"type": "response.completed", "response": response, "sequence_number": next(seq)}, "response.completed"
         )
+
+
+# Words the fake embedding model reads as one meaning; any other word means itself.
+SAME_MEANING = {
+    "car": "vehicle",
+    "automobile": "vehicle",
+    "vehicle": "vehicle",
+    "volvo": "vehicle",
+    "drive": "vehicle",
+    "sister": "sibling",
+    "brother": "sibling",
+    "sibling": "sibling",
+    "dog": "pet",
+    "puppy": "pet",
+    "cat": "pet",
+    "pet": "pet",
+    "allergic": "allergy",
+    "allergy": "allergy",
+    "peanuts": "allergy",
+    "job": "work",
+    "work": "work",
+    "employer": "work",
+    "engineer": "work",
+}
+EMBEDDING_SIZE = 256
+FILLER = {"a", "an", "the", "is", "my", "i", "do", "what", "of", "to", "in", "and", "you", "said", "own", "have"}
+
+
+def meaning(text: str) -> list[float]:
+    """A deterministic embedding: the meanings of the words, hashed into a few dimensions."""
+    import zlib
+
+    vector = [0.0] * EMBEDDING_SIZE
+    for word in re.findall(r"\w+", text.lower()):
+        if word not in FILLER:
+            vector[zlib.crc32(SAME_MEANING.get(word, word).encode()) % EMBEDDING_SIZE] += 1.0
+    return vector if any(vector) else [1.0] + [0.0] * (EMBEDDING_SIZE - 1)
 
 
 def _tokens(body: dict[str, Any]) -> int:

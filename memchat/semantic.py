@@ -1,0 +1,174 @@
+"""Semantic search: messages found by what they mean, through the model server's embeddings.
+
+With ``MEMCHAT_EMBEDDING_MODEL`` set, every message is embedded through the same
+server's ``/v1/embeddings`` and its vector kept beside it in the store. A query
+is embedded the same way and compared with all of the user's vectors (cosine,
+exact, with numpy); recall and ``/search`` rank those hits together with the
+full-text ones (see ``search.fuse``).
+
+Embedding never holds a turn up: the query gets a short timeout, and messages
+are embedded after their turn, in the background, a batch at a time. What failed
+or was cut short (a slow server, a closed program, an older file) is filled in
+on a later turn, since the store knows which messages have no vector yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from config import ConfigError, Settings
+
+from .errors import MemchatError
+from .search import Hit
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
+
+    from .memory import Memory
+
+# Messages embedded per request when filling in, and the most characters of one sent (embedding
+# models take a few thousand tokens; what a message is about is in its first pages).
+EMBED_BATCH = 64
+MAX_CHARS = 4000
+
+
+class Semantic:
+    """One embedding model of the configured server, shared by every conversation of a process."""
+
+    def __init__(self, settings: Settings) -> None:
+        assert settings.embedding_model is not None
+        require_numpy()
+        from .client import build_client
+
+        self.model = settings.embedding_model
+        self.server = settings.base_url or "the server"
+        self._client: AsyncOpenAI = build_client(settings)
+        self._query_timeout = settings.embedding_timeout
+        self._failure: str | None = None
+        self._notices: list[str] = []
+        self._filling: dict[str, asyncio.Task[int]] = {}
+
+    async def hits(self, memory: Memory, query: str, limit: int, before: int | None = None) -> list[Hit]:
+        """The ``limit`` stored messages nearest in meaning to ``query``; none if it cannot be embedded in time."""
+        try:
+            async with asyncio.timeout(self._query_timeout):
+                (vector,) = await self._embed([query], quick=True)
+        except TimeoutError:
+            self._failed(f"no answer within {self._query_timeout:g} s (MEMCHAT_EMBEDDING_TIMEOUT)")
+            return []
+        except EmbeddingError as exc:
+            self._failed(str(exc))
+            return []
+        return nearest(vector, await memory.vectors(self.model, before), limit)
+
+    def fill(self, memory: Memory) -> asyncio.Task[int]:
+        """Embed, in the background, this user's messages that have no vector yet (one task per user at a time)."""
+        task = self._filling.get(memory.session_id)
+        if task is None or task.done():
+            task = asyncio.get_running_loop().create_task(self._fill(memory))
+            self._filling[memory.session_id] = task
+        return task
+
+    async def _fill(self, memory: Memory) -> int:
+        done = 0
+        try:
+            while batch := await memory.unembedded(self.model, EMBED_BATCH):
+                texts = [text for _, text in batch if text]
+                made = iter(await self._embed(texts, quick=False) if texts else [])
+                # A message with no text gets an empty vector: it is done, and never matches.
+                await memory.save_vectors(self.model, [(at, text, next(made) if text else b"") for at, text in batch])
+                done += len(batch)
+        except (EmbeddingError, MemchatError) as exc:
+            self._failed(str(exc))
+        return done
+
+    async def _embed(self, texts: list[str], *, quick: bool) -> list[bytes]:
+        import openai
+
+        client = self._client.with_options(max_retries=0) if quick else self._client
+        try:
+            response = await client.embeddings.create(
+                model=self.model, input=[text[:MAX_CHARS] for text in texts], encoding_format="float"
+            )
+            vectors = [normalized(item.embedding) for item in sorted(response.data, key=lambda item: item.index)]
+        except openai.APIStatusError as exc:
+            raise EmbeddingError(f"the server answered {exc.status_code}: {_short(exc.message)}") from None
+        except openai.OpenAIError as exc:
+            raise EmbeddingError(_short(str(exc)) or type(exc).__name__) from None
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise EmbeddingError(f"the answer is not a list of embeddings ({_short(str(exc))})") from None
+        if len(vectors) != len(texts):
+            raise EmbeddingError(f"the server returned {len(vectors)} embeddings for {len(texts)} texts")
+        if self._failure is not None:
+            self._failure = None
+            self._notices.append(f"embeddings from {self.server} work again: recall searches by meaning too")
+        return vectors
+
+    def _failed(self, reason: str) -> None:
+        if self._failure is None:
+            self._notices.append(
+                f"embedding model {self.model!r} of {self.server} failed ({reason}): recall goes by words "
+                "alone until it works; messages are embedded later"
+            )
+        self._failure = reason
+
+    def notices(self) -> tuple[str, ...]:
+        """What the person should be told since last asked (embeddings failing, or working again)."""
+        taken, self._notices = tuple(self._notices), []
+        return taken
+
+    async def aclose(self) -> None:
+        """Stop embedding, after giving what is under way the same short wait a turn gives a query."""
+        pending = [task for task in self._filling.values() if not task.done()]
+        if pending:
+            # A one-shot run would otherwise never keep the vectors of its own turn.
+            await asyncio.wait(pending, timeout=self._query_timeout)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        await self._client.close()
+
+
+class EmbeddingError(Exception):
+    """The server did not give the embeddings asked for."""
+
+
+def require_numpy() -> None:
+    """Refuse, in one line, to start semantic search where numpy is missing."""
+    if importlib.util.find_spec("numpy") is None:
+        raise ConfigError(
+            "MEMCHAT_EMBEDDING_MODEL needs numpy to compare vectors: pip install 'memchat[embeddings]', "
+            "or unset MEMCHAT_EMBEDDING_MODEL"
+        )
+
+
+def normalized(embedding: Sequence[float]) -> bytes:
+    """A vector as stored: float32, scaled to length 1, so that comparing two is one dot product."""
+    import numpy as np
+
+    vector = np.asarray(embedding, dtype=np.float32)
+    if vector.ndim != 1 or not vector.size:
+        raise ValueError("an embedding must be a non-empty list of numbers")
+    length = float(np.linalg.norm(vector))
+    return (vector / length if length else vector).tobytes()
+
+
+def nearest(query: bytes, stored: list[tuple[int, str, bytes]], limit: int) -> list[Hit]:
+    """The ``limit`` stored vectors most like ``query`` (cosine), best first; others' sizes are skipped."""
+    import numpy as np
+
+    rows = [row for row in stored if len(row[2]) == len(query)]
+    if not rows or limit <= 0:
+        return []
+    matrix = np.frombuffer(b"".join(row[2] for row in rows), dtype=np.float32).reshape(len(rows), -1)
+    scores = matrix @ np.frombuffer(query, dtype=np.float32)
+    best = np.argpartition(-scores, limit - 1)[:limit] if limit < len(rows) else np.arange(len(rows))
+    ordered = sorted(best.tolist(), key=lambda index: (-scores[index], -rows[index][0]))
+    return [Hit(rows[index][0], rows[index][1], -float(scores[index])) for index in ordered]
+
+
+def _short(text: str) -> str:
+    return " ".join(text.split())[:200]

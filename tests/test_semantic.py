@@ -1,0 +1,192 @@
+"""Semantic search: with an embedding model set, what was said is found by its meaning, on every store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from typing import Any
+
+import pytest
+from test_recall import exchange
+
+from config import load_settings
+from conftest import Memchat, close_sdk_session, opened, sdk_session_for
+from fake_openai import FakeOpenAI
+from memchat.recall import matching
+from memchat.search import Hit, fuse
+from memchat.semantic import Semantic, nearest, normalized
+
+EMBEDDER = "fake-embedder"
+
+
+def semantic_for(server: FakeOpenAI, **env: str) -> Semantic:
+    settings = load_settings(
+        env={"OPENAI_BASE_URL": server.url, "HOME": "/nonexistent", "MEMCHAT_EMBEDDING_MODEL": EMBEDDER, **env}
+    )
+    return Semantic(settings)
+
+
+def test_a_paraphrase_sharing_no_word_is_found_by_meaning_on_every_store(location: str, server: FakeOpenAI) -> None:
+    async def run() -> None:
+        semantic = semantic_for(server)
+        async with opened(location) as store:
+            memory = store.memory("ann")
+            for text in ("my Volvo is red", "the weather is mild", "I like jazz"):
+                await memory.add_items(exchange(text))
+            assert await semantic.fill(memory) == 6
+            assert await matching(memory, "what car do I own?", 3) == []  # no word in common
+            found = await matching(memory, "what car do I own?", 1, semantic)
+            assert [turn.items[0]["content"] for _, turn in found] == ["my Volvo is red"]
+            # Another user's vectors are never searched.
+            assert await matching(store.memory("bob"), "what car do I own?", 3, semantic) == []
+        await semantic.aclose()
+
+    asyncio.run(run())
+
+
+def test_vectors_go_with_their_messages_whoever_deletes_them(location: str) -> None:
+    vector = normalized([1.0, 2.0, 3.0])
+
+    async def vectors_of(memory: object) -> int:
+        return len(await memory.vectors(EMBEDDER))  # type: ignore[attr-defined]
+
+    async def embed_all(memory: object) -> None:
+        missing = await memory.unembedded(EMBEDDER, 100)  # type: ignore[attr-defined]
+        await memory.save_vectors(EMBEDDER, [(at, text, vector) for at, text in missing])  # type: ignore[attr-defined]
+
+    async def run() -> None:
+        async with opened(location) as store:
+            memory = store.memory("ann")
+            for text in ("the kayak is red", "the canoe is green", "the raft is blue"):
+                await memory.add_items(exchange(text))
+            await embed_all(memory)
+            assert await vectors_of(memory) == 6 and await memory.unembedded(EMBEDDER, 100) == []
+            assert len(await memory.unembedded("another-model", 100)) == 6  # each model has its own
+            await memory.undo()
+            assert await vectors_of(memory) == 4
+            turns = [turn async for turn in memory.turns_backward(0)]
+            await memory.forget([turns[-1]])  # the kayak
+            await embed_all(memory)  # Redis moved the canoe up: it is embedded again where it now is
+            assert await vectors_of(memory) == 2
+            sdk = sdk_session_for(location, "ann")
+            await sdk.pop_item()  # the SDK's own delete, on the same data
+            await close_sdk_session(sdk)
+            assert await vectors_of(memory) == 1
+            await memory.clear_session()
+            assert await vectors_of(memory) == 0
+
+    asyncio.run(run())
+
+
+def test_a_vector_made_for_a_message_replaced_meanwhile_is_not_kept(location: str) -> None:
+    async def run() -> None:
+        async with opened(location) as store:
+            memory = store.memory("ann")
+            await memory.add_items(exchange("the kayak is red"))
+            missing = await memory.unembedded(EMBEDDER, 100)
+            await memory.undo()
+            await memory.add_items(exchange("the barge is grey"))
+            await memory.save_vectors(EMBEDDER, [(at, text, normalized([1.0])) for at, text in missing])
+            assert await memory.vectors(EMBEDDER) == []
+            assert len(await memory.unembedded(EMBEDDER, 100)) == 2
+
+    asyncio.run(run())
+
+
+def test_fusion_puts_a_message_found_both_ways_first() -> None:
+    by_words = [Hit(5, "2026-01-02", -3.0), Hit(9, "2026-01-03", -2.0)]
+    by_meaning = [Hit(7, "", -0.9), Hit(9, "", -0.8)]
+    assert [hit.position for hit in fuse([by_words, by_meaning], 3)] == [9, 7, 5]
+    assert fuse([by_words, by_meaning], 3)[0].stored_at == "2026-01-03"  # a store's date is kept
+
+
+def test_nearest_ranks_by_cosine_and_skips_vectors_of_another_size() -> None:
+    stored = [(1, "", normalized([1.0, 0.0])), (2, "", normalized([1.0, 1.0])), (3, "", normalized([1.0, 0, 0]))]
+    assert [hit.position for hit in nearest(normalized([0.0, 1.0]), stored, 5)] == [2, 1]
+    assert [hit.position for hit in nearest(normalized([0.0, 1.0]), stored, 1)] == [2]
+
+
+def last_chat(server: FakeOpenAI) -> dict[str, Any]:
+    """The newest request for a reply (not for a summary, not for embeddings)."""
+    return next(
+        r.body
+        for r in reversed(server.requests)
+        if r.path.endswith("/chat/completions") and "Update the memory summary" not in str(r.body["messages"][0])
+    )
+
+
+def test_a_paraphrased_fact_far_out_of_the_window_reaches_the_model(memchat: Memchat, server: FakeOpenAI) -> None:
+    env = {"MEMCHAT_EMBEDDING_MODEL": EMBEDDER}
+    lines = ["my Volvo is red"] + [f"filler turn {n} about the weather" for n in range(40)]
+    memchat("--context-tokens", "600", input="\n".join(lines) + "\n", timeout=120, **env)
+    run = memchat("--context-tokens", "600", input="which automobile do I own?\n", **env)
+    assert run.returncode == 0, run.stderr
+    request = last_chat(server)
+    system = request["messages"][0]["content"]
+    assert "recalled from your memory" in system and "my Volvo is red" in system
+    assert "Volvo" not in json.dumps(request["messages"][1:])  # by recall, not in the window
+    # Without the embedding model, words alone do not find it.
+    memchat("--context-tokens", "600", input="which automobile do I own?\n")
+    assert "Volvo" not in json.dumps(last_chat(server)["messages"])
+
+
+def test_search_finds_by_meaning_with_an_embedding_model(memchat: Memchat) -> None:
+    env = {"MEMCHAT_EMBEDDING_MODEL": EMBEDDER}
+    memchat("--user", "ann", input="my puppy is called Miso\nthe weather is mild\n", **env)
+    run = memchat("--user", "ann", input="/search which pet\n", **env)
+    assert run.returncode == 0, run.stderr
+    first = next(line for line in run.stdout.splitlines() if line.startswith("you: "))
+    assert first == "you: my puppy is called Miso"  # no word of the query in it
+
+
+def embedded(memchat: Memchat) -> int:
+    with sqlite3.connect(memchat.db) as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM memchat_vectors WHERE length(vector) > 0").fetchone()[0])
+
+
+def test_a_failing_embedding_server_never_fails_a_turn_and_vectors_come_later(
+    memchat: Memchat, server: FakeOpenAI
+) -> None:
+    env = {"MEMCHAT_EMBEDDING_MODEL": EMBEDDER}
+    server.embedding_status = 500
+    run = memchat(input="my Volvo is red\nthe weather is mild\n", **env)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.count("You said") == 2
+    assert run.stderr.count("embedding model 'fake-embedder'") == 1  # told once
+    assert "the server answered 500" in run.stderr and "Traceback" not in run.stderr
+    assert embedded(memchat) == 0
+    server.embedding_status = None
+    run = memchat(input="/usage\n", **env)  # a start fills in what is missing, in the background
+    assert run.returncode == 0, run.stderr
+    deadline = time.monotonic() + 20
+    while embedded(memchat) < 4 and time.monotonic() < deadline:
+        memchat(input="/usage\n", **env)
+    assert embedded(memchat) == 4
+
+
+def test_a_slow_embedding_server_delays_no_turn_past_the_timeout(memchat: Memchat, server: FakeOpenAI) -> None:
+    server.embedding_delay = 60
+    started = time.monotonic()
+    run = memchat(
+        input="my Volvo is red\n", MEMCHAT_EMBEDDING_MODEL=EMBEDDER, MEMCHAT_EMBEDDING_TIMEOUT="0.5", timeout=50
+    )
+    assert run.returncode == 0, run.stderr
+    assert "You said: my Volvo is red" in run.stdout
+    assert "no answer within 0.5 s (MEMCHAT_EMBEDDING_TIMEOUT)" in run.stderr
+    # The background embedding still waiting does not hold the exit either.
+    assert time.monotonic() - started < 30
+
+
+def test_embeddings_and_encryption_together_are_refused_in_one_line(memchat: Memchat) -> None:
+    run = memchat(input="hi\n", MEMCHAT_EMBEDDING_MODEL=EMBEDDER, MEMCHAT_ENCRYPTION_KEY="secret words")
+    assert run.returncode == 2
+    assert run.stderr.startswith("error: MEMCHAT_EMBEDDING_MODEL and MEMCHAT_ENCRYPTION_KEY are both set")
+    assert len(run.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "soon"])
+def test_a_bad_embedding_timeout_is_one_line(memchat: Memchat, value: str) -> None:
+    run = memchat(input="hi\n", MEMCHAT_EMBEDDING_MODEL=EMBEDDER, MEMCHAT_EMBEDDING_TIMEOUT=value)
+    assert run.returncode == 2 and run.stderr.startswith("error: MEMCHAT_EMBEDDING_TIMEOUT is")
