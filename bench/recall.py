@@ -31,10 +31,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
 from config import load_settings  # noqa: E402
 from memchat.memory import Memory, Store, Summary  # noqa: E402
+from memchat.semantic import Semantic  # noqa: E402
 from memchat.stores import open_store  # noqa: E402
 from memchat.turn import TurnRunner  # noqa: E402
 
@@ -59,13 +60,36 @@ NAMES = ("Ingrid", "Tomasz", "Keiko", "Amara", "Lucien", "Priya", "Mateo", "Sann
 THINGS = ("spare key", "passport", "winter boots", "old letters", "fishing rod", "tax papers", "toolbox", "camera")
 PLACES = ("blue cupboard", "attic trunk", "garden shed", "piano bench", "hall closet", "cellar shelf", "car boot")
 CITIES = ("Bergen", "Porto", "Osaka", "Tallinn", "Cusco", "Hobart", "Tromso", "Ghent", "Split", "Quebec")
+# Facts asked about in other words entirely: no word of the question (nor its stem) is in the fact,
+# so only search by meaning can find them. (fact, question, the words of the answer)
+PARAPHRASES = (
+    ("Our daughter takes violin lessons from Mrs Okafor on Thursdays.", "Who teaches music to my child?", "Okafor"),
+    ("I am allergic to shellfish; prawns make my throat swell.", "Which seafood should I avoid?", "shellfish"),
+    ("We adopted a greyhound called Biscuit last spring.", "What did we name our dog?", "Biscuit"),
+    ("I drive a green Skoda estate these days.", "Which automobile do I own?", "Skoda"),
+    ("I work as a night nurse at the Royal Infirmary.", "What is my occupation?", "night nurse"),
+    ("Our wedding anniversary falls on the ninth of October.", "When did I get married?", "ninth of October"),
+    ("I am learning Portuguese before the trip to Lisbon.", "Which language am I studying?", "Portuguese"),
+    ("I broke my left wrist skiing in 2019.", "Have I ever fractured a bone?", "wrist"),
+    ("The wifi password at home is lanternfish42.", "What is the key for our internet network?", "lanternfish42"),
+    ("My grandmother grew up in a village near Krakow.", "Where was my granny raised?", "Krakow"),
+    ("Since the coeliac diagnosis I cannot eat gluten.", "Which dietary restriction do I have?", "gluten"),
+    ("Our flat is on the fourth floor and the building has no lift.", "How high up is my apartment?", "fourth floor"),
+    ("My favourite author is Ursula Le Guin.", "Which writer do I admire most?", "Le Guin"),
+    ("I sold my motorbike to pay for the new roof.", "What did I part with to fund repairs on the house?", "motorbike"),
+    (
+        "My son plays goalkeeper for the under-twelves on Saturdays.",
+        "What position does my boy have in his football team?",
+        "goalkeeper",
+    ),
+)
 
 
 @dataclass(frozen=True)
 class Question:
     # "same words": the question reuses the fact's words; "reworded": other words around the same key
-    # nouns (a paraphrase sharing no word at all needs embeddings, not built yet); "updated": the fact
-    # changed later, and only the newest value is right.
+    # nouns; "paraphrase": no word in common at all (see PARAPHRASES); "updated": the fact changed
+    # later, and only the newest value is right.
     kind: str
     text: str
     # Words only the answering exchange holds: it reached the model if the request holds them.
@@ -81,8 +105,15 @@ def conversation(pairs: int, facts: int, seed: int) -> tuple[list[str], list[Que
         for n in range(pairs)
     ]
     questions: list[Question] = []
-    slots = sorted(rng.sample(range(pairs - 10), facts))
-    taken = set(slots)
+    paraphrases = PARAPHRASES[: max(3, facts // 7)]
+    chosen = sorted(rng.sample(range(pairs - 10), facts + len(paraphrases)))
+    # The paraphrased facts spread evenly over every depth, the others in the slots between.
+    spread = {chosen[n * len(chosen) // len(paraphrases)] for n in range(len(paraphrases))}
+    for slot, (fact, question, evidence) in zip(sorted(spread), paraphrases, strict=True):
+        messages[slot] = fact
+        questions.append(Question("paraphrase", question, evidence, slot / pairs))
+    slots = [slot for slot in chosen if slot not in spread]
+    taken = set(chosen)
     for number, slot in enumerate(slots):
         depth = slot / pairs
         kind = number % 3
@@ -140,7 +171,10 @@ def depth_band(depth: float) -> str:
     return "oldest third" if depth < 1 / 3 else "middle third" if depth < 2 / 3 else "newest third"
 
 
-async def measure(location: str, pairs: int, facts: int, seed: int, recall: bool) -> dict[str, object]:
+async def measure(
+    location: str, pairs: int, facts: int, seed: int, recall: bool, embeddings: tuple[str, str] | None
+) -> dict[str, object]:
+    """One row: ``embeddings``, if given, is the (URL, model) of an embeddings server to search by meaning too."""
     messages, questions = conversation(pairs, facts, seed)
     store = await open_store(location)
     try:
@@ -152,10 +186,18 @@ async def measure(location: str, pairs: int, facts: int, seed: int, recall: bool
 
             async with store.connection(write=True) as conn:  # type: ignore[attr-defined]
                 await conn.execute(text("ANALYZE"))
+        url, model = embeddings or ("http://127.0.0.1:9/v1", "")
         settings = replace(
-            load_settings(env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}), context_tokens=BUDGET, recall=recall
+            load_settings(env={"OPENAI_BASE_URL": url, "MEMCHAT_EMBEDDING_MODEL": model}),
+            context_tokens=BUDGET,
+            recall=recall,
         )
-        runner = TurnRunner(settings)
+        semantic = Semantic(settings) if model else None
+        if semantic is not None:
+            started = time.perf_counter()
+            embedded = await semantic.fill(memory)
+            print(f"  embedded {embedded:,} messages in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+        runner = TurnRunner(settings, semantic=semantic)
         if not recall:
             await ideal_summary(memory, messages, runner)
         hits: dict[str, list[bool]] = {}
@@ -171,6 +213,8 @@ async def measure(location: str, pairs: int, facts: int, seed: int, recall: bool
             hits.setdefault(question.kind, []).append(found)
             hits.setdefault(depth_band(question.depth), []).append(found)
         await runner.aclose()
+        if semantic is not None:
+            await semantic.aclose()
         return {"hits": hits, "seconds": seconds, "tokens": tokens}
     finally:
         await store.close()
@@ -185,34 +229,28 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def main(sizes: tuple[int, ...], facts: int, stores: tuple[str, ...], seed: int) -> None:
+def main(
+    sizes: tuple[int, ...], facts: int, stores: tuple[str, ...], seed: int, embeddings: tuple[str, str] | None
+) -> None:
     work = Path(tempfile.mkdtemp(prefix="memchat-recall-"))
-    columns = ("same words", "reworded", "updated", "oldest third", "middle third", "newest third")
-    print(f"budget {BUDGET} tokens, {facts} planted facts, seed {seed}, lexical search (no embeddings)\n")
+    columns = ("same words", "reworded", "paraphrase", "updated", "oldest third", "middle third", "newest third")
+    searches = [("summary only", False, None), ("words", True, None)]
+    if embeddings is not None:
+        searches.append((f"words + meaning ({embeddings[1]})", True, embeddings))
+    print(f"budget {BUDGET} tokens, {facts} planted facts and their paraphrases, seed {seed}\n")
     print("| store | messages | recall | " + " | ".join(columns) + " | tokens max | build p50 / p95 ms |")
     print("|---|---:|---|" + "---:|" * len(columns) + "---:|---:|")
     for kind in stores:
         for size in sizes:
-            for recall in (False, True):
-                if kind == "sqlite":
-                    location = str(work / f"recall-{size}-{recall}.db")
-                elif kind == "redis":
-                    location = os.environ.get(
-                        "MEMCHAT_BENCH_REDIS", "redis://127.0.0.1:6379/14?key_prefix=memchat-bench"
-                    )
-                    reset_redis(location)
-                else:
-                    location = os.environ.get(
-                        "MEMCHAT_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/memchat_bench"
-                    )
-                    asyncio.run(reset_postgres(location))
-                print(f"{kind} {size:,} messages, recall {'on' if recall else 'off'}…", file=sys.stderr, flush=True)
-                found = asyncio.run(measure(location, size // 2, facts, seed, recall))
+            for label, recall, embedder in searches:
+                location = fresh(kind, work / f"recall-{size}-{len(label)}.db")
+                print(f"{kind} {size:,} messages, {label}…", file=sys.stderr, flush=True)
+                found = asyncio.run(measure(location, size // 2, facts, seed, recall, embedder))
                 hits: dict[str, list[bool]] = found["hits"]  # type: ignore[assignment]
                 seconds: list[float] = found["seconds"]  # type: ignore[assignment]
                 tokens: list[int] = found["tokens"]  # type: ignore[assignment]
                 print(
-                    f"| {kind} | {size:,} | {'search' if recall else 'summary only'} | "
+                    f"| {kind} | {size:,} | {label} | "
                     + " | ".join(share(hits.get(column, [])) for column in columns)
                     + f" | {max(tokens):,} of {BUDGET:,} | {1000 * statistics.median(seconds):.1f} / "
                     f"{1000 * percentile(seconds, 0.95):.1f} |",
@@ -220,14 +258,27 @@ def main(sizes: tuple[int, ...], facts: int, stores: tuple[str, ...], seed: int)
                 )
 
 
+def fresh(kind: str, path: Path) -> str:
+    """An empty store of ``kind``: a new SQLite file, or the benchmark's PostgreSQL database or Redis keys."""
+    if kind == "sqlite":
+        return str(path)
+    if kind == "redis":
+        location = os.environ.get("MEMCHAT_BENCH_REDIS", "redis://127.0.0.1:6379/14?key_prefix=memchat-bench")
+        reset_redis(location)
+        return location
+    location = os.environ.get("MEMCHAT_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/memchat_bench")
+    asyncio.run(reset_postgres(location))
+    return location
+
+
 def reset_redis(location: str) -> None:
     import redis
 
-    from memchat.redis_store import INDEX_PREFIX, split_url
+    from memchat.redis_store import INDEX_PREFIX, VECTORS_PREFIX, split_url
 
     url, prefix = split_url(location)
     client = redis.Redis.from_url(url)
-    for pattern in (f"{prefix}:*", f"{INDEX_PREFIX}:{prefix}:*"):
+    for pattern in (f"{prefix}:*", f"{INDEX_PREFIX}:{prefix}:*", f"{VECTORS_PREFIX}:{prefix}:*"):
         keys = list(client.scan_iter(match=pattern, count=5000))
         for start in range(0, len(keys), 5000):
             client.delete(*keys[start : start + 5000])
@@ -249,9 +300,25 @@ if __name__ == "__main__":
     parser.add_argument("--smoke", action="store_true", help="a small, quick run (the test suite's)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--stores", default="sqlite,postgres,redis", help="comma-separated: sqlite, postgres, redis")
+    parser.add_argument("--sizes", default="10000,100000", help="comma-separated numbers of messages")
+    parser.add_argument(
+        "--embeddings",
+        choices=("none", "minilm", "fake"),
+        default="none",
+        help="add rows searching by meaning too: all-MiniLM-L6-v2 (extra: bench), or the test server's toy model",
+    )
     args = parser.parse_args()
-    chosen = tuple(args.stores.split(","))
+    embedder: tuple[str, str] | None = None
+    if args.embeddings == "minilm":
+        from embedder import MODEL_NAME, Embedder, serve
+
+        embedder = (serve(Embedder())[1], MODEL_NAME)
+    elif args.embeddings == "fake":
+        from fake_openai import FakeOpenAI
+
+        embedder = (FakeOpenAI().start().url, "fake-embedder")
     if args.smoke:
-        main((600,), facts=12, stores=("sqlite",), seed=args.seed)
+        main((600,), facts=12, stores=("sqlite",), seed=args.seed, embeddings=embedder)
     else:
-        main((10_000, 100_000), facts=100, stores=chosen, seed=args.seed)
+        sizes = tuple(int(size) for size in args.sizes.split(","))
+        main(sizes, facts=100, stores=tuple(args.stores.split(",")), seed=args.seed, embeddings=embedder)

@@ -176,7 +176,12 @@ def drop_redis_keys() -> None:
 
     client = redis.Redis.from_url(REDIS_SERVER)
     try:
-        for pattern in (f"{REDIS_PREFIX}:*", f"memchat:passwords:{REDIS_PREFIX}", f"memchat:index:{REDIS_PREFIX}:*", f"memchat:vectors:{REDIS_PREFIX}:*"):
+        for pattern in (
+            f"{REDIS_PREFIX}:*",
+            f"memchat:passwords:{REDIS_PREFIX}",
+            f"memchat:index:{REDIS_PREFIX}:*",
+            f"memchat:vectors:{REDIS_PREFIX}:*",
+        ):
             keys = list(client.scan_iter(match=pattern, count=1000))
             if keys:
                 client.delete(*keys)

@@ -595,6 +595,18 @@ SAME_MEANING = {
     "work": "work",
     "employer": "work",
     "engineer": "work",
+    "greyhound": "pet",
+    "called": "name",
+    "name": "name",
+    "violin": "music",
+    "music": "music",
+    "lessons": "teach",
+    "teaches": "teach",
+    "daughter": "child",
+    "child": "child",
+    "shellfish": "seafood",
+    "prawns": "seafood",
+    "seafood": "seafood",
 }
 EMBEDDING_SIZE = 256
 FILLER = {"a", "an", "the", "is", "my", "i", "do", "what", "of", "to", "in", "and", "you", "said", "own", "have"}

@@ -32,10 +32,17 @@ def test_the_startup_benchmark_runs_and_prints_its_table() -> None:
 
 def test_the_recall_benchmark_runs_and_prints_its_table() -> None:
     done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "recall.py"), "--smoke"], capture_output=True, text=True, timeout=170
+        [sys.executable, str(ROOT / "bench" / "recall.py"), "--smoke", "--embeddings", "fake"],
+        capture_output=True,
+        text=True,
+        timeout=170,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    rows = [line for line in done.stdout.splitlines() if line.startswith("| sqlite | 600 |")]
-    assert [row.split(" | ")[2] for row in rows] == ["summary only", "search"], done.stdout
-    # The run itself checks the evidence: with search every planted fact's exchange reaches the request.
-    assert "| 100% (4/4) | 100% (4/4) | 100% (4/4) |" in rows[1]
+    rows = [line.split(" | ")[2:7] for line in done.stdout.splitlines() if line.startswith("| sqlite | 600 |")]
+    assert [row[0] for row in rows] == ["summary only", "words", "words + meaning (fake-embedder)"], done.stdout
+    # The run itself checks the evidence: with search every planted fact's exchange reaches the request,
+    # and only search by meaning finds the facts asked about in other words (the oldest ones, out of the window).
+    words, meaning = rows[1], rows[2]
+    assert words[1:3] == ["100% (4/4)", "100% (4/4)"] and words[4] == "100% (4/4)", done.stdout
+    assert meaning[1:] == ["100% (4/4)", "100% (4/4)", "100% (3/3)", "100% (4/4)"], done.stdout
+    assert words[3] != "100% (3/3)", done.stdout
