@@ -45,6 +45,21 @@ class Turn:
 
 
 @dataclass(frozen=True)
+class Vectors:
+    """Some of one user's vectors from one embedding model, as a reader that keeps them asks for them.
+
+    ``rows`` are (position, when stored, vector), written after the mark asked for (all with 0);
+    empty ones mark messages with no text. ``mark`` is the newest row's mark, to ask from next time,
+    and ``total`` how many rows the user has in all: a reader holding fewer than that, with these
+    added, knows some were deleted and reads them all again.
+    """
+
+    rows: list[tuple[int, str, bytes]]
+    mark: int
+    total: int
+
+
+@dataclass(frozen=True)
 class Summary:
     """What the model wrote about turns that no longer fit the context budget.
 
@@ -139,8 +154,8 @@ class Memory(Protocol):
         """
         ...
 
-    async def vectors(self, model: str, before: int | None = None) -> list[tuple[int, str, bytes]]:
-        """This user's non-empty vectors from ``model``: (position, when stored, vector), before ``before``."""
+    async def vectors(self, model: str, after: int = 0) -> Vectors:
+        """This user's vectors from ``model`` written after mark ``after`` (see ``Vectors``), read at one moment."""
         ...
 
     async def instructions(self) -> str | None:

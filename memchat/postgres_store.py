@@ -39,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from .codec import Codecs, UnreadableError
 from .errors import StoreError, StoreUnreachableError
 from .items import Item
-from .memory import Summary, Turn, UserStats
+from .memory import Summary, Turn, UserStats, Vectors
 from .memory_base import (
     END,
     PAGE_ROWS,
@@ -134,12 +134,13 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             """
             CREATE TABLE IF NOT EXISTS memchat_vectors (
                 message_id INTEGER PRIMARY KEY REFERENCES agent_messages (id) ON DELETE CASCADE,
+                seq BIGSERIAL NOT NULL,
                 session_id VARCHAR NOT NULL,
                 model TEXT NOT NULL,
                 vector BYTEA NOT NULL
             )
             """,
-            "CREATE INDEX IF NOT EXISTS idx_memchat_vectors_session ON memchat_vectors (session_id, model)",
+            "CREATE INDEX IF NOT EXISTS idx_memchat_vectors_session ON memchat_vectors (session_id, model, seq)",
         ),
     ),
 )
@@ -464,7 +465,8 @@ class PostgresMemory(MemoryBase):
                     """
                     INSERT INTO memchat_vectors (message_id, session_id, model, vector)
                     SELECT id, session_id, :model, :vector FROM agent_messages WHERE id = :id AND session_id = :user
-                    ON CONFLICT (message_id) DO UPDATE SET model = EXCLUDED.model, vector = EXCLUDED.vector
+                    ON CONFLICT (message_id) DO UPDATE
+                    SET model = EXCLUDED.model, vector = EXCLUDED.vector, seq = nextval('memchat_vectors_seq_seq')
                     """
                 ),
                 [
@@ -473,18 +475,30 @@ class PostgresMemory(MemoryBase):
                 ],
             )
 
-    async def vectors(self, model: str, before: int | None = None) -> list[tuple[int, str, bytes]]:
-        rows = await self._store.query(
-            """
-            SELECT v.message_id, to_char(m.created_at, 'YYYY-MM-DD HH24:MI:SS'), v.vector
-            FROM memchat_vectors AS v JOIN agent_messages AS m ON m.id = v.message_id
-            WHERE v.session_id = :user AND v.model = :model AND v.message_id < :before AND length(v.vector) > 0
-            """,
-            user=self.session_id,
-            model=model,
-            before=min(before if before is not None else END, 2**31 - 1),
-        )
-        return [(int(position), str(stored_at), bytes(vector)) for position, stored_at, vector in rows]
+    async def vectors(self, model: str, after: int = 0) -> Vectors:
+        params = {"user": self.session_id, "model": model, "after": after}
+        # One transaction, repeatable read: the count and the rows from one snapshot.
+        async with self._store.connection() as conn:
+            await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+            total, newest = (
+                await conn.execute(
+                    text("SELECT COUNT(*), MAX(seq) FROM memchat_vectors WHERE session_id = :user AND model = :model"),
+                    params,
+                )
+            ).one()
+            rows = (
+                await conn.execute(
+                    text(
+                        """
+                        SELECT v.message_id, to_char(m.created_at, 'YYYY-MM-DD HH24:MI:SS'), v.vector
+                        FROM memchat_vectors AS v JOIN agent_messages AS m ON m.id = v.message_id
+                        WHERE v.session_id = :user AND v.model = :model AND v.seq > :after
+                        """
+                    ),
+                    params,
+                )
+            ).all()
+        return Vectors([(int(at), str(day), bytes(vector)) for at, day, vector in rows], int(newest or 0), int(total))
 
     @uninterrupted
     async def pop(self) -> Item | None:

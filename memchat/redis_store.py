@@ -45,9 +45,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from .codec import Codecs, UnreadableError
 from .errors import StoreError, StoreUnreachableError
 from .items import Item
-from .memory import Summary, Turn, UserStats
+from .memory import Summary, Turn, UserStats, Vectors
 from .memory_base import (
-    END,
     PAGE_ROWS,
     MemoryBase,
     RawRow,
@@ -212,9 +211,11 @@ class RedisMemory(MemoryBase):
         # user id can reach another's: a set of the words indexed, and one sorted set of positions per word.
         digest = hashlib.sha256(f"{store.prefix}\x00{user}".encode()).hexdigest()[:32]
         self._vocabulary_key = f"{INDEX_PREFIX}:{store.prefix}:{digest}"
-        # Embeddings likewise: one vector per position (base64), and beside it the model that made it.
+        # Embeddings likewise: one vector per position (base64), and beside it "model tag:seq", seq
+        # from a counter that only grows, so a reader can ask for the vectors written since it last read.
         self._vectors_key = f"{VECTORS_PREFIX}:{store.prefix}:{digest}"
         self._vector_models_key = f"{self._vectors_key}:models"
+        self._vector_seq_key = f"{self._vectors_key}:seq"
 
     async def _watched(self, change: Callable[[Any], Awaitable[T]]) -> T:
         """``change`` under ``WATCH`` of this user's keys (see ``RedisStore.watched``)."""
@@ -297,6 +298,7 @@ class RedisMemory(MemoryBase):
                 self._vocabulary_key,
                 self._vectors_key,
                 self._vector_models_key,
+                self._vector_seq_key,
                 *(self._postings_key(str(word)) for word in indexed),
             )
 
@@ -422,7 +424,7 @@ class RedisMemory(MemoryBase):
         with self._store.errors():
             count = int(await self._redis.llen(self._messages_key))
             made = await self._redis.hgetall(self._vector_models_key)
-            have = {int(position) for position, found in made.items() if found == tag}
+            have = {int(position) for position, value in made.items() if _tag_and_seq(value)[0] == tag}
             wanted = [position for position in range(count, 0, -1) if position not in have][:limit]
             reader = self._redis.pipeline(transaction=False)
             for position in wanted:
@@ -436,28 +438,36 @@ class RedisMemory(MemoryBase):
             # Positions are reused after an undo: a vector is kept only beside the text it was made from.
             current = dict(self.texts((position, data) for position, data in found if data is not None))
             kept = [(position, vector) for position, text, vector in vectors if current.get(position) == text]
+            # INCRBY is atomic on its own: numbers a failed try took are skipped, never given twice.
+            last = int(await pipe.incrby(self._vector_seq_key, len(kept))) if kept else 0
             pipe.multi()
             if kept:
+                tag = _model_tag(model)
                 pipe.hset(self._vectors_key, mapping={p: base64.b64encode(v).decode() for p, v in kept})
-                pipe.hset(self._vector_models_key, mapping={p: _model_tag(model) for p, _ in kept})
+                pipe.hset(
+                    self._vector_models_key,
+                    mapping={p: f"{tag}:{last - len(kept) + n}" for n, (p, _) in enumerate(kept, start=1)},
+                )
 
         if vectors:
             await self._watched(change)
 
-    async def vectors(self, model: str, before: int | None = None) -> list[tuple[int, str, bytes]]:
+    async def vectors(self, model: str, after: int = 0) -> Vectors:
         tag = _model_tag(model)
-        with self._store.errors():
-            reader = self._redis.pipeline(transaction=False)
-            reader.llen(self._messages_key)
-            reader.hgetall(self._vector_models_key)
-            reader.hgetall(self._vectors_key)
-            count, made, stored = await reader.execute()
-        end = min(int(count) + 1, before or END)
-        return [
-            (int(position), "", base64.b64decode(value))
-            for position, value in stored.items()
-            if value and made.get(position) == tag and int(position) < end
-        ]
+
+        async def read(pipe: Any) -> Vectors:
+            count = int(await pipe.llen(self._messages_key))
+            made = {int(at): _tag_and_seq(value) for at, value in (await pipe.hgetall(self._vector_models_key)).items()}
+            # Positions past the end were left by another program's pop; memchat's next write there clears them.
+            mine = {at: seq for at, (found, seq) in made.items() if found == tag and at <= count}
+            wanted = [at for at, seq in mine.items() if seq > after]
+            stored = await pipe.hmget(self._vectors_key, [str(at) for at in wanted]) if wanted else []
+            pipe.multi()
+            rows = [(at, "", base64.b64decode(value or "")) for at, value in zip(wanted, stored, strict=True)]
+            return Vectors(rows, max(mine.values(), default=0), len(mine))
+
+        # Under WATCH, so the count and the rows are of one moment (read again if a write came between).
+        return await self._store.watched((self._vector_models_key, self._messages_key), read)
 
     def _queue_unembed(self, pipe: Any, positions: Iterable[int]) -> None:
         if fields := [str(position) for position in positions]:
@@ -612,6 +622,12 @@ def split_url(url: str) -> tuple[str, str]:
 def _model_tag(model: str) -> str:
     """A short name for an embedding model, safe in a hash field."""
     return hashlib.sha256(model.encode()).hexdigest()[:12]
+
+
+def _tag_and_seq(value: object) -> tuple[str, int]:
+    """The model tag and write number a vector's entry holds ("tag:seq")."""
+    tag, _, seq = str(value).partition(":")
+    return tag, int(seq or 0)
 
 
 def _fingerprint(stored: str | None) -> str:

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import weakref
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from config import ConfigError, Settings
 
@@ -27,7 +28,7 @@ from .search import Hit
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
 
-    from .memory import Memory
+    from .memory import Memory, Vectors
 
 # Messages embedded per request when filling in, and the most characters of one sent (embedding
 # models take a few thousand tokens; what a message is about is in its first pages).
@@ -50,6 +51,8 @@ class Semantic:
         self._failure: str | None = None
         self._notices: list[str] = []
         self._filling: dict[str, asyncio.Task[int]] = {}
+        # Each memory's vectors, kept between searches (they go with the memory object).
+        self._held: weakref.WeakKeyDictionary[Memory, Held] = weakref.WeakKeyDictionary()
 
     async def hits(self, memory: Memory, query: str, limit: int, before: int | None = None) -> list[Hit]:
         """The ``limit`` stored messages nearest in meaning to ``query``; none if it cannot be embedded in time."""
@@ -62,7 +65,20 @@ class Semantic:
         except EmbeddingError as exc:
             self._failed(str(exc))
             return []
-        return nearest(vector, await memory.vectors(self.model, before), limit)
+        return (await self._held_for(memory)).nearest(vector, limit, before)
+
+    async def _held_for(self, memory: Memory) -> Held:
+        """This user's vectors, as held since the last search, with what was written since added."""
+        held = self._held.get(memory)
+        if held is None:
+            held = self._held[memory] = Held()
+        new = await memory.vectors(self.model, held.mark)
+        if held.total + len(new.rows) != new.total:
+            # Some were deleted or replaced meanwhile: read them all again.
+            held = self._held[memory] = Held()
+            new = await memory.vectors(self.model)
+        held.add(new)
+        return held
 
     def fill(self, memory: Memory) -> asyncio.Task[int]:
         """Embed, in the background, this user's messages that have no vector yet (one task per user at a time)."""
@@ -156,18 +172,52 @@ def normalized(embedding: Sequence[float]) -> bytes:
     return (vector / length if length else vector).tobytes()
 
 
-def nearest(query: bytes, stored: list[tuple[int, str, bytes]], limit: int) -> list[Hit]:
-    """The ``limit`` stored vectors most like ``query`` (cosine), best first; others' sizes are skipped."""
-    import numpy as np
+class Held:
+    """One user's vectors from one model, in one matrix, kept in memory between searches.
 
-    rows = [row for row in stored if len(row[2]) == len(query)]
-    if not rows or limit <= 0:
-        return []
-    matrix = np.frombuffer(b"".join(row[2] for row in rows), dtype=np.float32).reshape(len(rows), -1)
-    scores = matrix @ np.frombuffer(query, dtype=np.float32)
-    best = np.argpartition(-scores, limit - 1)[:limit] if limit < len(rows) else np.arange(len(rows))
-    ordered = sorted(best.tolist(), key=lambda index: (-scores[index], -rows[index][0]))
-    return [Hit(rows[index][0], rows[index][1], -float(scores[index])) for index in ordered]
+    Reading 10,000 vectors from a store takes longer than comparing them: held, a search
+    reads only what was written since the last one (see ``Memory.vectors``).
+    """
+
+    def __init__(self) -> None:
+        import numpy as np
+
+        self.mark = 0
+        self.total = 0
+        self.positions = np.zeros(0, dtype=np.int64)
+        self.days: list[str] = []
+        self.matrix: Any = None
+
+    def add(self, new: Vectors) -> None:
+        import numpy as np
+
+        size = None if self.matrix is None else self.matrix.shape[1] * 4
+        # Empty vectors (messages with no text) never match; one of another size is from another server.
+        rows = [row for row in new.rows if row[2] and len(row[2]) == (size or len(row[2]))]
+        rows = [row for row in rows if len(row[2]) == len(rows[0][2])]
+        if rows:
+            block = np.frombuffer(b"".join(row[2] for row in rows), dtype=np.float32).reshape(len(rows), -1)
+            self.matrix = block if self.matrix is None else np.vstack([self.matrix, block])
+            self.positions = np.concatenate([self.positions, np.array([row[0] for row in rows], dtype=np.int64)])
+            self.days += [row[1] for row in rows]
+        self.mark = max(self.mark, new.mark)
+        self.total = new.total
+
+    def nearest(self, query: bytes, limit: int, before: int | None = None) -> list[Hit]:
+        """The ``limit`` vectors most like ``query`` (cosine), best first, of messages before ``before``."""
+        import numpy as np
+
+        if self.matrix is None or len(query) != self.matrix.shape[1] * 4 or limit <= 0:
+            return []
+        scores = self.matrix @ np.frombuffer(query, dtype=np.float32)
+        if before is not None:
+            scores = np.where(self.positions < before, scores, -np.inf)
+        wanted = min(limit, int(np.isfinite(scores).sum()))
+        if not wanted:
+            return []
+        best = np.argpartition(-scores, wanted - 1)[:wanted]
+        ordered = sorted(best.tolist(), key=lambda index: (-scores[index], -self.positions[index]))
+        return [Hit(int(self.positions[index]), self.days[index], -float(scores[index])) for index in ordered]
 
 
 def _short(text: str) -> str:

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 from .codec import Codecs, UnreadableError
 from .errors import StoreError, StoreLostError
 from .items import Item, is_user_message
-from .memory import Summary, Turn, UserStats
+from .memory import Summary, Turn, UserStats, Vectors
 from .memory_base import END, PAGE_ROWS, MemoryBase, RawRow, uninterrupted
 from .search import Hit, fts_match, index_body, index_query
 
@@ -124,17 +124,19 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "message embeddings for semantic search",
         # One vector per message, from the embedding model named beside it (an empty one for a message
         # with no text). The trigger removes it with its message, whoever deletes it: memchat or the SDK.
+        # seq only grows (a replaced vector gets a new one), so a reader can ask for what is new.
         (
             """
             CREATE TABLE IF NOT EXISTS memchat_vectors (
-                message_id INTEGER PRIMARY KEY,
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                message_id INTEGER NOT NULL UNIQUE,
                 session_id TEXT NOT NULL,
                 model TEXT NOT NULL,
                 vector BLOB NOT NULL
             )
             """,
             """
-            CREATE INDEX IF NOT EXISTS idx_memchat_vectors_session ON memchat_vectors (session_id, model)
+            CREATE INDEX IF NOT EXISTS idx_memchat_vectors_session ON memchat_vectors (session_id, model, seq)
             """,
             """
             CREATE TRIGGER IF NOT EXISTS memchat_vectors_follow AFTER DELETE ON agent_messages BEGIN
@@ -423,18 +425,27 @@ class SQLiteMemory(MemoryBase):
 
         await self._store.write(save)
 
-    async def vectors(self, model: str, before: int | None = None) -> list[tuple[int, str, bytes]]:
-        rows = await self._store.query(
-            """
-            SELECT v.message_id, m.created_at, v.vector
-            FROM memchat_vectors AS v JOIN agent_messages AS m ON m.id = v.message_id
-            WHERE v.session_id = ?1 AND v.model = ?2 AND v.message_id < ?3 AND length(v.vector) > 0
-            """,
-            self.session_id,
-            model,
-            END if before is None else before,
-        )
-        return [(int(position), str(stored_at), bytes(vector)) for position, stored_at, vector in rows]
+    async def vectors(self, model: str, after: int = 0) -> Vectors:
+        def read(conn: sqlite3.Connection) -> Vectors:
+            conn.execute("BEGIN")  # the count and the rows from one snapshot
+            try:
+                params = (self.session_id, model)
+                total, newest = conn.execute(
+                    "SELECT COUNT(*), MAX(seq) FROM memchat_vectors WHERE session_id = ? AND model = ?", params
+                ).fetchone()
+                rows = conn.execute(
+                    """
+                    SELECT v.message_id, m.created_at, v.vector
+                    FROM memchat_vectors AS v JOIN agent_messages AS m ON m.id = v.message_id
+                    WHERE v.session_id = ? AND v.model = ? AND v.seq > ?
+                    """,
+                    (*params, after),
+                ).fetchall()
+            finally:
+                conn.execute("COMMIT")
+            return Vectors([(int(at), str(day), bytes(vector)) for at, day, vector in rows], newest or 0, total)
+
+        return await self._store.run(read)
 
     async def undo(self) -> int:
         def undo(conn: sqlite3.Connection) -> int:

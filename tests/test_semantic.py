@@ -14,9 +14,10 @@ from test_recall import exchange
 from config import load_settings
 from conftest import Memchat, close_sdk_session, opened, sdk_session_for
 from fake_openai import FakeOpenAI
+from memchat.memory import Vectors
 from memchat.recall import matching
 from memchat.search import Hit, fuse
-from memchat.semantic import Semantic, nearest, normalized
+from memchat.semantic import Held, Semantic, normalized
 
 EMBEDDER = "fake-embedder"
 
@@ -50,7 +51,7 @@ def test_vectors_go_with_their_messages_whoever_deletes_them(location: str) -> N
     vector = normalized([1.0, 2.0, 3.0])
 
     async def vectors_of(memory: object) -> int:
-        return len(await memory.vectors(EMBEDDER))  # type: ignore[attr-defined]
+        return len((await memory.vectors(EMBEDDER)).rows)  # type: ignore[attr-defined]
 
     async def embed_all(memory: object) -> None:
         missing = await memory.unembedded(EMBEDDER, 100)  # type: ignore[attr-defined]
@@ -89,7 +90,7 @@ def test_a_vector_made_for_a_message_replaced_meanwhile_is_not_kept(location: st
             await memory.undo()
             await memory.add_items(exchange("the barge is grey"))
             await memory.save_vectors(EMBEDDER, [(at, text, normalized([1.0])) for at, text in missing])
-            assert await memory.vectors(EMBEDDER) == []
+            assert (await memory.vectors(EMBEDDER)).rows == []
             assert len(await memory.unembedded(EMBEDDER, 100)) == 2
 
     asyncio.run(run())
@@ -103,9 +104,36 @@ def test_fusion_puts_a_message_found_both_ways_first() -> None:
 
 
 def test_nearest_ranks_by_cosine_and_skips_vectors_of_another_size() -> None:
-    stored = [(1, "", normalized([1.0, 0.0])), (2, "", normalized([1.0, 1.0])), (3, "", normalized([1.0, 0, 0]))]
-    assert [hit.position for hit in nearest(normalized([0.0, 1.0]), stored, 5)] == [2, 1]
-    assert [hit.position for hit in nearest(normalized([0.0, 1.0]), stored, 1)] == [2]
+    held = Held()
+    rows = [(1, "", normalized([1.0, 0.0])), (2, "", normalized([1.0, 1.0])), (3, "", normalized([1.0, 0, 0]))]
+    held.add(Vectors(rows, 3, 3))
+    assert [hit.position for hit in held.nearest(normalized([0.0, 1.0]), 5)] == [2, 1]
+    assert [hit.position for hit in held.nearest(normalized([0.0, 1.0]), 1)] == [2]
+    assert [hit.position for hit in held.nearest(normalized([0.0, 1.0]), 5, before=2)] == [1]
+    assert held.nearest(normalized([0.0, 1.0, 0.0]), 5) == []  # a query of another size matches nothing
+
+
+def test_held_vectors_follow_what_is_written_and_deleted_between_searches(location: str, server: FakeOpenAI) -> None:
+    async def run() -> None:
+        semantic = semantic_for(server)
+        async with opened(location) as store:
+            memory = store.memory("ann")
+
+            async def best(query: str) -> str:
+                found = await matching(memory, query, 1, semantic)
+                return str(found[0][1].items[0]["content"]) if found else ""
+
+            await memory.add_items(exchange("my Volvo is red"))
+            await semantic.fill(memory)
+            assert await best("which automobile?") == "my Volvo is red"
+            await memory.undo()
+            assert await best("which automobile?") == ""  # gone, though the vectors were held
+            await memory.add_items(exchange("our greyhound sleeps all day"))
+            await semantic.fill(memory)
+            assert await best("tell me about the dog") == "our greyhound sleeps all day"
+        await semantic.aclose()
+
+    asyncio.run(run())
 
 
 def last_chat(server: FakeOpenAI) -> dict[str, Any]:
