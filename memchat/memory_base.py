@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 # Rows are read this many at a time, so a lazy reader never holds more.
 PAGE_ROWS = 64
+# Rows an exchange usually takes (a message and its reply; tool steps add more): the first read of one.
+EXCHANGE_ROWS = 4
 
 # A position later than any stored one: "up to the end".
 END = 2**62
@@ -79,8 +81,10 @@ class MemoryBase(ABC):
         """Remove and return the newest readable item, dropping unreadable rows above it."""
 
     @abstractmethod
-    async def raw_page(self, after: int, before: int, *, newest_first: bool, conn: Any = None) -> list[RawRow]:
-        """Up to ``PAGE_ROWS`` (position, stored text) rows strictly between two positions.
+    async def raw_page(
+        self, after: int, before: int, *, newest_first: bool, conn: Any = None, limit: int = PAGE_ROWS
+    ) -> list[RawRow]:
+        """Up to ``limit`` (position, stored text) rows strictly between two positions.
 
         ``conn``, where a store has one, reads inside that open transaction.
         """
@@ -99,19 +103,26 @@ class MemoryBase(ABC):
         """Up to ``PAGE_ROWS`` rows, decoded; rows holding no item are left out."""
         return readable(self.codec, await self.raw_page(after, before, newest_first=newest_first))
 
-    async def rows_backward(self, after: int, conn: Any = None, before: int = END) -> AsyncIterator[Row]:
-        """Rows between two positions, newest first, a page at a time: stopping early reads no more."""
-        while raw := await self.raw_page(after, before, newest_first=True, conn=conn):
-            for row in readable(self.codec, raw):
-                yield row
-            before = raw[-1][0]
+    async def rows_backward(
+        self, after: int, conn: Any = None, before: int = END, first_page: int = PAGE_ROWS
+    ) -> AsyncIterator[Row]:
+        """Rows between two positions, newest first, a page at a time: stopping early reads no more.
 
-    async def rows_forward(self, after: int, before: int) -> AsyncIterator[Row]:
-        """Rows strictly between two positions, oldest first, a page at a time."""
-        while raw := await self.raw_page(after, before, newest_first=False):
+        Pages start at ``first_page`` rows and double up to ``PAGE_ROWS``, for a reader that expects to stop soon.
+        """
+        size = first_page
+        while raw := await self.raw_page(after, before, newest_first=True, conn=conn, limit=size):
             for row in readable(self.codec, raw):
                 yield row
-            after = raw[-1][0]
+            before, size = raw[-1][0], min(PAGE_ROWS, size * 2)
+
+    async def rows_forward(self, after: int, before: int, first_page: int = PAGE_ROWS) -> AsyncIterator[Row]:
+        """Rows strictly between two positions, oldest first, a page at a time (see ``rows_backward``)."""
+        size = first_page
+        while raw := await self.raw_page(after, before, newest_first=False, limit=size):
+            for row in readable(self.codec, raw):
+                yield row
+            after, size = raw[-1][0], min(PAGE_ROWS, size * 2)
 
     async def turns_backward(self, after: int, before: int = END) -> AsyncIterator[Turn]:
         items: list[Item] = []
@@ -125,10 +136,10 @@ class MemoryBase(ABC):
         if items:  # items before the first user message (written by other tools)
             yield Turn(after + 1, end, items[::-1])
 
-    async def turns_forward(self, after: int, before: int) -> AsyncIterator[Turn]:
+    async def turns_forward(self, after: int, before: int, first_page: int = PAGE_ROWS) -> AsyncIterator[Turn]:
         items: list[Item] = []
         start = end = 0
-        async for position, item in self.rows_forward(after, before):
+        async for position, item in self.rows_forward(after, before, first_page):
             if items and is_user_message(item):
                 yield Turn(start, end, items)
                 items = []
@@ -150,14 +161,15 @@ class MemoryBase(ABC):
 
     async def turn_at(self, position: int) -> Turn | None:
         """The whole exchange that holds the item at ``position``; None if no user message opens it."""
+        # An exchange is a few rows: read them a few at a time, not a page (recall reads a dozen exchanges).
         start = None
-        async for row_position, item in self.rows_backward(0, before=position + 1):
+        async for row_position, item in self.rows_backward(0, before=position + 1, first_page=EXCHANGE_ROWS):
             if is_user_message(item):
                 start = row_position
                 break
         if start is None:
             return None
-        async for turn in self.turns_forward(start - 1, END):
+        async for turn in self.turns_forward(start - 1, END, first_page=EXCHANGE_ROWS):
             return turn
         return None
 

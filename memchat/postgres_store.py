@@ -618,12 +618,14 @@ class PostgresMemory(MemoryBase):
         )
         return int(rows[0][0])
 
-    async def raw_page(self, after: int, before: int, *, newest_first: bool, conn: Any = None) -> list[RawRow]:
+    async def raw_page(
+        self, after: int, before: int, *, newest_first: bool, conn: Any = None, limit: int = PAGE_ROWS
+    ) -> list[RawRow]:
         order = "DESC" if newest_first else "ASC"
         sql = f"""
             SELECT id, message_data FROM agent_messages
             WHERE session_id = :user AND id > :after AND id < CAST(:before AS BIGINT)
-            ORDER BY id {order} LIMIT {PAGE_ROWS}
+            ORDER BY id {order} LIMIT {int(limit)}
         """
         params = {"user": self.session_id, "after": after, "before": before}
         if conn is None:

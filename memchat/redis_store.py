@@ -548,11 +548,13 @@ class RedisMemory(MemoryBase):
         with self._store.errors():
             return int(await self._redis.llen(self._messages_key))
 
-    async def raw_page(self, after: int, before: int, *, newest_first: bool, conn: Any = None) -> list[RawRow]:
+    async def raw_page(
+        self, after: int, before: int, *, newest_first: bool, conn: Any = None, limit: int = PAGE_ROWS
+    ) -> list[RawRow]:
         with self._store.errors():
             high = min(before - 1, int(await self._redis.llen(self._messages_key)))
-            low = max(after + 1, high - PAGE_ROWS + 1) if newest_first else after + 1
-            high = high if newest_first else min(high, after + PAGE_ROWS)
+            low = max(after + 1, high - limit + 1) if newest_first else after + 1
+            high = high if newest_first else min(high, after + limit)
             if low > high:
                 return []
             raw = await self._redis.lrange(self._messages_key, low - 1, high - 1)

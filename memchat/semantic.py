@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -106,15 +107,17 @@ class Semantic:
 
         client = self._client.with_options(max_retries=0) if quick else self._client
         try:
-            response = await client.embeddings.create(
+            raw = await client.embeddings.with_raw_response.create(
                 model=self.model, input=[text[:MAX_CHARS] for text in texts], encoding_format="float"
             )
-            vectors = [normalized(item.embedding) for item in sorted(response.data, key=lambda item: item.index)]
+            # Read as plain JSON: the client's typed parse of a vector's numbers took longer than the search.
+            data = json.loads(raw.http_response.content)["data"]
+            vectors = [normalized(item["embedding"]) for item in sorted(data, key=lambda item: item["index"])]
         except openai.APIStatusError as exc:
             raise EmbeddingError(f"the server answered {exc.status_code}: {_short(exc.message)}") from None
         except openai.OpenAIError as exc:
             raise EmbeddingError(_short(str(exc)) or type(exc).__name__) from None
-        except (ValueError, TypeError, AttributeError) as exc:
+        except (ValueError, TypeError, KeyError) as exc:
             raise EmbeddingError(f"the answer is not a list of embeddings ({_short(str(exc))})") from None
         if len(vectors) != len(texts):
             raise EmbeddingError(f"the server returned {len(vectors)} embeddings for {len(texts)} texts")

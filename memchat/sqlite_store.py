@@ -515,12 +515,14 @@ class SQLiteMemory(MemoryBase):
         (row,) = await self._store.query("SELECT COUNT(*) FROM agent_messages WHERE session_id = ?", self.session_id)
         return int(row[0])
 
-    async def raw_page(self, after: int, before: int, *, newest_first: bool, conn: Any = None) -> list[RawRow]:
+    async def raw_page(
+        self, after: int, before: int, *, newest_first: bool, conn: Any = None, limit: int = PAGE_ROWS
+    ) -> list[RawRow]:
         order = "DESC" if newest_first else "ASC"
         rows = await self._store.query(
             f"""
             SELECT id, message_data FROM agent_messages WHERE session_id = ? AND id > ? AND id < ?
-            ORDER BY id {order} LIMIT {PAGE_ROWS}
+            ORDER BY id {order} LIMIT {int(limit)}
             """,
             self.session_id,
             after,
