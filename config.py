@@ -61,6 +61,7 @@ ENVIRONMENT: dict[str, str] = {
     "MEMCHAT_TOOLS": "off to not offer the model the search_memory tool (on by default)",
     "MEMCHAT_EMBEDDING_MODEL": "an embedding model of the same server, for semantic search (off by default)",
     "MEMCHAT_EMBEDDING_TIMEOUT": f"seconds a turn waits to embed its message (default {DEFAULT_EMBEDDING_TIMEOUT:g})",
+    "MEMCHAT_WEB_ORIGINS": "memchat web: other origins the page is reached at, comma-separated (a reverse proxy's)",
     "MEMCHAT_PLAIN": "1 to print replies as raw text, not rendered Markdown (also --plain, NO_COLOR)",
 }
 
@@ -99,6 +100,8 @@ class Settings:
     # Messages are embedded with this model of the same server, for semantic search (None: words only).
     embedding_model: str | None = None
     embedding_timeout: float = DEFAULT_EMBEDDING_TIMEOUT
+    # memchat web: origins besides the page's own whose requests and sockets it takes (a reverse proxy's).
+    web_origins: tuple[str, ...] = ()
 
     def require_model_access(self) -> None:
         """Fail with a plain explanation when no model server can be reached."""
@@ -210,7 +213,23 @@ def load_settings(
         tools=_switch(env, "MEMCHAT_TOOLS", default=True),
         embedding_model=env.get("MEMCHAT_EMBEDDING_MODEL", "").strip() or None,
         embedding_timeout=_number(env, "MEMCHAT_EMBEDDING_TIMEOUT", DEFAULT_EMBEDDING_TIMEOUT, float, positive=True),
+        web_origins=_origins(env),
     )
+
+
+def _origins(env: dict[str, str]) -> tuple[str, ...]:
+    """MEMCHAT_WEB_ORIGINS: each a scheme and a host, as a browser sends it in ``Origin``."""
+    origins = tuple(
+        origin.strip().rstrip("/") for origin in env.get("MEMCHAT_WEB_ORIGINS", "").split(",") if origin.strip()
+    )
+    for origin in origins:
+        scheme, _, rest = origin.partition("://")
+        if scheme not in ("http", "https") or not rest or "/" in rest:
+            raise ConfigError(
+                f"MEMCHAT_WEB_ORIGINS holds {origin!r}: write each origin as scheme and host, "
+                "as in https://chat.example.org, comma-separated"
+            )
+    return origins
 
 
 def _flag(env: dict[str, str], name: str) -> bool:

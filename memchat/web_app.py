@@ -16,6 +16,8 @@ import contextlib
 import dataclasses
 
 import chainlit as cl
+from chainlit.config import config
+from chainlit.server import app, get_html_template
 
 from config import ConfigError, check_user_id, load_settings
 from memchat.commands import (
@@ -43,6 +45,7 @@ from memchat.memory import Store, Summary
 from memchat.model_errors import describe_failed_turn
 from memchat.passwords import verify_password
 from memchat.stores import open_store
+from memchat.web_guard import WebGuard, inline_scripts
 
 SETTINGS = load_settings()
 # Exchanges shown when the page opens.
@@ -65,6 +68,11 @@ BUTTONS = ("undo", "clear")
 _store: Store | None = None
 _models = Models(SETTINGS)
 _opening = asyncio.Lock()
+
+# Chainlit answers any origin with credentials and its socket checks none: only the page's own
+# origin, and those set for a proxy, get through (see ``web_guard``).
+config.project.allow_origins[:] = SETTINGS.web_origins
+app.add_middleware(WebGuard, origins=SETTINGS.web_origins, inline_scripts=inline_scripts(get_html_template("")))
 
 
 async def store() -> Store:
