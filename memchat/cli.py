@@ -141,10 +141,17 @@ def _web_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--host", default=DEFAULT_HOST, help=f"address to listen on (default: {DEFAULT_HOST}, this machine only)"
     )
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT})")
+    parser.add_argument("--port", type=_port, default=DEFAULT_PORT, help=f"port, 1 to 65535 (default: {DEFAULT_PORT})")
     _store_option(parser)
     parser.add_argument("--model", metavar="NAME", help="model name (default: $OPENAI_DEFAULT_MODEL)")
     return parser
+
+
+def _port(text: str) -> int:
+    """A TCP port; anything else is one line (argparse's own message names --port)."""
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: use a number from 1 to 65535, such as 8000")
+    return int(text)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ only its owner can read.
 from __future__ import annotations
 
 import asyncio
+import errno
 import importlib.util
 import logging
 import os
@@ -70,25 +71,52 @@ def serve(settings: Settings, host: str, port: int, out: Output) -> int:
 
 
 def auth_secret(path: Path) -> str:
-    """The secret in ``path``, created (mode 0600) on first use."""
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    except FileExistsError:
+    """The secret in ``path``, created (mode 0600) on first use.
+
+    A file left empty (a start that met a full disk) is written again: an empty secret
+    made every correct login fail with a bare 500.
+    """
+    while True:
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            if secret := path.read_text().strip():
+                return secret
+            path.unlink(missing_ok=True)
+            continue
+        try:
+            with os.fdopen(fd, "w") as file:
+                file.write(secrets.token_urlsafe(48))
+        except OSError as exc:
+            path.unlink(missing_ok=True)
+            raise MemchatError(
+                f"cannot write the login secret {path} ({exc.strerror}): free some space, or set CHAINLIT_AUTH_SECRET"
+            ) from None
         return path.read_text().strip()
-    with os.fdopen(fd, "w") as file:
-        file.write(secrets.token_urlsafe(48))
-    return path.read_text().strip()
 
 
 def _check_port(host: str, port: int) -> None:
     """Fail now, in one line, rather than after Chainlit has started and its server cannot bind."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError):
+        raise MemchatError(
+            f"--host {host!r} is not an address or a known name: pass --host an address of this machine, "
+            "such as 127.0.0.1 (this machine only) or 0.0.0.0 (every network)"
+        ) from None
+    with socket.socket(family, kind) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server itself will
         try:
-            probe.bind((host, port))
+            probe.bind(address)
         except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                fix = "pass --port another port, or stop what uses it"
+                if exc.errno == errno.EACCES:
+                    fix = "ports below 1024 need the administrator: pass --port 1024 or above"
+                raise MemchatError(f"cannot listen on {host}:{port} ({exc.strerror}): {fix}") from None
             raise MemchatError(
-                f"cannot listen on {host}:{port} ({exc.strerror}): pass --port another port, or stop what uses it"
+                f"cannot listen on {host}:{port} ({exc.strerror}): pass --host an address of this machine, "
+                "such as 127.0.0.1 (this machine only) or 0.0.0.0 (every network)"
             ) from None
 
 

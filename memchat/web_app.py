@@ -17,7 +17,7 @@ import dataclasses
 
 import chainlit as cl
 from chainlit.config import config
-from chainlit.server import app, get_html_template
+from chainlit.server import app, get_html_template, sio
 
 from config import ConfigError, check_user_id, load_settings
 from memchat.commands import (
@@ -73,6 +73,12 @@ _opening = asyncio.Lock()
 # origin, and those set for a proxy, get through (see ``web_guard``).
 config.project.allow_origins[:] = SETTINGS.web_origins
 app.add_middleware(WebGuard, origins=SETTINGS.web_origins, inline_scripts=inline_scripts(get_html_template("")))
+
+
+@sio.on("edit_message")  # type: ignore[untyped-decorator]  # python-socketio's decorator is untyped
+async def refuse_edit(sid: str, payload: object) -> None:
+    """Editing is off on the page, but Chainlit still took an edit over the socket: it reran the turn
+    while the store kept the old one. Replacing its handler refuses it where it arrives."""
 
 
 async def store() -> Store:

@@ -35,6 +35,7 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SOCKET_PATH = "/ws/socket.io"
+UPLOADS = "/project/file"
 INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
 
 
@@ -79,6 +80,10 @@ class WebGuard:
             return
         headers = _headers(scope)
         origin = headers.get("origin")
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].startswith(UPLOADS):
+            # memchat reads no file: refused before Chainlit reads a byte of the body into memory.
+            await self._refuse(scope, receive, send, "uploads", status=403, detail="this page takes no files")
+            return
         checked = scope["type"] == "websocket" or scope["path"].startswith(SOCKET_PATH)
         checked = checked or scope.get("method", "GET") not in SAFE_METHODS
         if checked and origin is not None and not self.allows(origin, scope, headers):
@@ -107,16 +112,18 @@ class WebGuard:
         schemes = {"https" if scope.get("scheme") in ("https", "wss") else "http", headers.get("x-forwarded-proto", "")}
         return bool(host) and origin in {f"{scheme.lower()}://{host}" for scheme in schemes if scheme}
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send, origin: str) -> None:
+    async def _refuse(
+        self, scope: Scope, receive: Receive, send: Send, origin: str, status: int = 403, detail: str = ""
+    ) -> None:
         if scope["type"] == "websocket":
             # Refusing the handshake: the browser sees the socket fail, and nothing of the session.
             await receive()
             await send({"type": "websocket.close", "code": 4403})
             return
-        body = json.dumps({"detail": f"requests from {origin} are not accepted by this page"}).encode()
+        body = json.dumps({"detail": detail or f"requests from {origin} are not accepted by this page"}).encode()
         length = str(len(body)).encode()
         start = [(b"content-type", b"application/json"), (b"content-length", length), *self.headers]
-        await send({"type": "http.response.start", "status": 403, "headers": start})
+        await send({"type": "http.response.start", "status": status, "headers": start})
         await send({"type": "http.response.body", "body": body})
 
 

