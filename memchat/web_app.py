@@ -46,6 +46,7 @@ from memchat.model_errors import describe_failed_turn
 from memchat.passwords import verify_password
 from memchat.stores import open_store
 from memchat.web_guard import WebGuard, inline_scripts
+from memchat.web_logins import LoginLimit
 
 SETTINGS = load_settings()
 # Exchanges shown when the page opens.
@@ -72,6 +73,8 @@ _opening = asyncio.Lock()
 # Chainlit answers any origin with credentials and its socket checks none: only the page's own
 # origin, and those set for a proxy, get through (see ``web_guard``).
 config.project.allow_origins[:] = SETTINGS.web_origins
+# Added first, so it runs inside the guard: a login refused for its origin is not counted.
+app.add_middleware(LoginLimit)
 app.add_middleware(WebGuard, origins=SETTINGS.web_origins, inline_scripts=inline_scripts(get_html_template("")))
 
 

@@ -26,7 +26,7 @@ import pytest
 
 from conftest import Memchat
 from memchat.web import auth_secret
-from web_page import PASSWORDS, Web, open_chat, send, stored_items, wait_for_text
+from web_page import PASSWORDS, Web, open_chat, post_login, send, stored_items, wait_for_text
 
 
 class Attacker:
@@ -60,16 +60,6 @@ def attacker() -> Iterator[Attacker]:
     yield running
     running.server.shutdown()
     running.server.server_close()
-
-
-def post_login(web: Web, user: str, password: str, **headers: str) -> tuple[int, dict[str, str]]:
-    data = urllib.parse.urlencode({"username": user, "password": password}).encode()
-    request = urllib.request.Request(f"{web.url}/login", data=data, headers=headers, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=20) as answer:
-            return answer.status, {name.lower(): value for name, value in answer.headers.items()}
-    except urllib.error.HTTPError as exc:
-        return exc.code, {name.lower(): value for name, value in exc.headers.items()}
 
 
 def test_another_origin_cannot_read_or_write_a_logged_in_users_memory(page, web: Web, attacker: Attacker) -> None:  # type: ignore[no-untyped-def]

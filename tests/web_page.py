@@ -14,6 +14,9 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,3 +178,13 @@ def run_command(page, name: str) -> None:  # type: ignore[no-untyped-def]
 
 def wait_for_text(page, text: str, timeout: float = 20) -> None:  # type: ignore[no-untyped-def]
     page.get_by_text(text, exact=False).last.wait_for(timeout=timeout * 1000)
+
+
+def post_login(web: Web, user: str, password: str, **headers: str) -> tuple[int, dict[str, str]]:
+    data = urllib.parse.urlencode({"username": user, "password": password}).encode()
+    request = urllib.request.Request(f"{web.url}/login", data=data, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=20) as answer:
+            return answer.status, {name.lower(): value for name, value in answer.headers.items()}
+    except urllib.error.HTTPError as exc:
+        return exc.code, {name.lower(): value for name, value in exc.headers.items()}

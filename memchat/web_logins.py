@@ -1,0 +1,159 @@
+"""Login limits for the page: growing delays, then a lockout, per user id and per address.
+
+Without them a client could guess about 5 passwords a second, for ever, and many
+guessing at once slowed every real login (each guess runs scrypt). Here every
+``POST /login`` is looked at before Chainlit sees it: one that comes too soon after
+failures is refused with 429 and ``Retry-After``, so the password hash never runs
+for it. The first ``FREE_FAILURES`` failures cost nothing; each one after doubles
+the wait (1 s, 2 s, 4 s... up to ``MAX_DELAY``); at ``LOCKOUT_FAILURES`` the user id,
+or the address, is locked for ``LOCKOUT_SECONDS``. A successful login clears both.
+Each refusal and lockout is logged, one line each, with the user id and the address.
+
+The counts live in the web process: several processes behind a proxy count apart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import urllib.parse
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from .web_guard import App, Message, Receive, Scope, Send
+
+FREE_FAILURES = 5
+MAX_DELAY = 60.0
+LOCKOUT_FAILURES = 20
+LOCKOUT_SECONDS = 15 * 60.0
+# Names and addresses remembered at most: an attacker trying endless user ids cannot fill the memory.
+REMEMBERED = 10_000
+# A login form is a few hundred bytes; more is not one.
+MOST_BODY = 16 * 1024
+LOGIN_PATH = "/login"
+
+log = logging.getLogger("memchat.web")
+
+
+@dataclass
+class Strikes:
+    failures: int = 0
+    # time.monotonic() before which no attempt is taken.
+    until: float = 0.0
+
+
+class LoginLimiter:
+    """Failed logins counted per key ("user:ID" or "address:IP"), with the wait each imposes."""
+
+    def __init__(self) -> None:
+        self._strikes: OrderedDict[str, Strikes] = OrderedDict()
+
+    def wait(self, keys: list[str]) -> float:
+        """Seconds before these keys may try again (0: now)."""
+        now = time.monotonic()
+        return max([0.0, *(self._strikes[key].until - now for key in keys if key in self._strikes)])
+
+    def failed(self, keys: list[str]) -> Strikes:
+        """Count a failure for each key; the strikes of the one that now waits longest."""
+        now = time.monotonic()
+        worst = Strikes()
+        for key in keys:
+            strikes = self._strikes.pop(key, None) or Strikes()
+            strikes.failures += 1
+            if strikes.failures >= LOCKOUT_FAILURES:
+                strikes.until = now + LOCKOUT_SECONDS
+            elif strikes.failures >= FREE_FAILURES:
+                strikes.until = now + min(MAX_DELAY, 2.0 ** (strikes.failures - FREE_FAILURES))
+            self._strikes[key] = strikes
+            worst = max(worst, strikes, key=lambda found: found.until)
+        while len(self._strikes) > REMEMBERED:
+            self._strikes.popitem(last=False)
+        return worst
+
+    def succeeded(self, keys: list[str]) -> None:
+        for key in keys:
+            self._strikes.pop(key, None)
+
+
+class LoginLimit:
+    """ASGI middleware: ``POST /login`` passes only when neither its user id nor its address must wait."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.limiter = LoginLimiter()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != LOGIN_PATH:
+            await self.app(scope, receive, send)
+            return
+        body = await _body(receive)
+        form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+        user = (form.get("username") or [""])[0].strip()
+        address = client_address(scope)
+        keys = [f"user:{user.casefold()}", f"address:{address}"]
+        waiting = self.limiter.wait(keys)
+        if waiting > 0:
+            log.warning(
+                "memchat web: login as %r from %s refused: too many failures, %.0f s to wait", user, address, waiting
+            )
+            await _too_soon(send, waiting)
+            return
+        status = 0
+
+        async def replay() -> Message:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        await self.app(scope, replay, watch)
+        if status == 401:
+            strikes = self.limiter.failed(keys)
+            if strikes.failures >= LOCKOUT_FAILURES:
+                log.warning(
+                    "memchat web: login as %r from %s failed %d times: locked for %.0f minutes",
+                    user,
+                    address,
+                    strikes.failures,
+                    LOCKOUT_SECONDS / 60,
+                )
+        elif 200 <= status < 400:
+            self.limiter.succeeded(keys)
+
+
+def client_address(scope: Scope) -> str:
+    """The address a login came from; a proxy on this machine is believed about the client it forwards."""
+    client = scope.get("client")
+    address = str(client[0]) if client else "unknown"
+    if address in ("127.0.0.1", "::1"):
+        for name, value in scope.get("headers", []):
+            if name.lower() == b"x-forwarded-for" and value.strip():
+                return str(value.decode("latin-1")).split(",")[-1].strip()
+    return address
+
+
+async def _body(receive: Receive) -> bytes:
+    body = b""
+    while True:
+        message = await receive()
+        body += bytes(message.get("body", b""))
+        if not message.get("more_body") or len(body) > MOST_BODY:
+            return body[:MOST_BODY]
+
+
+async def _too_soon(send: Send, waiting: float) -> None:
+    seconds = max(1, round(waiting))
+    body = json.dumps(
+        {"detail": f"too many failed logins for this user id or from this address: try again in {seconds} s"}
+    ).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"retry-after", str(seconds).encode()),
+    ]
+    await send({"type": "http.response.start", "status": 429, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
