@@ -212,7 +212,15 @@ class Store(Protocol):
         ...
 
     async def set_password_hash(self, user: str, password_hash: str) -> None:
-        """Store or replace ``user``'s password hash; their memory is untouched."""
+        """Store or replace ``user``'s password hash, ending their web sessions; their memory is untouched."""
+        ...
+
+    async def web_sessions(self, user: str) -> str | None:
+        """The mark ``user``'s web logins carry while they count (None: no password); see ``end_web_sessions``."""
+        ...
+
+    async def end_web_sessions(self, user: str) -> None:
+        """End every web login of ``user`` (a logout ends them all): a new mark, so earlier logins no longer count."""
         ...
 
     async def close(self) -> None:

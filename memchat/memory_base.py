@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import secrets
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
@@ -210,6 +211,11 @@ class MemoryBase(ABC):
             if len(newest) == turns:
                 break
         return [item for turn in reversed(newest) for item in turn.items]
+
+
+def new_mark() -> str:
+    """A fresh random mark for a user's web logins (see ``Store.end_web_sessions``)."""
+    return secrets.token_urlsafe(12)
 
 
 def changed_meanwhile() -> StoreError:

@@ -47,6 +47,7 @@ from .memory_base import (
     RawRow,
     changed_meanwhile,
     last_turn_start,
+    new_mark,
     uninterrupted,
     write_surely,
 )
@@ -143,6 +144,10 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "CREATE INDEX IF NOT EXISTS idx_memchat_vectors_session ON memchat_vectors (session_id, model, seq)",
         ),
     ),
+    (
+        "web sessions that a logout or a new password ends",
+        ("ALTER TABLE memchat_passwords ADD COLUMN IF NOT EXISTS sessions TEXT NOT NULL DEFAULT ''",),
+    ),
 )
 
 # Messages indexed per transaction when catching up on an older database.
@@ -238,11 +243,23 @@ class PostgresStore:
             await conn.execute(
                 text(
                     """
-                    INSERT INTO memchat_passwords (user_id, hash) VALUES (:user, :hash)
-                    ON CONFLICT (user_id) DO UPDATE SET hash = EXCLUDED.hash, updated_at = CURRENT_TIMESTAMP
+                    INSERT INTO memchat_passwords (user_id, hash, sessions) VALUES (:user, :hash, :mark)
+                    ON CONFLICT (user_id) DO UPDATE
+                    SET hash = EXCLUDED.hash, sessions = EXCLUDED.sessions, updated_at = CURRENT_TIMESTAMP
                     """
                 ),
-                {"user": user, "hash": password_hash},
+                {"user": user, "hash": password_hash, "mark": new_mark()},
+            )
+
+    async def web_sessions(self, user: str) -> str | None:
+        rows = await self.query("SELECT sessions FROM memchat_passwords WHERE user_id = :user", user=user)
+        return str(rows[0][0]) if rows else None
+
+    async def end_web_sessions(self, user: str) -> None:
+        async with self.connection(write=True) as conn:
+            await conn.execute(
+                text("UPDATE memchat_passwords SET sessions = :mark WHERE user_id = :user"),
+                {"user": user, "mark": new_mark()},
             )
 
     async def close(self) -> None:

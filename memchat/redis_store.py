@@ -51,6 +51,7 @@ from .memory_base import (
     MemoryBase,
     RawRow,
     last_turn_start,
+    new_mark,
     uninterrupted,
     write_surely,
 )
@@ -60,6 +61,7 @@ from .stores import redact
 PREFIX = "agents:session"
 # Web password hashes, one field per user id (outside the SDK's prefix, so no user id can reach it).
 PASSWORDS_KEY = "memchat:passwords"
+SESSIONS_KEY = "memchat:web_sessions"
 CONNECT_TIMEOUT_SECONDS = 10
 # A connection idle this long is pinged before use, so one the server dropped is replaced, not failed on.
 HEALTH_CHECK_SECONDS = 10
@@ -92,6 +94,8 @@ class RedisStore:
         self.codecs = Codecs(encryption_key)
         self.prefix = prefix
         self.passwords_key = PASSWORDS_KEY if prefix == PREFIX else f"{PASSWORDS_KEY}:{prefix}"
+        # Beside each password hash, the mark its web logins carry (see ``Store.end_web_sessions``).
+        self.sessions_key = SESSIONS_KEY if prefix == PREFIX else f"{SESSIONS_KEY}:{prefix}"
 
     @classmethod
     def connect(cls, url: str, encryption_key: str | None = None, timeout: float = 20.0) -> RedisStore:
@@ -147,7 +151,20 @@ class RedisStore:
 
     async def set_password_hash(self, user: str, password_hash: str) -> None:
         with self.errors():
-            await self.client.hset(self.passwords_key, user, password_hash)
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.hset(self.passwords_key, user, password_hash)
+                pipe.hset(self.sessions_key, user, new_mark())
+                await pipe.execute()
+
+    async def web_sessions(self, user: str) -> str | None:
+        with self.errors():
+            has_password = await self.client.hexists(self.passwords_key, user)
+            mark = await self.client.hget(self.sessions_key, user)
+        return str(mark or "") if has_password else None
+
+    async def end_web_sessions(self, user: str) -> None:
+        with self.errors():
+            await self.client.hset(self.sessions_key, user, new_mark())
 
     async def close(self) -> None:
         await self.client.aclose()

@@ -36,7 +36,7 @@ from .codec import Codecs, UnreadableError
 from .errors import StoreError, StoreLostError
 from .items import Item, is_user_message
 from .memory import Summary, Turn, UserStats, Vectors
-from .memory_base import END, PAGE_ROWS, MemoryBase, RawRow, uninterrupted
+from .memory_base import END, PAGE_ROWS, MemoryBase, RawRow, new_mark, uninterrupted
 from .search import Hit, fts_match, index_body, index_query
 
 # Messages indexed per transaction when catching up on an older file.
@@ -145,6 +145,11 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             """,
         ),
     ),
+    (
+        "web sessions that a logout or a new password ends",
+        # The mark every web login of the user carries; a new one ends them all.
+        ("ALTER TABLE memchat_passwords ADD COLUMN sessions TEXT NOT NULL DEFAULT ''",),
+    ),
 )
 
 # A summary counts only while the message it ends at is still stored: whoever
@@ -206,11 +211,21 @@ class SQLiteStore:
         await self.write(
             lambda conn: conn.execute(
                 """
-                INSERT INTO memchat_passwords (user_id, hash) VALUES (?, ?)
-                ON CONFLICT (user_id) DO UPDATE SET hash = excluded.hash, updated_at = CURRENT_TIMESTAMP
+                INSERT INTO memchat_passwords (user_id, hash, sessions) VALUES (?1, ?2, ?3)
+                ON CONFLICT (user_id) DO UPDATE
+                SET hash = excluded.hash, sessions = excluded.sessions, updated_at = CURRENT_TIMESTAMP
                 """,
-                (user, password_hash),
+                (user, password_hash, new_mark()),
             )
+        )
+
+    async def web_sessions(self, user: str) -> str | None:
+        rows = await self.query("SELECT sessions FROM memchat_passwords WHERE user_id = ?", user)
+        return str(rows[0][0]) if rows else None
+
+    async def end_web_sessions(self, user: str) -> None:
+        await self.write(
+            lambda conn: conn.execute("UPDATE memchat_passwords SET sessions = ? WHERE user_id = ?", (new_mark(), user))
         )
 
     async def close(self) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
 
 import chainlit as cl
 from chainlit.config import config
@@ -46,7 +47,7 @@ from memchat.model_errors import describe_failed_turn
 from memchat.passwords import verify_password
 from memchat.stores import open_store
 from memchat.web_guard import WebGuard, inline_scripts
-from memchat.web_logins import LoginLimit
+from memchat.web_logins import LoginLimit, SessionCheck
 
 SETTINGS = load_settings()
 # Exchanges shown when the page opens.
@@ -70,13 +71,6 @@ _store: Store | None = None
 _models = Models(SETTINGS)
 _opening = asyncio.Lock()
 
-# Chainlit answers any origin with credentials and its socket checks none: only the page's own
-# origin, and those set for a proxy, get through (see ``web_guard``).
-config.project.allow_origins[:] = SETTINGS.web_origins
-# Added first, so it runs inside the guard: a login refused for its origin is not counted.
-app.add_middleware(LoginLimit)
-app.add_middleware(WebGuard, origins=SETTINGS.web_origins, inline_scripts=inline_scripts(get_html_template("")))
-
 
 @sio.on("edit_message")  # type: ignore[untyped-decorator]  # python-socketio's decorator is untyped
 async def refuse_edit(sid: str, payload: object) -> None:
@@ -93,6 +87,29 @@ async def store() -> Store:
                 SETTINGS.db, encryption_key=SETTINGS.encryption_key, timeout=SETTINGS.store_timeout
             )
     return _store
+
+
+async def login_mark(user: str) -> str | None:
+    """The mark ``user``'s logins carry while they count (see ``web_logins.SessionCheck``)."""
+    return await (await store()).web_sessions(user)
+
+
+async def end_logins(user: str) -> None:
+    await (await store()).end_web_sessions(user)
+
+
+# Chainlit answers any origin with credentials and its socket checks none: only the page's own
+# origin, and those set for a proxy, get through (see ``web_guard``).
+config.project.allow_origins[:] = SETTINGS.web_origins
+# Added first, so they run inside the guard: a login refused for its origin is not counted.
+app.add_middleware(
+    SessionCheck,
+    secret=os.environ["CHAINLIT_AUTH_SECRET"],
+    current=login_mark,
+    end=end_logins,
+)
+app.add_middleware(LoginLimit)
+app.add_middleware(WebGuard, origins=SETTINGS.web_origins, inline_scripts=inline_scripts(get_html_template("")))
 
 
 async def conversation() -> Conversation:
@@ -115,7 +132,9 @@ async def login(username: str, password: str) -> cl.User | None:
         stored, user = None, ""
     # scrypt takes tens of milliseconds: off the event loop, so other sessions keep streaming.
     if await asyncio.to_thread(verify_password, password, stored):
-        return cl.User(identifier=user, metadata={"provider": "memchat"})
+        # The login counts while the store keeps this mark (see web_logins.SessionCheck).
+        mark = await login_mark(user)
+        return cl.User(identifier=user, metadata={"provider": "memchat", "sessions": mark or ""})
     return None
 
 

@@ -78,7 +78,7 @@ class WebGuard:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        headers = _headers(scope)
+        headers = headers_of(scope)
         origin = headers.get("origin")
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].startswith(UPLOADS):
             # memchat reads no file: refused before Chainlit reads a byte of the body into memory.
@@ -127,7 +127,8 @@ class WebGuard:
         await send({"type": "http.response.body", "body": body})
 
 
-def _headers(scope: Scope) -> dict[str, str]:
+def headers_of(scope: Scope) -> dict[str, str]:
+    """A request's headers by lower-case name."""
     return {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope.get("headers", [])}
 
 

@@ -1,4 +1,6 @@
-"""Login limits for the page: growing delays, then a lockout, per user id and per address.
+"""Who may log in to the page, and which logins still count.
+
+**Login limits: growing delays, then a lockout, per user id and per address.**
 
 Without them a client could guess about 5 passwords a second, for ever, and many
 guessing at once slowed every real login (each guess runs scrypt). Here every
@@ -10,6 +12,13 @@ or the address, is locked for ``LOCKOUT_SECONDS``. A successful login clears bot
 Each refusal and lockout is logged, one line each, with the user id and the address.
 
 The counts live in the web process: several processes behind a proxy count apart.
+
+**Logins that end.** Chainlit's login is a signed token good for 15 days, which a
+logout or a new password did not end. Each login now carries the user's mark from
+the store (``Store.web_sessions``); a logout, or ``memchat passwd``, writes a new
+one, and every request or socket whose token carries an older mark is refused.
+The mark is read from the store each time, so a logout in one web process ends
+the user's sessions in every other on the same store.
 """
 
 from __future__ import annotations
@@ -19,9 +28,10 @@ import logging
 import time
 import urllib.parse
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from .web_guard import App, Message, Receive, Scope, Send
+from .web_guard import App, Message, Receive, Scope, Send, headers_of
 
 FREE_FAILURES = 5
 MAX_DELAY = 60.0
@@ -32,6 +42,9 @@ REMEMBERED = 10_000
 # A login form is a few hundred bytes; more is not one.
 MOST_BODY = 16 * 1024
 LOGIN_PATH = "/login"
+LOGOUT_PATH = "/logout"
+# Where Chainlit keeps the login token (its default cookie name).
+TOKEN_COOKIE = "access_token"
 
 log = logging.getLogger("memchat.web")
 
@@ -156,4 +169,65 @@ async def _too_soon(send: Send, waiting: float) -> None:
         (b"retry-after", str(seconds).encode()),
     ]
     await send({"type": "http.response.start", "status": 429, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class SessionCheck:
+    """ASGI middleware: a request or socket whose login carries an older mark than the store's is refused."""
+
+    def __init__(
+        self,
+        app: App,
+        secret: str,
+        current: Callable[[str], Awaitable[str | None]],
+        end: Callable[[str], Awaitable[None]],
+    ) -> None:
+        self.app = app
+        self._secret = secret
+        self._current = current
+        self._end = end
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        login = self.login_of(scope) if scope["type"] in ("http", "websocket") else None
+        if login is not None:
+            user, mark = login
+            # Logging in again, or out, with an ended login's cookie still in the browser must work.
+            if await self._current(user) != mark and scope.get("path") not in (LOGIN_PATH, LOGOUT_PATH):
+                await _ended(scope, receive, send)
+                return
+            if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == LOGOUT_PATH:
+                # A logout ends every login of this user, on every device, not only this browser's cookie.
+                await self._end(user)
+                log.warning("memchat web: %r logged out: their sessions are ended", user)
+        await self.app(scope, receive, send)
+
+    def login_of(self, scope: Scope) -> tuple[str, str] | None:
+        """The user id and mark of the request's login token, if it carries a valid one."""
+        import jwt
+        from chainlit.auth.cookie import get_token_from_cookies
+
+        cookies: dict[str, str] = {}
+        for part in headers_of(scope).get("cookie", "").split(";"):
+            name, _, value = part.strip().partition("=")
+            if name.startswith(TOKEN_COOKIE):
+                cookies[name] = value
+        token = get_token_from_cookies(cookies)
+        if not token:
+            return None
+        try:
+            payload = jwt.decode(token, self._secret, algorithms=["HS256"])
+        except jwt.PyJWTError:
+            return None  # Chainlit itself refuses it
+        metadata = payload.get("metadata") or {}
+        return str(payload.get("identifier", "")), str(metadata.get("sessions", ""))
+
+
+async def _ended(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] == "websocket":
+        await receive()
+        await send({"type": "websocket.close", "code": 4401})
+        return
+    body = json.dumps({"detail": "this login has ended (a logout, or a new password): log in again"}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 401, "headers": headers})
     await send({"type": "http.response.body", "body": body})

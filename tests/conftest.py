@@ -181,6 +181,7 @@ def drop_redis_keys() -> None:
         for pattern in (
             f"{REDIS_PREFIX}:*",
             f"memchat:passwords:{REDIS_PREFIX}",
+            f"memchat:web_sessions:{REDIS_PREFIX}",
             f"memchat:index:{REDIS_PREFIX}:*",
             f"memchat:vectors:{REDIS_PREFIX}:*",
         ):

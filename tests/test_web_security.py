@@ -7,7 +7,6 @@ any origin with credentials, its socket checked no ``Origin``, and it sent no se
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import json
 import socket
 import stat
@@ -26,7 +25,7 @@ import pytest
 
 from conftest import Memchat
 from memchat.web import auth_secret
-from web_page import PASSWORDS, Web, open_chat, post_login, send, stored_items, wait_for_text
+from web_page import PASSWORDS, Web, open_chat, page_socket, post_login, run_async, send, stored_items, wait_for_text
 
 
 class Attacker:
@@ -180,18 +179,9 @@ def test_an_upload_is_refused_before_its_body_is_read(web: Web) -> None:
 
 def test_an_edit_sent_over_the_socket_changes_nothing(web: Web) -> None:
     # Editing is off on the page; before, a crafted socket event reran the turn while the store kept the old one.
-    import socketio
 
     async def session() -> None:
-        client = socketio.AsyncClient()
-        await client.connect(
-            web.url,
-            socketio_path="/ws/socket.io",
-            headers={"Cookie": access_cookie(web, "bob"), "Origin": web.url},
-            auth={"sessionId": str(uuid.uuid4()), "clientType": "webapp"},
-            transports=["websocket"],
-            wait_timeout=20,
-        )
+        client = await page_socket(web, access_cookie(web, "bob"))
         await client.emit("connection_successful")
         message = {
             "id": str(uuid.uuid4()),
@@ -212,6 +202,4 @@ def test_an_edit_sent_over_the_socket_changes_nothing(web: Web) -> None:
         assert stored_items(web.db, "bob") == before
         await client.disconnect()
 
-    # In a thread of its own: Playwright's sync API keeps an event loop running in this one.
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, session()).result()
+    run_async(session())

@@ -9,6 +9,8 @@ CI they fail instead.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import os
 import socket
 import subprocess
@@ -17,14 +19,18 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+import uuid
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
 from conftest import AGENT, clean_env
 from fake_openai import FakeOpenAI
+
+T = TypeVar("T")
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -188,3 +194,25 @@ def post_login(web: Web, user: str, password: str, **headers: str) -> tuple[int,
             return answer.status, {name.lower(): value for name, value in answer.headers.items()}
     except urllib.error.HTTPError as exc:
         return exc.code, {name.lower(): value for name, value in exc.headers.items()}
+
+
+async def page_socket(web: Web, cookie: str) -> Any:
+    """A socket.io client of the page, logged in with ``cookie``, as the page's own script connects."""
+    import socketio
+
+    client = socketio.AsyncClient()
+    await client.connect(
+        web.url,
+        socketio_path="/ws/socket.io",
+        headers={"Cookie": cookie, "Origin": web.url},
+        auth={"sessionId": str(uuid.uuid4()), "clientType": "webapp"},
+        transports=["websocket"],
+        wait_timeout=10,
+    )
+    return client
+
+
+def run_async(work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work`` to the end in a thread of its own: Playwright's sync API keeps an event loop in this one."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, work).result()

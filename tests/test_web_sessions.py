@@ -1,0 +1,71 @@
+"""Logins that end: after a logout, or a new password, an old login's cookie no longer reaches the memory.
+
+Before, Chainlit's signed token kept working for its 15 days whatever happened.
+This module has a page of its own (the ``web`` fixture is per module).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+from conftest import AGENT
+from web_page import PASSWORDS, Web, page_socket, post_login, run_async
+
+
+def login(web: Web, user: str, password: str | None = None) -> str:
+    status, headers = post_login(web, user, password or PASSWORDS[user], Origin=web.url)
+    assert status == 200
+    return headers["set-cookie"].split(";", 1)[0]
+
+
+def status_with(web: Web, cookie: str, path: str = "/user", method: str = "GET") -> int:
+    request = urllib.request.Request(web.url + path, headers={"Cookie": cookie, "Origin": web.url}, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=20) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def socket_opens(web: Web, cookie: str) -> bool:
+    """Whether the page's socket takes a connection with this login's cookie."""
+    import socketio
+
+    async def attempt() -> bool:
+        try:
+            client = await page_socket(web, cookie)
+        except socketio.exceptions.ConnectionError:
+            return False
+        await client.disconnect()
+        return True
+
+    return run_async(attempt())
+
+
+def test_a_logout_ends_every_login_of_that_user(web: Web) -> None:
+    laptop, phone = login(web, "alice"), login(web, "alice")
+    other = login(web, "bob")
+    assert status_with(web, laptop) == status_with(web, phone) == 200 and socket_opens(web, phone)
+    assert status_with(web, laptop, "/logout", "POST") == 200
+    assert status_with(web, laptop) == 401
+    assert status_with(web, phone) == 401  # the other device too
+    assert not socket_opens(web, phone)  # nor does its socket reach the memory
+    assert status_with(web, other) == 200  # another user's login is untouched
+    assert status_with(web, login(web, "alice")) == 200  # and logging in again works
+
+
+def test_a_new_password_ends_the_logins_made_with_the_old_one(web: Web) -> None:
+    old = login(web, "bob")
+    subprocess.run(
+        [sys.executable, str(AGENT), "passwd", "bob"],
+        input=b"a-brand-new-password\n",
+        cwd=web.cwd,
+        env=web.env,
+        check=True,
+    )
+    assert status_with(web, old) == 401
+    assert post_login(web, "bob", PASSWORDS["bob"], Origin=web.url)[0] == 401
+    assert status_with(web, login(web, "bob", "a-brand-new-password")) == 200
