@@ -41,7 +41,7 @@ from .commands import (
     help_rows,
     parse,
 )
-from .conversation import Conversation, load_model_code, model_code_loaded
+from .conversation import Conversation, load_model_code, load_model_code_aside, model_code_loaded
 from .errors import MemchatError, StoreLostError
 from .memory import Memory, Store
 from .output import Output
@@ -129,8 +129,6 @@ class Chat:
             return Outcome.STOP if isinstance(exc, StoreLostError) else Outcome.FAILED
 
     async def _turn(self, text: str, *, stream: bool, replacing: bool = False) -> Outcome:
-        from .model_errors import describe_failed_turn
-
         self._stop_summary()
         started = time.monotonic()
         try:
@@ -139,19 +137,23 @@ class Chat:
                 try:
                     if not model_code_loaded():
                         shown.waiting("loading the model library (first turn only)…")
-                        # In a thread: the spinner turns and Ctrl-C works while the SDK loads.
-                        await asyncio.to_thread(load_model_code)
+                        await load_model_code_aside()
                         shown.waiting("thinking…")
                     result = await self.conv.turn(text, shown.add, replacing=replacing)
                 finally:
                     # Whatever came stays on screen, whole, before anything is said about it.
                     shown.finish()
             else:
+                # Aside: Ctrl-C on a pipe must not wait for the SDK's import to finish.
+                await load_model_code_aside()
                 result = await self.conv.turn(text, replacing=replacing)
                 self.out.reply(result.reply)
         except MemchatError:
             raise
         except Exception as exc:  # noqa: BLE001 - any model failure becomes one line
+            # Imported here: it loads openai, which the turn loads aside, off this thread.
+            from .model_errors import describe_failed_turn
+
             self.out.error(describe_failed_turn(exc, self.settings))
             return Outcome.FAILED
         for notice in result.notices:

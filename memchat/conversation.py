@@ -8,6 +8,8 @@ object that another session shares.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import gc
 import importlib
@@ -52,6 +54,39 @@ def load_model_code() -> None:
 
 def model_code_loaded() -> bool:
     return _model_code_loaded.is_set()
+
+
+async def load_model_code_aside() -> None:
+    """``load_model_code`` in a daemon thread, awaited: the event loop stays free meanwhile.
+
+    So a spinner turns and Ctrl-C cancels at once; and, unlike ``asyncio.to_thread``,
+    whose threads an exit waits for, leaving does not wait for the import to finish.
+    """
+    if model_code_loaded():
+        return
+    loop = asyncio.get_running_loop()
+    loaded: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: BaseException | None) -> None:
+        if loaded.done():
+            return
+        if error is None:
+            loaded.set_result(None)
+        else:
+            loaded.set_exception(error)
+
+    def load() -> None:
+        error: BaseException | None = None
+        try:
+            load_model_code()
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting coroutine, which raises it
+            error = exc
+        # The loop is gone if the program left while this loaded: nobody is waiting then.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, error)
+
+    threading.Thread(target=load, name="memchat-load", daemon=True).start()
+    await loaded
 
 
 class Models:

@@ -345,6 +345,7 @@ def test_ctrl_c_on_a_pipe_exits_at_once_with_130_and_no_warning(
     child.send_signal(signal.SIGINT)
     _, err = child.communicate(timeout=30)
     assert child.returncode == 130
-    assert time.monotonic() - sent < 5
+    # While loading it took 1.5 to 3 s: the turn imported openai on the main thread, out of Ctrl-C's reach.
+    assert time.monotonic() - sent < (1 if first_line.startswith("[[hang]]") else 5)
     assert err.decode() == ""  # no traceback, no RuntimeWarning
     assert_alternates(memchat.stored("user1"))
