@@ -233,6 +233,8 @@ class RedisMemory(MemoryBase):
         self._vectors_key = f"{VECTORS_PREFIX}:{store.prefix}:{digest}"
         self._vector_models_key = f"{self._vectors_key}:models"
         self._vector_seq_key = f"{self._vectors_key}:seq"
+        # Positions scored by seq: what was written since a mark, without reading every entry.
+        self._vector_order_key = f"{self._vectors_key}:order"
 
     async def _watched(self, change: Callable[[Any], Awaitable[T]]) -> T:
         """``change`` under ``WATCH`` of this user's keys (see ``RedisStore.watched``)."""
@@ -316,6 +318,7 @@ class RedisMemory(MemoryBase):
                 self._vectors_key,
                 self._vector_models_key,
                 self._vector_seq_key,
+                self._vector_order_key,
                 *(self._postings_key(str(word)) for word in indexed),
             )
 
@@ -460,36 +463,41 @@ class RedisMemory(MemoryBase):
             pipe.multi()
             if kept:
                 tag = _model_tag(model)
+                seqs = {position: last - len(kept) + n for n, (position, _) in enumerate(kept, start=1)}
                 pipe.hset(self._vectors_key, mapping={p: base64.b64encode(v).decode() for p, v in kept})
-                pipe.hset(
-                    self._vector_models_key,
-                    mapping={p: f"{tag}:{last - len(kept) + n}" for n, (p, _) in enumerate(kept, start=1)},
-                )
+                pipe.hset(self._vector_models_key, mapping={p: f"{tag}:{seq}" for p, seq in seqs.items()})
+                pipe.zadd(self._vector_order_key, {str(p): seq for p, seq in seqs.items()})
 
         if vectors:
             await self._watched(change)
 
     async def vectors(self, model: str, after: int = 0) -> Vectors:
         tag = _model_tag(model)
-
-        async def read(pipe: Any) -> Vectors:
-            count = int(await pipe.llen(self._messages_key))
-            made = {int(at): _tag_and_seq(value) for at, value in (await pipe.hgetall(self._vector_models_key)).items()}
+        with self._store.errors():
+            reader = self._redis.pipeline(transaction=True)  # MULTI: the count and the rows of one moment
+            reader.llen(self._messages_key)
+            reader.zcard(self._vector_order_key)
+            reader.zrangebyscore(self._vector_order_key, f"({after}", "+inf", withscores=True)
+            count, total, written = await reader.execute()
+            positions = [str(at) for at, _ in written]
+            reader = self._redis.pipeline(transaction=False)
+            reader.hmget(self._vector_models_key, positions)
+            reader.hmget(self._vectors_key, positions)
+            made, stored = await reader.execute() if positions else ([], [])
+        rows = [
+            (int(at), "", base64.b64decode(value or ""))
+            for at, found, value in zip(positions, made, stored, strict=True)
             # Positions past the end were left by another program's pop; memchat's next write there clears them.
-            mine = {at: seq for at, (found, seq) in made.items() if found == tag and at <= count}
-            wanted = [at for at, seq in mine.items() if seq > after]
-            stored = await pipe.hmget(self._vectors_key, [str(at) for at in wanted]) if wanted else []
-            pipe.multi()
-            rows = [(at, "", base64.b64decode(value or "")) for at, value in zip(wanted, stored, strict=True)]
-            return Vectors(rows, max(mine.values(), default=0), len(mine))
-
-        # Under WATCH, so the count and the rows are of one moment (read again if a write came between).
-        return await self._store.watched((self._vector_models_key, self._messages_key), read)
+            if found is not None and _tag_and_seq(found)[0] == tag and int(at) <= int(count)
+        ]
+        # Counted the way this store counts (every model's, every position's): a reader holding fewer reads all again.
+        return Vectors(rows, int(max((seq for _, seq in written), default=after)), int(total))
 
     def _queue_unembed(self, pipe: Any, positions: Iterable[int]) -> None:
         if fields := [str(position) for position in positions]:
             pipe.hdel(self._vectors_key, *fields)
             pipe.hdel(self._vector_models_key, *fields)
+            pipe.zrem(self._vector_order_key, *fields)
 
     async def forget(self, turns: list[Turn]) -> bool:
         """Items cannot leave the middle of a Redis list in place: the list is written again without them.
