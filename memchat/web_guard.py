@@ -115,16 +115,23 @@ class WebGuard:
     async def _refuse(
         self, scope: Scope, receive: Receive, send: Send, origin: str, status: int = 403, detail: str = ""
     ) -> None:
-        if scope["type"] == "websocket":
-            # Refusing the handshake: the browser sees the socket fail, and nothing of the session.
-            await receive()
-            await send({"type": "websocket.close", "code": 4403})
-            return
-        body = json.dumps({"detail": detail or f"requests from {origin} are not accepted by this page"}).encode()
-        length = str(len(body)).encode()
-        start = [(b"content-type", b"application/json"), (b"content-length", length), *self.headers]
-        await send({"type": "http.response.start", "status": status, "headers": start})
-        await send({"type": "http.response.body", "body": body})
+        detail = detail or f"requests from {origin} are not accepted by this page"
+        await refuse(scope, receive, send, status, detail, self.headers)
+
+
+async def refuse(
+    scope: Scope, receive: Receive, send: Send, status: int, detail: str, headers: Iterable[tuple[bytes, bytes]] = ()
+) -> None:
+    """Answer ``status`` with ``{"detail": ...}``, or, to a socket, refuse its handshake (close code 4000 + status)."""
+    if scope["type"] == "websocket":
+        # The browser sees the socket fail, and nothing of the session.
+        await receive()
+        await send({"type": "websocket.close", "code": 4000 + status})
+        return
+    body = json.dumps({"detail": detail}).encode()
+    start = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]
+    await send({"type": "http.response.start", "status": status, "headers": start})
+    await send({"type": "http.response.body", "body": body})
 
 
 def headers_of(scope: Scope) -> dict[str, str]:

@@ -23,7 +23,6 @@ the user's sessions in every other on the same store.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import urllib.parse
@@ -31,7 +30,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from .web_guard import App, Message, Receive, Scope, Send, headers_of
+from .web_guard import App, Message, Receive, Scope, Send, headers_of, refuse
 
 FREE_FAILURES = 5
 MAX_DELAY = 60.0
@@ -110,7 +109,9 @@ class LoginLimit:
             log.warning(
                 "memchat web: login as %r from %s refused: too many failures, %.0f s to wait", user, address, waiting
             )
-            await _too_soon(send, waiting)
+            seconds = max(1, round(waiting))
+            detail = f"too many failed logins for this user id or from this address: try again in {seconds} s"
+            await refuse(scope, receive, send, 429, detail, [(b"retry-after", str(seconds).encode())])
             return
         status = 0
 
@@ -158,20 +159,6 @@ async def _body(receive: Receive) -> bytes:
             return body[:MOST_BODY]
 
 
-async def _too_soon(send: Send, waiting: float) -> None:
-    seconds = max(1, round(waiting))
-    body = json.dumps(
-        {"detail": f"too many failed logins for this user id or from this address: try again in {seconds} s"}
-    ).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"retry-after", str(seconds).encode()),
-    ]
-    await send({"type": "http.response.start", "status": 429, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
 class SessionCheck:
     """ASGI middleware: a request or socket whose login carries an older mark than the store's is refused."""
 
@@ -193,7 +180,8 @@ class SessionCheck:
             user, mark = login
             # Logging in again, or out, with an ended login's cookie still in the browser must work.
             if await self._current(user) != mark and scope.get("path") not in (LOGIN_PATH, LOGOUT_PATH):
-                await _ended(scope, receive, send)
+                detail = "this login has ended (a logout, or a new password): log in again"
+                await refuse(scope, receive, send, 401, detail)
                 return
             if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == LOGOUT_PATH:
                 # A logout ends every login of this user, on every device, not only this browser's cookie.
@@ -220,14 +208,3 @@ class SessionCheck:
             return None  # Chainlit itself refuses it
         metadata = payload.get("metadata") or {}
         return str(payload.get("identifier", "")), str(metadata.get("sessions", ""))
-
-
-async def _ended(scope: Scope, receive: Receive, send: Send) -> None:
-    if scope["type"] == "websocket":
-        await receive()
-        await send({"type": "websocket.close", "code": 4401})
-        return
-    body = json.dumps({"detail": "this login has ended (a logout, or a new password): log in again"}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 401, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
