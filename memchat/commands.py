@@ -177,6 +177,8 @@ class Spec:
     default: str = ""
     # A question asked before running it, in a terminal (never on a pipe); "" when there is nothing to ask.
     confirm: Callable[[Conversation, str], Awaitable[str]] | None = None
+    # It deletes stored exchanges: a front end that shows them (the page) draws them again.
+    rewrites: bool = False
 
     @property
     def usage(self) -> str:
@@ -196,11 +198,12 @@ def command(
     default: str = "",
     terminal_only: bool = False,
     confirm: Callable[[Conversation, str], Awaitable[str]] | None = None,
+    rewrites: bool = False,
 ) -> Callable[[Handler], Handler]:
     """Declare a slash command; the decorated function carries it out."""
 
     def register(handler: Handler) -> Handler:
-        REGISTRY[name] = Spec(name, arg_help, help, arg, handler, terminal_only, arg_error, default, confirm)
+        REGISTRY[name] = Spec(name, arg_help, help, arg, handler, terminal_only, arg_error, default, confirm, rewrites)
         return handler
 
     return register
@@ -354,6 +357,7 @@ async def _ask_forget(conv: Conversation, query: str) -> str:
     arg_help="QUERY",
     arg_error="/forget needs words to look for: type /forget QUERY (see what matches with /search QUERY)",
     confirm=_ask_forget,
+    rewrites=True,
 )
 async def _forget(conv: Conversation, arg: str) -> Shown:
     found = await _matching(conv, arg)
@@ -376,13 +380,15 @@ async def _ask_clear(conv: Conversation, arg: str) -> str:
     return f"wipe all {await conv.memory.count()} messages of {conv.user}, with the summary and instructions?"
 
 
-@command("clear", "wipe the current user's memory: messages, summary and instructions", confirm=_ask_clear)
+@command(
+    "clear", "wipe the current user's memory: messages, summary and instructions", confirm=_ask_clear, rewrites=True
+)
 async def _clear(conv: Conversation, arg: str) -> Shown:
     await conv.memory.clear_session()
     return Note(f"cleared the memory of {conv.user}")
 
 
-@command("undo", "remove the last exchange (your last message and its reply)")
+@command("undo", "remove the last exchange (your last message and its reply)", rewrites=True)
 async def _undo(conv: Conversation, arg: str) -> Shown:
     return Note(describe_undo(await conv.memory.undo()))
 

@@ -24,6 +24,7 @@ from config import Settings
 from .errors import MemchatError
 from .output import Output
 from .stores import kind_of, open_store, redact, sqlite_path
+from .web_face import dress
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -56,13 +57,16 @@ def serve(settings: Settings, host: str, port: int, out: Output) -> int:
     )
     # Imported only now: Chainlit reads CHAINLIT_APP_ROOT and the rest when it is first imported.
     from chainlit.cli import run_chainlit
-    from chainlit.config import config
+    from chainlit.config import TRANSLATIONS_DIR, config
+
+    dress(root, Path(TRANSLATIONS_DIR))
 
     # Editing a sent message would rewrite a turn the store already holds; files are not read.
     config.features.edit_message = False
     if config.features.spontaneous_file_upload is not None:
         config.features.spontaneous_file_upload.enabled = False
     config.ui.name = "memchat"
+    config.ui.description = "A chat that remembers you"
     # One line from memchat, not a log of every request.
     for name in ("chainlit", "httpx", "httpx2", "uvicorn"):
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -18,7 +18,10 @@ import os
 
 import chainlit as cl
 from chainlit.config import config
+from chainlit.context import init_ws_context
+from chainlit.message import MessageBase
 from chainlit.server import app, get_html_template, sio
+from chainlit.session import WebsocketSession
 
 from config import ConfigError, check_user_id, load_settings
 from memchat.commands import (
@@ -76,6 +79,15 @@ _opening = asyncio.Lock()
 async def refuse_edit(sid: str, payload: object) -> None:
     """Editing is off on the page, but Chainlit still took an edit over the socket: it reran the turn
     while the store kept the old one. Replacing its handler refuses it where it arrives."""
+
+
+@sio.on("stop")  # type: ignore[untyped-decorator]
+async def stop(sid: str) -> None:
+    """The Stop button. Chainlit's own handler also posted "Task manually stopped."; here the stopped turn says
+    instead what was kept (see ``turn``)."""
+    if (session := WebsocketSession.get(sid)) and session.current_task:
+        init_ws_context(session)
+        session.current_task.cancel()
 
 
 async def store() -> Store:
@@ -169,13 +181,43 @@ async def show_history(items: list[dict[str, object]], summary: Summary | None) 
     for item in items:
         speaker, text = describe(item)
         if speaker == "you":
-            await cl.Message(content=text, type="user_message").send()
+            await put(cl.Message(content=text, type="user_message"))
         elif text:
-            await cl.Message(content=text).send()
+            await put(cl.Message(content=text))
+
+
+def on_screen() -> list[MessageBase]:
+    """The messages this browser session shows, so that a command that deletes exchanges can draw them again."""
+    shown: list[MessageBase] | None = cl.user_session.get("on_screen")
+    if shown is None:
+        shown = []
+        cl.user_session.set("on_screen", shown)
+    return shown
+
+
+def shown_alone(message: MessageBase) -> MessageBase:
+    """``message``, at the top level of the page rather than under the step of the command that sent it,
+    so that ``redraw`` can take the command's own message away without taking it too."""
+    message.parent_id = None
+    return message
+
+
+async def put(message: MessageBase) -> None:
+    await shown_alone(message).send()
+    on_screen().append(message)
+
+
+async def redraw(conv: Conversation) -> None:
+    """Show what the store now holds: after /undo, /clear or /forget, and after /retry replaced an exchange."""
+    for message in on_screen():
+        await message.remove()
+    on_screen().clear()
+    await show_history(await conv.memory.last_turns(SHOWN_TURNS), await conv.memory.summary())
 
 
 @cl.on_message
 async def on_message(message: cl.Message) -> None:
+    on_screen().append(message)
     try:
         conv = await conversation()
         line = f"/{message.command} {message.content}" if message.command else message.content
@@ -192,7 +234,7 @@ async def on_message(message: cl.Message) -> None:
 
 async def turn(conv: Conversation, text: str, *, replacing: bool = False) -> None:
     """One turn, streamed; stored whole by the turn runner or not at all (Stop, a closed tab, an error)."""
-    reply = cl.Message(content="")
+    reply = shown_alone(cl.Message(content=""))
     pieces: asyncio.Queue[str | None] = asyncio.Queue()
 
     async def pump() -> None:
@@ -200,8 +242,14 @@ async def turn(conv: Conversation, text: str, *, replacing: bool = False) -> Non
             await reply.stream_token(piece)
 
     pumping = asyncio.ensure_future(pump())
+    on_screen().append(reply)
     try:
         result = await conv.turn(text, pieces.put_nowait, replacing=replacing)
+    except asyncio.CancelledError:
+        # The Stop button. A turn is stored whole once its reply is complete, or not at all.
+        kept = "your earlier reply stays as it was" if replacing else "your message and this reply are not in memory"
+        await note(f"Stopped: nothing of this was saved; {kept}.")
+        raise
     except MemchatError:
         raise
     except Exception as exc:  # noqa: BLE001 - any model failure becomes one line in the chat
@@ -211,6 +259,8 @@ async def turn(conv: Conversation, text: str, *, replacing: bool = False) -> Non
         pieces.put_nowait(None)
         await pumping
     await reply.send()
+    if replacing and result.not_saved is None:
+        await redraw(conv)
     for notice in result.notices:
         await note(notice)
     if result.not_saved is not None:
@@ -227,7 +277,10 @@ async def command(conv: Conversation, parsed: Command) -> None:
         usable = ", ".join(f"/{name}" for name, other in REGISTRY.items() if not other.terminal_only)
         await error(f"/{parsed.name} works in the terminal only; here: {usable}")
         return
-    await show(conv, await spec.handler(conv, parsed.arg))
+    shown = await spec.handler(conv, parsed.arg)
+    if spec.rewrites:
+        await redraw(conv)
+    await show(conv, shown)
 
 
 async def show(conv: Conversation, shown: Shown) -> None:
@@ -256,14 +309,14 @@ async def show(conv: Conversation, shown: Shown) -> None:
     elif isinstance(shown, Document):
         # Offered for download; a path typed on the page never names a file on the server.
         file = cl.File(name=shown.name, content=shown.text.encode(), display="inline")
-        await cl.Message(content=f"Your memory: {shown.messages} messages.", author="memory", elements=[file]).send()
+        await put(cl.Message(content=f"Your memory: {shown.messages} messages.", author="memory", elements=[file]))
     elif isinstance(shown, Resend):
         await turn(conv, shown.text, replacing=True)
 
 
 async def note(text: str) -> None:
-    await cl.Message(content=text, author="memory").send()
+    await put(cl.Message(content=text, author="memory"))
 
 
 async def error(text: str) -> None:
-    await cl.ErrorMessage(content=f"error: {text}", author="memchat").send()
+    await put(cl.ErrorMessage(content=f"error: {text}", author="memchat"))

@@ -26,12 +26,48 @@ from web_page import (
 )
 
 
-def test_a_wrong_password_or_a_user_without_one_is_refused(page, web: Web) -> None:  # type: ignore[no-untyped-def]
+def test_a_wrong_password_or_a_user_without_one_is_refused_with_how_to_get_one(page, web: Web) -> None:  # type: ignore[no-untyped-def]
     for user, password in (("alice", "not-her-password"), ("mallory", "any-password-at-all")):
         log_in(page, web, user, password)
-        page.wait_for_timeout(1500)
+        wait_for_text(page, "Wrong user id or password")
+        assert "memchat passwd YOUR_ID" in page.inner_text("body")
         assert page.locator("#chat-input").count() == 0
-        assert page.get_by_role("button", name="Sign In").is_visible()
+        assert page.get_by_role("button", name="Log in").is_visible()
+
+
+def test_the_page_is_memchats_own(page, web: Web) -> None:  # type: ignore[no-untyped-def]
+    page.goto(web.url)
+    page.get_by_label("User id").wait_for(timeout=20_000)
+    body = page.inner_text("body")
+    assert "Log in to memchat" in body and "Email" not in body
+    assert page.get_by_label("User id").get_attribute("placeholder") == "alice"
+    assert page.title() == "memchat"
+    for path in ("/logo?theme=dark", "/logo?theme=light", "/favicon", "/avatars/memory"):
+        answer = page.request.get(web.url + path)
+        assert answer.ok and b"<title>memchat</title>" in answer.body(), path
+    open_chat(page, web, "alice")
+    page.get_by_role("button", name="Readme").click()
+    wait_for_text(page, "What is kept")
+    readme = page.inner_text("body")
+    assert "Hi there" not in readme and "memchat passwd YOUR_ID" in readme
+    assert "removes your last message and its reply from memory, and from the page" in readme
+
+
+def test_the_pencil_says_what_it_does_and_deletes_nothing(page, web: Web) -> None:  # type: ignore[no-untyped-def]
+    open_chat(page, web, "alice")
+    initial = len(stored_items(web.db, "alice"))
+    send(page, "keep the violet kite")
+    wait_for_text(page, "You said: keep the violet kite")
+    stored_count(web.db, "alice", at_least=initial + 2)
+    page.locator("#new-chat-button").click()
+    dialog = page.locator("#new-chat-dialog")
+    dialog.wait_for(timeout=10_000)
+    assert "nothing is deleted" in dialog.inner_text()
+    assert "clear your current chat history" not in dialog.inner_text()
+    dialog.locator("#confirm").click()
+    chat_ready(page)
+    wait_for_text(page, "You said: keep the violet kite")
+    assert len(stored_items(web.db, "alice")) >= initial + 2
 
 
 def test_log_in_send_and_see_the_reply_stream_in(page, web: Web, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -97,9 +133,13 @@ def test_undo_and_clear_do_what_they_do_in_the_terminal(page, web: Web) -> None:
     run_command(page, "undo")
     wait_for_text(page, "Removed your last message and its reply")
     assert len(stored_items(web.db, "bob")) == before - 2
+    # At once, without a reload: the page shows what the store holds.
+    body = page.inner_text("body")
+    assert "You said: second" not in body and "You said: first" in body
     run_command(page, "clear")
     wait_for_text(page, "Cleared the memory of")
     assert stored_items(web.db, "bob") == []
+    assert "You said: first" not in page.inner_text("body")
 
 
 def test_a_model_error_is_one_clear_message_without_the_key(page, web: Web) -> None:  # type: ignore[no-untyped-def]
@@ -119,7 +159,10 @@ def test_stopping_a_reply_stores_nothing_of_it(page, web: Web) -> None:  # type:
     send(page, "[[slow]] a b c d e f g h i j k l m n o p")
     wait_for_text(page, "You said: a")
     page.locator("#stop-button").click()
-    page.wait_for_timeout(1500)
+    wait_for_text(page, "Stopped: nothing of this was saved")
+    assert "your message and this reply are not in memory" in page.inner_text("body")
+    assert "Task manually stopped" not in page.inner_text("body")
+    page.wait_for_timeout(500)
     after = stored_items(web.db, "alice")
     assert after == before
     assert [describe(item)[0] for item in after] == ["you", "assistant"] * (len(after) // 2)
@@ -166,6 +209,7 @@ def test_the_shared_commands_work_on_the_page(page, web: Web) -> None:  # type: 
         assert time.monotonic() < deadline, "the retried exchange did not replace the old one"
         time.sleep(0.1)
     assert [describe(item)[1] for item in stored_items(web.db, "bob")].count("answer 1") == 0
+    page.wait_for_function("() => !document.body.innerText.includes('answer 1')", timeout=10_000)
     send(page, "/usage")
     wait_for_text(page, "last request")
     send(page, "/search dice")

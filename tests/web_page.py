@@ -151,9 +151,9 @@ def page(browser):  # type: ignore[no-untyped-def]
 
 def log_in(page, web: Web, user: str, password: str | None = None) -> None:  # type: ignore[no-untyped-def]
     page.goto(web.url)
-    page.get_by_label("Email address").fill(user)
+    page.get_by_label("User id").fill(user)
     page.get_by_label("Password").fill(password if password is not None else PASSWORDS[user])
-    page.get_by_role("button", name="Sign In").click()
+    page.get_by_role("button", name="Log in").click()
 
 
 def chat_ready(page) -> None:  # type: ignore[no-untyped-def]
