@@ -32,6 +32,9 @@ Behaviours of real servers, by option:
 - ``alternating=True`` two user messages in a row are refused with 400, as llama.cpp's chat templates do
 - ``no_tools=True`` a request with tools is refused with 400, as ``llama-server`` without ``--jinja`` does
 
+``first_token_delay=S`` makes every chat answer begin S seconds after its request, as a model that
+thinks would (the web load benchmark subtracts it from the time to first token).
+
 ``/v1/embeddings`` embeds each text as a bag of its words, with a few words read as the same
 meaning (car and vehicle, sister and sibling...), so a paraphrase that shares no word with a
 stored message is still near it. ``embedding_status=NNN`` answers NNN instead, and
@@ -188,6 +191,8 @@ class FakeOpenAI:
     no_tools: bool = False
     embedding_status: int | None = None
     embedding_delay: float = 0.0
+    # Seconds before each chat answer begins, as a real model thinks: the load benchmark subtracts it.
+    first_token_delay: float = 0.0
     # How many requests each message has made, for ``[[busy:N]]``.
     attempts: dict[str, int] = field(default_factory=dict)
 
@@ -350,6 +355,8 @@ class _Handler(BaseHTTPRequestHandler):
             words = ["la"] * int(limit or 20_000)
         delay = 0.3 if "[[slow]]" in last else state.word_delay
         reset = "[[reset]]" in last
+        if state.first_token_delay:
+            state._stop.wait(state.first_token_delay)
         model = str(body.get("model", "fake-model"))
         if self.path.endswith("/chat/completions"):
             self._chat(body, model, words, delay, reset)

@@ -25,7 +25,18 @@ import pytest
 
 from conftest import Memchat
 from memchat.web import auth_secret
-from web_page import PASSWORDS, Web, open_chat, page_socket, post_login, run_async, send, stored_items, wait_for_text
+from web_page import (
+    PASSWORDS,
+    Web,
+    login_cookie,
+    open_chat,
+    page_socket,
+    post_login,
+    run_async,
+    send,
+    stored_items,
+    wait_for_text,
+)
 
 
 class Attacker:
@@ -153,19 +164,13 @@ def test_an_empty_login_secret_file_is_written_again(tmp_path: Path) -> None:
     assert auth_secret(secret) == made  # kept from then on
 
 
-def access_cookie(web: Web, user: str) -> str:
-    """A logged-in session's cookie, as the page gets it."""
-    _, headers = post_login(web, user, PASSWORDS[user], Origin=web.url)
-    return headers["set-cookie"].split(";", 1)[0]
-
-
 def test_an_upload_is_refused_before_its_body_is_read(web: Web) -> None:
     # Before, a 400 MB upload was read into memory before being refused. Here the body is never
     # sent at all: the answer must come from the headers alone.
     host, port = web.url.removeprefix("http://").split(":")
     head = (
         f"POST /project/file?session_id=anything HTTP/1.1\r\nHost: {host}:{port}\r\n"
-        f"Cookie: {access_cookie(web, 'alice')}\r\nContent-Type: multipart/form-data; boundary=zz\r\n"
+        f"Cookie: {login_cookie(web.url, 'alice', PASSWORDS['alice'])}\r\nContent-Type: multipart/form-data; boundary=zz\r\n"
         f"Content-Length: {400 * 1024 * 1024}\r\n\r\n"
     )
     with socket.create_connection((host, int(port)), timeout=20) as conn:
@@ -181,7 +186,7 @@ def test_an_edit_sent_over_the_socket_changes_nothing(web: Web) -> None:
     # Editing is off on the page; before, a crafted socket event reran the turn while the store kept the old one.
 
     async def session() -> None:
-        client = await page_socket(web, access_cookie(web, "bob"))
+        client = await page_socket(web.url, login_cookie(web.url, "bob", PASSWORDS["bob"]))
         await client.emit("connection_successful")
         message = {
             "id": str(uuid.uuid4()),

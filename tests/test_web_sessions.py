@@ -12,13 +12,11 @@ import urllib.error
 import urllib.request
 
 from conftest import AGENT
-from web_page import PASSWORDS, Web, page_socket, post_login, run_async
+from web_page import PASSWORDS, Web, login_cookie, page_socket, post_login, run_async
 
 
 def login(web: Web, user: str, password: str | None = None) -> str:
-    status, headers = post_login(web, user, password or PASSWORDS[user], Origin=web.url)
-    assert status == 200
-    return headers["set-cookie"].split(";", 1)[0]
+    return login_cookie(web.url, user, password or PASSWORDS[user])
 
 
 def status_with(web: Web, cookie: str, path: str = "/user", method: str = "GET") -> int:
@@ -36,7 +34,7 @@ def socket_opens(web: Web, cookie: str) -> bool:
 
     async def attempt() -> bool:
         try:
-            client = await page_socket(web, cookie)
+            client = await page_socket(web.url, cookie)
         except socketio.exceptions.ConnectionError:
             return False
         await client.disconnect()

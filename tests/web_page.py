@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import os
 import socket
 import subprocess
@@ -91,6 +92,41 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@contextlib.contextmanager
+def running_web(cwd: Path, env: dict[str, str], *args: str) -> Iterator[str]:
+    """``memchat web`` on a free port of 127.0.0.1, with ``args`` (``--db URL``...): its address once it answers."""
+    port = free_port()
+    # A file, not a pipe: a pipe nobody reads would stall the server once its buffer filled.
+    log = cwd / f"web-{port}.log"
+    with log.open("wb") as output:
+        proc = subprocess.Popen(
+            [sys.executable, str(AGENT), "web", "--port", str(port), *args],
+            cwd=cwd,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    proc.kill()
+                    raise RuntimeError(f"memchat web did not start: {log.read_text()}") from None
+                time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 @pytest.fixture(scope="module")
 def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
     if not Path(CHROMIUM).exists():
@@ -108,28 +144,8 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
             subprocess.run(
                 [sys.executable, str(AGENT), "passwd", user], input=password.encode(), cwd=cwd, env=env, check=True
             )
-        port = free_port()
-        proc = subprocess.Popen(
-            [sys.executable, str(AGENT), "web", "--port", str(port)],
-            cwd=cwd,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    proc.kill()
-                    output = proc.stdout.read().decode() if proc.stdout else ""
-                    raise RuntimeError(f"memchat web did not start: {output}") from None
-                time.sleep(0.2)
-        yield Web(f"http://127.0.0.1:{port}", db, cwd, env, server)
-        proc.terminate()
-        proc.wait(timeout=10)
+        with running_web(cwd, env) as url:
+            yield Web(url, db, cwd, env, server)
 
 
 @pytest.fixture(scope="module")
@@ -186,30 +202,121 @@ def wait_for_text(page, text: str, timeout: float = 20) -> None:  # type: ignore
     page.get_by_text(text, exact=False).last.wait_for(timeout=timeout * 1000)
 
 
-def post_login(web: Web, user: str, password: str, **headers: str) -> tuple[int, dict[str, str]]:
+def post_login(web: Web | str, user: str, password: str, **headers: str) -> tuple[int, dict[str, str]]:
+    url = web if isinstance(web, str) else web.url
     data = urllib.parse.urlencode({"username": user, "password": password}).encode()
-    request = urllib.request.Request(f"{web.url}/login", data=data, headers=headers, method="POST")
+    request = urllib.request.Request(f"{url}/login", data=data, headers=headers, method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=20) as answer:
+        with urllib.request.urlopen(request, timeout=60) as answer:
             return answer.status, {name.lower(): value for name, value in answer.headers.items()}
     except urllib.error.HTTPError as exc:
         return exc.code, {name.lower(): value for name, value in exc.headers.items()}
 
 
-async def page_socket(web: Web, cookie: str) -> Any:
-    """A socket.io client of the page, logged in with ``cookie``, as the page's own script connects."""
+async def page_socket(url: str, cookie: str) -> Any:
+    """A socket.io client of the page at ``url``, logged in with ``cookie``, as the page's own script connects."""
     import socketio
 
     client = socketio.AsyncClient()
     await client.connect(
-        web.url,
+        url,
         socketio_path="/ws/socket.io",
-        headers={"Cookie": cookie, "Origin": web.url},
+        headers={"Cookie": cookie, "Origin": url},
         auth={"sessionId": str(uuid.uuid4()), "clientType": "webapp"},
         transports=["websocket"],
         wait_timeout=10,
     )
     return client
+
+
+def login_cookie(url: str, user: str, password: str) -> str:
+    """The cookie of a new login of ``user`` on the page at ``url``."""
+    status, headers = post_login(url, user, password, Origin=url)
+    if status != 200:
+        raise RuntimeError(f"logging in as {user} on {url} answered {status}")
+    return headers["set-cookie"].split(";", 1)[0]
+
+
+@dataclass
+class Said:
+    """One turn as a page saw it."""
+
+    reply: str
+    # Seconds from sending to the first piece of the reply, and to the end of the turn.
+    first_token: float
+    took: float
+    notes: list[str]
+
+
+class PageClient:
+    """A logged-in page over its socket, talking as the page's own script does: ``say`` is one turn."""
+
+    EVENTS = ("set_commands", "stream_start", "stream_token", "new_message", "task_end")
+
+    def __init__(self, url: str, cookie: str, user: str) -> None:
+        self.url, self.cookie, self.user = url, cookie, user
+        self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self.client: Any = None
+
+    async def open(self, timeout: float = 60) -> None:
+        """Connect, and wait until the chat has started: it sends the page its commands, shows the history, ends."""
+        self.client = await page_socket(self.url, self.cookie)
+        for event in self.EVENTS:
+            self.client.on(event, self._recorder(event))
+        await self.client.emit("connection_successful")
+        deadline = time.monotonic() + timeout
+        await self._until({"set_commands"}, deadline)
+        await self._until({"task_end"}, deadline)
+
+    def _recorder(self, event: str) -> Any:
+        async def record(data: Any = None) -> None:
+            self.events.put_nowait((event, data))
+
+        return record
+
+    async def _until(self, wanted: set[str], deadline: float) -> tuple[str, Any]:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{self.user}: no {'/'.join(sorted(wanted))} from {self.url} in time")
+            event, data = await asyncio.wait_for(self.events.get(), left)
+            if event in wanted:
+                return event, data
+
+    async def say(self, text: str, timeout: float = 120) -> Said:
+        while not self.events.empty():
+            self.events.get_nowait()
+        message = {
+            "id": str(uuid.uuid4()),
+            "threadId": "",
+            "type": "user_message",
+            "name": self.user,
+            "output": text,
+            "createdAt": "2026-11-22T00:00:00Z",
+        }
+        start = time.monotonic()
+        deadline = start + timeout
+        await self.client.emit("client_message", {"message": message, "fileReferences": None})
+        pieces: list[str] = []
+        notes: list[str] = []
+        first = 0.0
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{self.user}: the turn {text!r} did not end in {timeout} s")
+            event, data = await asyncio.wait_for(self.events.get(), left)
+            if event in ("stream_start", "stream_token"):
+                # The reply's first piece opens its stream; the rest follow as tokens.
+                first = first or time.monotonic() - start
+                pieces.append(str(data["output"] if event == "stream_start" else data["token"]))
+            elif event == "new_message":
+                notes.append(str(data.get("output", "")))
+            elif event == "task_end":
+                return Said("".join(pieces), first, time.monotonic() - start, notes)
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.disconnect()
 
 
 def run_async(work: Coroutine[Any, Any, T]) -> T:

@@ -1,0 +1,104 @@
+"""Several ``memchat web`` on one store, as behind a proxy: the same users, the same memory, the same logins.
+
+Also the load test: fifty logged-in pages chatting at once lose and mix no turn
+(``bench/web_load.py``, whose figures are in the README, in a small run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import POSTGRES_SERVER, clean_env, fresh_store, require_server
+from fake_openai import FakeOpenAI
+from memchat.passwords import hash_password
+from memchat.stores import open_store
+from web_page import PageClient, login_cookie, running_web
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "two-processes-pw"
+
+
+@pytest.fixture(scope="module")
+def two_webs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """Two ``memchat web`` on one PostgreSQL database, with alice and bob able to log in."""
+    home = tmp_path_factory.mktemp("two-webs")
+    db = fresh_store("postgres", home)
+
+    async def passwords() -> None:
+        store = await open_store(db)
+        for user in ("alice", "bob"):
+            await store.set_password_hash(user, hash_password(PASSWORD))
+        await store.close()
+
+    asyncio.run(passwords())
+    with FakeOpenAI() as server:
+        env = clean_env(home, OPENAI_BASE_URL=server.url, OPENAI_API_KEY="sk-two-webs")
+        with running_web(home, env, "--db", db) as first, running_web(home, env, "--db", db) as second:
+            yield first, second
+
+
+def turn(url: str, cookie: str, user: str, text: str) -> str:
+    async def talk() -> str:
+        page = PageClient(url, cookie, user)
+        await page.open()
+        try:
+            return (await page.say(text)).reply
+        finally:
+            await page.close()
+
+    return asyncio.run(talk())
+
+
+def status(url: str, cookie: str, path: str = "/user", method: str = "GET") -> int:
+    request = urllib.request.Request(url + path, headers={"Cookie": cookie, "Origin": url}, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=20) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_what_is_said_on_one_process_is_known_on_the_other(two_webs: tuple[str, str]) -> None:
+    first, second = two_webs
+    cookie = login_cookie(first, "alice", PASSWORD)
+    assert turn(first, cookie, "alice", "my name is Alice") == "You said: my name is Alice"
+    # The same login works on the other process, and so does the memory.
+    assert turn(second, cookie, "alice", "what's my name?") == "Your name is Alice."
+    assert turn(second, login_cookie(second, "bob", PASSWORD), "bob", "what's my name?") != "Your name is Alice."
+
+
+def test_a_logout_on_one_process_ends_the_login_on_the_other(two_webs: tuple[str, str]) -> None:
+    first, second = two_webs
+    cookie = login_cookie(first, "bob", PASSWORD)
+    assert status(second, cookie) == 200
+    assert status(first, cookie, "/logout", "POST") == 200
+    assert status(second, cookie) == 401
+
+
+def test_fifty_pages_chatting_at_once_on_two_processes_lose_and_mix_no_turn() -> None:
+    require_server(POSTGRES_SERVER)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "web_load.py"),
+            *("--pages", "50", "--turns", "2", "--delay", "0.2"),
+            "--processes",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=170,
+        env={**clean_env(Path("/nonexistent")), "MEMCHAT_BENCH_POSTGRES": POSTGRES_SERVER},
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "every turn kept: 100 of 100 answered and stored in order, each user's own" in done.stdout
+    row = next(line for line in done.stdout.splitlines() if line.startswith("| 2 | 50 | 100 |"))
+    assert row.count("ms") == 4, row
