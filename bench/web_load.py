@@ -126,7 +126,8 @@ async def run(pages: int, turns: int, delay: float, processes: int) -> int:
         ):
             env = clean_env(Path(home), OPENAI_BASE_URL=server.url, OPENAI_API_KEY="sk-load")
             print(f"starting {processes} memchat web on one PostgreSQL database...", file=sys.stderr, flush=True)
-            urls = [stack.enter_context(running_web(Path(home), env, "--db", db)) for _ in range(processes)]
+            servers = [stack.enter_context(running_web(Path(home), env, "--db", db)) for _ in range(processes)]
+            urls = [served.url for served in servers]
             print(f"logging {pages} pages in...", file=sys.stderr, flush=True)
             cookies = await asyncio.gather(*(asyncio.to_thread(login_cookie, urls[0], u, PASSWORD) for u in users))
             clients = {
@@ -143,9 +144,9 @@ async def run(pages: int, turns: int, delay: float, processes: int) -> int:
                 await first.say("warming up")
                 await first.close()
             print(f"{pages} pages chatting, {turns} turns each...", file=sys.stderr, flush=True)
-            start = time.monotonic()
+            start, cpu = time.monotonic(), sum(served.cpu_seconds() for served in servers)
             done = await asyncio.gather(*(page_turns(user, clients[user], turns) for user in users))
-            wall = time.monotonic() - start
+            wall, cpu = time.monotonic() - start, sum(served.cpu_seconds() for served in servers) - cpu
             await asyncio.gather(*(client.close() for client in everyone))
         all_turns = [turn for page in done for turn in page]
         wrong = await wrong_turns(db, all_turns, users, turns)
@@ -154,10 +155,13 @@ async def run(pages: int, turns: int, delay: float, processes: int) -> int:
     added = [value - delay for value in first]
     print(f"memchat web load: {pages} pages, {turns} turns each, server delay {delay:.2f} s, {processes} process(es)")
     print()
-    print("| web processes | pages | turns | turns/s | first token p50 | p95 | added by memchat p50 | p95 |")
-    print("|---|---|---|---|---|---|---|---|")
     print(
-        f"| {processes} | {pages} | {len(all_turns)} | {len(all_turns) / wall:.1f} "
+        "| web processes | pages | turns | turns/s | memchat web CPU a turn "
+        "| first token p50 | p95 | added by memchat p50 | p95 |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    print(
+        f"| {processes} | {pages} | {len(all_turns)} | {len(all_turns) / wall:.1f} | {cpu / len(all_turns) * 1000:.0f} ms "
         f"| {statistics.median(first) * 1000:.0f} ms | {percentile(first, 0.95) * 1000:.0f} ms "
         f"| {statistics.median(added) * 1000:.0f} ms | {percentile(added, 0.95) * 1000:.0f} ms |"
     )

@@ -8,7 +8,9 @@ outputs are stored with the turn, paired, like any tool step.
 
 from __future__ import annotations
 
-from agents import FunctionTool, function_tool
+from dataclasses import dataclass
+
+from agents import RunContextWrapper, function_tool
 
 from .memory import Memory
 from .recall import dated, matching
@@ -18,19 +20,23 @@ from .semantic import Semantic
 TOOL_RESULTS = 5
 
 
-def memory_tool(memory: Memory, semantic: Semantic | None = None) -> FunctionTool:
-    """The tool, bound to one user's memory (never another's: the model cannot name a user)."""
+@dataclass(frozen=True)
+class Searched:
+    """What ``search_memory`` searches: one user's memory, given to each run as its context, so the model
+    cannot name another user, and the tool (its schema is built once) is shared by every turn."""
 
-    @function_tool(name_override="search_memory")
-    async def search_memory(query: str) -> str:
-        """Search everything this user said in earlier conversations with you, beyond what you were given.
+    memory: Memory
+    semantic: Semantic | None = None
 
-        Args:
-            query: the words to look for, such as a name, a place or a topic.
-        """
-        found = await matching(memory, query, TOOL_RESULTS, semantic)
-        if not found:
-            return f"Nothing in the memory matches {query!r}."
-        return dated(found)
 
-    return search_memory
+@function_tool(name_override="search_memory")
+async def search_memory(run: RunContextWrapper[Searched], query: str) -> str:
+    """Search everything this user said in earlier conversations with you, beyond what you were given.
+
+    Args:
+        query: the words to look for, such as a name, a place or a topic.
+    """
+    found = await matching(run.context.memory, query, TOOL_RESULTS, run.context.semantic)
+    if not found:
+        return f"Nothing in the memory matches {query!r}."
+    return dated(found)

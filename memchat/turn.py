@@ -33,7 +33,7 @@ from .errors import StoreError
 from .items import Item
 from .memory import Memory, Summary
 from .memory_base import END
-from .memory_tool import memory_tool
+from .memory_tool import Searched, search_memory
 from .model import build_agent, run_config
 from .model_errors import EmptyReplyError, is_context_overflow, server_context_size
 from .recall import RECALL_SHARE, Recalled, exchange_tokens, recall
@@ -89,7 +89,7 @@ class TurnRunner:
         # Search by meaning too, where an embedding model is set (see ``semantic``).
         self.semantic = semantic
         self._client = None if model is not None else build_client(settings)
-        self.agent: Agent[None] = build_agent(settings, model, self._client)
+        self.agent: Agent[Any] = build_agent(settings, model, self._client)
         self._run_config = run_config(settings)
         self.estimator = TokenEstimator()
         # The history budget: the configured one, until the server says it holds less.
@@ -125,8 +125,9 @@ class TurnRunner:
             # What other programs left broken in the history is mended here, as sent; the store keeps it as it is.
             request: list[Any] = repaired([*context.items, user_item])
             try:
-                tools = [*self.agent.tools, memory_tool(memory, self.semantic)] if self.tools else self.agent.tools
-                result = await self._call(self.agent.clone(instructions=instructions, tools=tools), request, on_text)
+                tools = [*self.agent.tools, search_memory] if self.tools else self.agent.tools
+                agent = self.agent.clone(instructions=instructions, tools=tools)
+                result = await self._call(agent, request, on_text, Searched(memory, self.semantic))
                 break
             except ModelBehaviorError as exc:
                 if "no choices" in str(exc):  # a reply with no message at all, not streamed
@@ -205,11 +206,11 @@ class TurnRunner:
         return context, recalled
 
     async def _call(
-        self, agent: Agent[None], request: list[Any], on_text: Callable[[str], None] | None
+        self, agent: Agent[Any], request: list[Any], on_text: Callable[[str], None] | None, searched: Searched
     ) -> RunResultBase:
         if on_text is None:
-            return await Runner.run(agent, request, run_config=self._run_config)
-        streamed = Runner.run_streamed(agent, request, run_config=self._run_config)
+            return await Runner.run(agent, request, context=searched, run_config=self._run_config)
+        streamed = Runner.run_streamed(agent, request, context=searched, run_config=self._run_config)
         try:
             async for event in streamed.stream_events():
                 if event.type == "raw_response_event" and isinstance(event.data, ResponseTextDeltaEvent):

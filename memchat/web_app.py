@@ -22,6 +22,9 @@ from chainlit.context import init_ws_context
 from chainlit.message import MessageBase
 from chainlit.server import app, get_html_template, sio
 from chainlit.session import WebsocketSession
+from fastapi import Request, Response
+from fastapi.exception_handlers import http_exception_handler
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from config import ConfigError, check_user_id, load_settings
 from memchat.commands import (
@@ -148,6 +151,18 @@ async def login(username: str, password: str) -> cl.User | None:
         mark = await login_mark(user)
         return cl.User(identifier=user, metadata={"provider": "memchat", "sessions": mark or ""})
     return None
+
+
+async def plain_refusal(request: Request, exc: Exception) -> Response:
+    """Chainlit refuses a login with the detail "credentialssignin", which the page pops up as it is; the
+    login form's own box says how to get a password (``web_face.WORDS``)."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.detail == "credentialssignin":
+        exc.detail = "wrong user id or password"
+    return await http_exception_handler(request, exc)
+
+
+app.add_exception_handler(StarletteHTTPException, plain_refusal)
 
 
 @cl.on_chat_start

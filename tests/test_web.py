@@ -31,6 +31,7 @@ def test_a_wrong_password_or_a_user_without_one_is_refused_with_how_to_get_one(p
         log_in(page, web, user, password)
         wait_for_text(page, "Wrong user id or password")
         assert "memchat passwd YOUR_ID" in page.inner_text("body")
+        assert "credentialssignin" not in page.inner_text("body")
         assert page.locator("#chat-input").count() == 0
         assert page.get_by_role("button", name="Log in").is_visible()
 

@@ -42,7 +42,7 @@ def two_webs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, st
     with FakeOpenAI() as server:
         env = clean_env(home, OPENAI_BASE_URL=server.url, OPENAI_API_KEY="sk-two-webs")
         with running_web(home, env, "--db", db) as first, running_web(home, env, "--db", db) as second:
-            yield first, second
+            yield first.url, second.url
 
 
 def turn(url: str, cookie: str, user: str, text: str) -> str:

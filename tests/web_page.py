@@ -92,9 +92,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass
+class Served:
+    url: str
+    process: subprocess.Popen[bytes]
+
+    def cpu_seconds(self) -> float:
+        """The CPU time the server has used so far (Linux)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
-def running_web(cwd: Path, env: dict[str, str], *args: str) -> Iterator[str]:
-    """``memchat web`` on a free port of 127.0.0.1, with ``args`` (``--db URL``...): its address once it answers."""
+def running_web(cwd: Path, env: dict[str, str], *args: str) -> Iterator[Served]:
+    """``memchat web`` on a free port of 127.0.0.1, with ``args`` (``--db URL``...), once it answers."""
     port = free_port()
     # A file, not a pipe: a pipe nobody reads would stall the server once its buffer filled.
     log = cwd / f"web-{port}.log"
@@ -117,7 +128,7 @@ def running_web(cwd: Path, env: dict[str, str], *args: str) -> Iterator[str]:
                     proc.kill()
                     raise RuntimeError(f"memchat web did not start: {log.read_text()}") from None
                 time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}"
+        yield Served(f"http://127.0.0.1:{port}", proc)
     finally:
         proc.terminate()
         try:
@@ -144,8 +155,8 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
             subprocess.run(
                 [sys.executable, str(AGENT), "passwd", user], input=password.encode(), cwd=cwd, env=env, check=True
             )
-        with running_web(cwd, env) as url:
-            yield Web(url, db, cwd, env, server)
+        with running_web(cwd, env) as served:
+            yield Web(served.url, db, cwd, env, server)
 
 
 @pytest.fixture(scope="module")
