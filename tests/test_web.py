@@ -19,6 +19,7 @@ from web_page import (
     log_in,
     open_chat,
     run_command,
+    say_and_store,
     send,
     stored_count,
     stored_items,
@@ -56,10 +57,8 @@ def test_the_page_is_memchats_own(page, web: Web) -> None:  # type: ignore[no-un
 
 def test_the_pencil_says_what_it_does_and_deletes_nothing(page, web: Web) -> None:  # type: ignore[no-untyped-def]
     open_chat(page, web, "alice")
-    initial = len(stored_items(web.db, "alice"))
-    send(page, "keep the violet kite")
-    wait_for_text(page, "You said: keep the violet kite")
-    stored_count(web.db, "alice", at_least=initial + 2)
+    say_and_store(page, web, "alice", "keep the violet kite")
+    kept = stored_items(web.db, "alice")
     page.locator("#new-chat-button").click()
     dialog = page.locator("#new-chat-dialog")
     dialog.wait_for(timeout=10_000)
@@ -68,7 +67,7 @@ def test_the_pencil_says_what_it_does_and_deletes_nothing(page, web: Web) -> Non
     dialog.locator("#confirm").click()
     chat_ready(page)
     wait_for_text(page, "You said: keep the violet kite")
-    assert len(stored_items(web.db, "alice")) >= initial + 2
+    assert stored_items(web.db, "alice") == kept
 
 
 def test_log_in_send_and_see_the_reply_stream_in(page, web: Web, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -89,10 +88,7 @@ def test_log_in_send_and_see_the_reply_stream_in(page, web: Web, tmp_path: Path)
 
 def test_reloading_the_page_shows_the_stored_history(page, web: Web) -> None:  # type: ignore[no-untyped-def]
     open_chat(page, web, "alice")
-    initial = len(stored_items(web.db, "alice"))
-    send(page, "remember the lighthouse")
-    wait_for_text(page, "You said: remember the lighthouse")
-    stored_count(web.db, "alice", at_least=initial + 2)
+    say_and_store(page, web, "alice", "remember the lighthouse")
     page.reload()
     chat_ready(page)
     wait_for_text(page, "You said: remember the lighthouse")
@@ -104,10 +100,7 @@ def test_a_fact_told_in_the_terminal_is_known_on_the_page_and_back(page, web: We
     open_chat(page, web, "alice")
     send(page, "what's my name?")
     wait_for_text(page, "Your name is Alice.")
-    initial = len(stored_items(web.db, "alice"))
-    send(page, "my name is Alicia")
-    wait_for_text(page, "You said: my name is Alicia")
-    stored_count(web.db, "alice", at_least=initial + 2)
+    say_and_store(page, web, "alice", "my name is Alicia")
     assert web.terminal("alice", "what's my name?\n") == "Your name is Alicia.\n"
 
 

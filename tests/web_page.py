@@ -203,6 +203,14 @@ def send(page, text: str) -> None:  # type: ignore[no-untyped-def]
     page.locator("#chat-submit").click()
 
 
+def say_and_store(page, web: Web, user: str, text: str) -> None:  # type: ignore[no-untyped-def]
+    """Send ``text`` as ``user`` and wait until its reply is on the page and the exchange is stored."""
+    initial = len(stored_items(web.db, user))
+    send(page, text)
+    wait_for_text(page, f"You said: {text}")
+    stored_count(web.db, user, at_least=initial + 2)
+
+
 def run_command(page, name: str) -> None:  # type: ignore[no-untyped-def]
     """Pick a command from the composer's buttons and send it."""
     page.get_by_role("button", name=name).click()
