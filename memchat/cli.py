@@ -132,7 +132,7 @@ def _passwd_parser() -> argparse.ArgumentParser:
 
 
 def _web_parser() -> argparse.ArgumentParser:
-    from .web import DEFAULT_HOST, DEFAULT_PORT
+    from .web.serve import DEFAULT_HOST, DEFAULT_PORT
 
     parser = _Parser(
         prog="memchat web",
@@ -295,7 +295,7 @@ async def _passwd(args: argparse.Namespace) -> int:
 
 
 def _web(args: argparse.Namespace) -> int:
-    from .web import serve
+    from .web.serve import serve
 
     settings = load_settings(db=args.db, model=args.model)
     settings.require_model_access()

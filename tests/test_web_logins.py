@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from memchat.web_logins import FREE_FAILURES, LOCKOUT_FAILURES, LOCKOUT_SECONDS, LoginLimiter
+from memchat.web.logins import FREE_FAILURES, LOCKOUT_FAILURES, LOCKOUT_SECONDS, LoginLimiter
 from web_page import PASSWORDS, Web, post_login
 
 

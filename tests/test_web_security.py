@@ -1,6 +1,6 @@
 """The page as an attacker and an operator try it: other origins, login forgery, headers, cookies.
 
-Each test here failed against the page before ``memchat/web_guard.py``: Chainlit answered
+Each test here failed against the page before ``memchat/web/guard.py``: Chainlit answered
 any origin with credentials, its socket checked no ``Origin``, and it sent no security headers.
 """
 
@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from conftest import Memchat
-from memchat.web import auth_secret
+from memchat.web.serve import auth_secret
 from web_page import (
     PASSWORDS,
     Web,

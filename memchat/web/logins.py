@@ -30,7 +30,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from .web_guard import App, Message, Receive, Scope, Send, headers_of, refuse
+from .guard import App, Message, Receive, Scope, Send, headers_of, refuse
 
 FREE_FAILURES = 5
 MAX_DELAY = 60.0

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-ASSETS = Path(__file__).with_name("web_assets")
+ASSETS = Path(__file__).with_name("assets")
 # The files Chainlit looks for in public/: the mark (also the avatar and the login picture), the header logo.
 PUBLIC = ("favicon.svg", "logo_light.svg", "logo_dark.svg", "theme.json")
 

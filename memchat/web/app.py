@@ -52,8 +52,8 @@ from memchat.memory import Store, Summary
 from memchat.model_errors import describe_failed_turn
 from memchat.passwords import verify_password
 from memchat.stores import open_store
-from memchat.web_guard import WebGuard, inline_scripts
-from memchat.web_logins import LoginLimit, SessionCheck
+from memchat.web.guard import WebGuard, inline_scripts
+from memchat.web.logins import LoginLimit, SessionCheck
 
 SETTINGS = load_settings()
 # Exchanges shown when the page opens.
@@ -105,7 +105,7 @@ async def store() -> Store:
 
 
 async def login_mark(user: str) -> str | None:
-    """The mark ``user``'s logins carry while they count (see ``web_logins.SessionCheck``)."""
+    """The mark ``user``'s logins carry while they count (see ``logins.SessionCheck``)."""
     return await (await store()).web_sessions(user)
 
 
@@ -114,7 +114,7 @@ async def end_logins(user: str) -> None:
 
 
 # Chainlit answers any origin with credentials and its socket checks none: only the page's own
-# origin, and those set for a proxy, get through (see ``web_guard``).
+# origin, and those set for a proxy, get through (see ``guard``).
 config.project.allow_origins[:] = SETTINGS.web_origins
 # Added first, so they run inside the guard: a login refused for its origin is not counted.
 app.add_middleware(
@@ -147,7 +147,7 @@ async def login(username: str, password: str) -> cl.User | None:
         stored, user = None, ""
     # scrypt takes tens of milliseconds: off the event loop, so other sessions keep streaming.
     if await asyncio.to_thread(verify_password, password, stored):
-        # The login counts while the store keeps this mark (see web_logins.SessionCheck).
+        # The login counts while the store keeps this mark (see logins.SessionCheck).
         mark = await login_mark(user)
         return cl.User(identifier=user, metadata={"provider": "memchat", "sessions": mark or ""})
     return None
@@ -155,7 +155,7 @@ async def login(username: str, password: str) -> cl.User | None:
 
 async def plain_refusal(request: Request, exc: Exception) -> Response:
     """Chainlit refuses a login with the detail "credentialssignin", which the page pops up as it is; the
-    login form's own box says how to get a password (``web_face.WORDS``)."""
+    login form's own box says how to get a password (``face.WORDS``)."""
     assert isinstance(exc, StarletteHTTPException)
     if exc.detail == "credentialssignin":
         exc.detail = "wrong user id or password"

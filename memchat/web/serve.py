@@ -1,4 +1,4 @@
-"""``memchat web``: serve the chat page (``web_app``) with Chainlit, on this machine only unless told otherwise.
+"""``memchat web``: serve the chat page (``app``) with Chainlit, on this machine only unless told otherwise.
 
 Chainlit reads its settings from the environment when it is imported, so
 everything is decided here first: the store is checked (a bad ``--db`` is one
@@ -21,10 +21,10 @@ from pathlib import Path
 
 from config import Settings
 
-from .errors import MemchatError
-from .output import Output
-from .stores import kind_of, open_store, redact, sqlite_path
-from .web_face import dress
+from ..errors import MemchatError
+from ..output import Output
+from ..stores import kind_of, open_store, redact, sqlite_path
+from .face import dress
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -47,7 +47,7 @@ def serve(settings: Settings, host: str, port: int, out: Output) -> int:
         CHAINLIT_HOST=host,
         CHAINLIT_PORT=str(port),
         CHAINLIT_AUTH_SECRET=os.environ.get("CHAINLIT_AUTH_SECRET") or auth_secret(root / "auth_secret"),
-        # web_app reads its settings again, in Chainlit's process: the same ones, flags included.
+        # app.py reads its settings again, in Chainlit's process: the same ones, flags included.
         MEMCHAT_DB=db,
         OPENAI_DEFAULT_MODEL=settings.model,
     )
@@ -70,7 +70,7 @@ def serve(settings: Settings, host: str, port: int, out: Output) -> int:
     # One line from memchat, not a log of every request.
     for name in ("chainlit", "httpx", "httpx2", "uvicorn"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    run_chainlit(str(Path(__file__).with_name("web_app.py")))
+    run_chainlit(str(Path(__file__).with_name("app.py")))
     return 0
 
 
