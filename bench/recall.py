@@ -289,7 +289,7 @@ def fresh(kind: str, path: Path) -> str:
 def reset_redis(location: str) -> None:
     import redis
 
-    from memchat.redis_store import INDEX_PREFIX, VECTORS_PREFIX, split_url
+    from memchat.stores.redis import INDEX_PREFIX, VECTORS_PREFIX, split_url
 
     url, prefix = split_url(location)
     client = redis.Redis.from_url(url)

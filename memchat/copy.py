@@ -21,7 +21,7 @@ from typing import Any
 from .errors import MemchatError
 from .items import Item, describe, is_user_message
 from .memory import Memory, Store, Summary, Turn
-from .memory_base import END
+from .stores.base import END
 
 FORMAT = "memchat-export"
 VERSION = 1

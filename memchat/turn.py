@@ -32,13 +32,13 @@ from .client import build_client
 from .errors import StoreError
 from .items import Item
 from .memory import Memory, Summary
-from .memory_base import END
 from .memory_tool import Searched, search_memory
 from .model import build_agent, run_config
 from .model_errors import EmptyReplyError, is_context_overflow, server_context_size
 from .recall import RECALL_SHARE, Recalled, exchange_tokens, recall
 from .repair import repaired
 from .semantic import Semantic
+from .stores.base import END
 from .summary import Summarizer
 
 

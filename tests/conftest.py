@@ -242,7 +242,7 @@ def sdk_session_for(location: str, user: str) -> Any:
     if location.startswith("redis"):
         from agents.extensions.memory.redis_session import RedisSession
 
-        from memchat.redis_store import split_url
+        from memchat.stores.redis import split_url
 
         url, prefix = split_url(location)
         return RedisSession.from_url(user, url=url, key_prefix=prefix)

@@ -126,7 +126,7 @@ def test_sigkill_at_random_moments_never_loses_a_finished_turn(
 WRITER = """
 import asyncio, sys
 sys.path.insert(0, {root!r})
-from memchat.sqlite_store import SQLiteStore
+from memchat.stores.sqlite import SQLiteStore
 
 async def main():
     memory = SQLiteStore({db!r}).memory("crash")

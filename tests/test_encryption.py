@@ -40,7 +40,7 @@ async def raw_contents(location: str) -> str:
     if location.startswith("redis"):
         import redis.asyncio as aioredis
 
-        from memchat.redis_store import split_url
+        from memchat.stores.redis import split_url
 
         url, prefix = split_url(location)
         client = aioredis.Redis.from_url(url, decode_responses=True)

@@ -24,7 +24,7 @@ from fake_openai import FakeOpenAI
 from memchat.chat import Chat
 from memchat.commands import Blank, Command, CommandError, Hint, Leave, Message, parse
 from memchat.output import Output
-from memchat.sqlite_store import SQLiteStore
+from memchat.stores.sqlite import SQLiteStore
 from memchat.terminal import piped
 
 BYSTANDER = "bystander-7f3a"

@@ -14,8 +14,8 @@ from conftest import Memchat, assert_alternates
 from fake_openai import FakeOpenAI, conversation
 from memchat.budget import TokenEstimator, build_context
 from memchat.memory import Summary
-from memchat.memory_base import PAGE_ROWS, RawRow
-from memchat.sqlite_store import SQLiteStore
+from memchat.stores.base import PAGE_ROWS, RawRow
+from memchat.stores.sqlite import SQLiteStore
 
 
 def turn(n: int) -> list[dict[str, str]]:

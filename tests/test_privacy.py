@@ -14,7 +14,7 @@ import pytest
 
 from conftest import AGENT, Memchat
 from fake_openai import FakeOpenAI
-from memchat.sqlite_store import SQLiteStore
+from memchat.stores.sqlite import SQLiteStore
 
 KEY = "sk-memchat-test-0123456789-SECRET"
 

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import Memchat, opened
 from fake_openai import FakeOpenAI
-from memchat.sqlite_store import MIGRATIONS, SQLiteStore
+from memchat.stores.sqlite import MIGRATIONS, SQLiteStore
 
 
 def exchange(text: str) -> list[dict[str, str]]:
@@ -125,11 +125,11 @@ def test_todays_layout_is_upgraded_by_the_migrations_in_order(tmp_path: Path) ->
 def test_an_old_file_is_indexed_on_first_use_and_an_interrupted_run_resumes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import memchat.sqlite_store
+    import memchat.stores.sqlite
 
     path = tmp_path / "old.db"
     old_file(path, 600)
-    monkeypatch.setattr(memchat.sqlite_store, "INDEX_BATCH", 100)
+    monkeypatch.setattr(memchat.stores.sqlite, "INDEX_BATCH", 100)
 
     class StoppedError(Exception):
         pass

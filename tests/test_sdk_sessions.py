@@ -19,8 +19,8 @@ from conftest import close_sdk_session, fresh_store, opened, sdk_session_for
 from memchat.budget import TokenEstimator, build_context
 from memchat.errors import StoreError
 from memchat.memory import Summary
-from memchat.memory_base import END
-from memchat.redis_store import split_url
+from memchat.stores.base import END
+from memchat.stores.redis import split_url
 
 
 def turn(text: str) -> list[dict[str, Any]]:

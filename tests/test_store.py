@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from memchat.sqlite_store import SQLiteStore, StoreError
+from memchat.stores.sqlite import SQLiteStore, StoreError
 
 
 def run(coro):  # type: ignore[no-untyped-def]
@@ -137,7 +137,7 @@ def test_a_missing_folder_is_refused(tmp_path: Path) -> None:
 def test_a_write_blocked_by_another_process_waits_then_fails_clearly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import memchat.sqlite_store as module
+    import memchat.stores.sqlite as module
 
     db = tmp_path / "m.db"
     store = SQLiteStore(db)

@@ -25,8 +25,8 @@ import pytest
 
 from conftest import AGENT, POSTGRES_URL, REDIS_PREFIX, REDIS_SERVER, Memchat, fresh_store, stored_items
 from memchat.items import describe
-from memchat.sqlite_store import SQLiteStore
 from memchat.stores import open_store
+from memchat.stores.sqlite import SQLiteStore
 from proxy import FaultProxy
 
 

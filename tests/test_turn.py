@@ -11,7 +11,7 @@ from agents.testing import ScriptedModel, assistant_message, function_call
 
 from config import load_settings
 from memchat.items import describe
-from memchat.sqlite_store import SQLiteStore
+from memchat.stores.sqlite import SQLiteStore
 from memchat.turn import TurnRunner
 
 SETTINGS = load_settings(env={"OPENAI_API_KEY": "sk-test", "HOME": "/nonexistent"})

@@ -27,9 +27,9 @@ from typing import Any
 import pytest
 from agents.memory.session_settings import SessionSettings, coerce_session_settings
 
-from memchat.postgres_store import PostgresMemory, PostgresStore
-from memchat.redis_store import RedisMemory, RedisStore
-from memchat.sqlite_store import SQLiteMemory, SQLiteStore
+from memchat.stores.postgres import PostgresMemory, PostgresStore
+from memchat.stores.redis import RedisMemory, RedisStore
+from memchat.stores.sqlite import SQLiteMemory, SQLiteStore
 
 KIND = os.environ.get("MEMCHAT_SDK_STORE", "sqlite")
 POSTGRES = os.environ.get("MEMCHAT_SDK_POSTGRES", "")

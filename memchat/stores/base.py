@@ -16,11 +16,11 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
-from .codec import Codec, UnreadableError
-from .errors import StoreError, StoreUnreachableError
-from .items import Item, is_user_message
-from .memory import Summary, Turn
-from .search import item_words
+from ..codec import Codec, UnreadableError
+from ..errors import StoreError, StoreUnreachableError
+from ..items import Item, is_user_message
+from ..memory import Summary, Turn
+from ..search import item_words
 
 if TYPE_CHECKING:
     from agents import SessionSettings, TResponseInputItem

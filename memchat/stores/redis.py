@@ -42,11 +42,13 @@ from redis.exceptions import AuthenticationError, RedisError, ResponseError, Wat
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .codec import Codecs, UnreadableError
-from .errors import StoreError, StoreUnreachableError
-from .items import Item
-from .memory import Summary, Turn, UserStats, Vectors
-from .memory_base import (
+from ..codec import Codecs, UnreadableError
+from ..errors import StoreError, StoreUnreachableError
+from ..items import Item
+from ..memory import Summary, Turn, UserStats, Vectors
+from ..search import Hit, index_query, item_words, words
+from ..stores import redact
+from .base import (
     PAGE_ROWS,
     MemoryBase,
     RawRow,
@@ -55,8 +57,6 @@ from .memory_base import (
     uninterrupted,
     write_surely,
 )
-from .search import Hit, index_query, item_words, words
-from .stores import redact
 
 PREFIX = "agents:session"
 # Web password hashes, one field per user id (outside the SDK's prefix, so no user id can reach it).

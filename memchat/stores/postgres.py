@@ -36,11 +36,13 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from .codec import Codecs, UnreadableError
-from .errors import StoreError, StoreUnreachableError
-from .items import Item
-from .memory import Summary, Turn, UserStats, Vectors
-from .memory_base import (
+from ..codec import Codecs, UnreadableError
+from ..errors import StoreError, StoreUnreachableError
+from ..items import Item
+from ..memory import Summary, Turn, UserStats, Vectors
+from ..search import Hit, index_body, index_query
+from ..stores import redact
+from .base import (
     END,
     PAGE_ROWS,
     MemoryBase,
@@ -51,8 +53,6 @@ from .memory_base import (
     uninterrupted,
     write_surely,
 )
-from .search import Hit, index_body, index_query
-from .stores import redact
 
 CONNECT_TIMEOUT_SECONDS = 10
 LOCK_TIMEOUT_SECONDS = 10

@@ -32,12 +32,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .codec import Codecs, UnreadableError
-from .errors import StoreError, StoreLostError
-from .items import Item, is_user_message
-from .memory import Summary, Turn, UserStats, Vectors
-from .memory_base import END, PAGE_ROWS, MemoryBase, RawRow, new_mark, uninterrupted
-from .search import Hit, fts_match, index_body, index_query
+from ..codec import Codecs, UnreadableError
+from ..errors import StoreError, StoreLostError
+from ..items import Item, is_user_message
+from ..memory import Summary, Turn, UserStats, Vectors
+from ..search import Hit, fts_match, index_body, index_query
+from .base import END, PAGE_ROWS, MemoryBase, RawRow, new_mark, uninterrupted
 
 # Messages indexed per transaction when catching up on an older file.
 INDEX_BATCH = 2000

@@ -15,8 +15,8 @@ import re
 
 from config import DEFAULT_STORE_TIMEOUT
 
-from .errors import StoreError
-from .memory import Store
+from ..errors import StoreError
+from ..memory import Store
 
 # What each kind of server needs installed, and the extra that installs it.
 EXTRAS = {"postgres": ("sqlalchemy", "asyncpg"), "redis": ("redis",)}
@@ -75,15 +75,15 @@ async def open_store(
     """
     kind = kind_of(location)
     if kind == "sqlite":
-        from .sqlite_store import SQLiteStore
+        from .sqlite import SQLiteStore
 
         return SQLiteStore(sqlite_path(location), create=create, encryption_key=encryption_key)
     _require_extra(kind, location)
     if kind == "postgres":
-        from .postgres_store import PostgresStore
+        from .postgres import PostgresStore
 
         return await PostgresStore.open(location, encryption_key, timeout)
-    from .redis_store import RedisStore
+    from .redis import RedisStore
 
     return await RedisStore.open(location, encryption_key, timeout)
 
