@@ -48,6 +48,7 @@ def test_the_page_is_memchats_own(page, web: Web) -> None:  # type: ignore[no-un
         answer = page.request.get(web.url + path)
         assert answer.ok and b"<title>memchat</title>" in answer.body(), path
     open_chat(page, web, "alice")
+    assert page.get_by_role("button", name="Commands").is_visible()
     page.get_by_role("button", name="Readme").click()
     wait_for_text(page, "What is kept")
     readme = page.inner_text("body")

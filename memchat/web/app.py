@@ -70,6 +70,8 @@ ICONS = {
     "export": "download",
     "instructions": "user-cog",
     "help": "circle-help",
+    "search": "search",
+    "forget": "eraser",
 }
 BUTTONS = ("undo", "clear")
 

@@ -32,6 +32,8 @@ WORDS: dict[str, str] = {
     ),
     "auth.login.errors.too many requests": "Too many failed logins: wait a minute, then try again.",
     "auth.login.errors.default": "Could not log in. Try again, or ask whoever runs memchat.",
+    # The composer's menu lists memchat's commands, not tools of the model.
+    "chat.commands.button": "Commands",
     "navigation.newChat.button": "Redraw",
     "navigation.newChat.dialog.title": "Draw the page again",
     "navigation.newChat.dialog.description": (
