@@ -10,7 +10,7 @@ import time
 import pytest
 
 from memchat.web.logins import FREE_FAILURES, LOCKOUT_FAILURES, LOCKOUT_SECONDS, LoginLimiter
-from web_page import PASSWORDS, Web, post_login
+from web_page import PASSWORDS, Web, log_in, post_login, wait_for_text
 
 
 def test_failed_logins_get_growing_delays_and_the_right_password_waits_too(web: Web) -> None:
@@ -51,3 +51,23 @@ def test_twenty_failures_lock_a_user_id_for_fifteen_minutes() -> None:
     assert waits[-2] == pytest.approx(60, abs=0.5)  # the delays stop growing at a minute
     assert waits[-1] == pytest.approx(LOCKOUT_SECONDS, abs=0.5)
     assert limiter.wait(["user:someone-else", "address:198.51.100.8"]) == 0
+
+
+def test_the_login_form_says_when_logins_are_held_back(browser, web: Web) -> None:  # type: ignore[no-untyped-def]
+    # A client of its own, as a proxy on this machine reports it, so the other tests' address is not held up.
+    context = browser.new_context(extra_http_headers={"X-Forwarded-For": "203.0.113.44"})
+    page = context.new_page()
+    try:
+        for _ in range(FREE_FAILURES):
+            log_in(page, web, "dave", "wrong-password-1")
+            wait_for_text(page, "Wrong user id or password")
+        # From now on each failure makes the next attempt wait; on a slow machine one may come after its wait.
+        for _ in range(4):
+            log_in(page, web, "dave", "wrong-password-1")
+            page.get_by_text("No password yet?").or_(page.get_by_text("Too many failed logins")).first.wait_for()
+            if page.get_by_text("Too many failed logins: wait a minute, then try again.").count():
+                break
+        else:
+            raise AssertionError("no attempt was held back, or the form did not say so")
+    finally:
+        context.close()
