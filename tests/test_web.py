@@ -74,7 +74,8 @@ def test_the_pencil_says_what_it_does_and_deletes_nothing(page, web: Web) -> Non
 def test_log_in_send_and_see_the_reply_stream_in(page, web: Web, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     open_chat(page, web, "alice")
     words = "one two three four five six seven eight nine ten eleven twelve"
-    send(page, words)
+    # A word every 0.3 s, so a loaded machine's slow reads of the page still catch the reply half written.
+    send(page, f"[[slow]] {words}")
     seen: list[str] = []
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and f"You said: {words}" not in (seen[-1] if seen else ""):
