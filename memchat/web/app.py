@@ -1,6 +1,6 @@
 """The Chainlit chat page: the same memory and the same turns as the terminal, behind a password.
 
-Started by ``memchat web`` (see ``web``), which sets the environment this
+Started by ``memchat web`` (see ``serve``), which sets the environment this
 module reads. Who is talking comes only from the login (Chainlit's signed
 session), never from a message, an id or a URL, so a session reaches only its
 own user's memory. There is no Chainlit data layer: the store is the history.
@@ -18,7 +18,6 @@ import os
 
 import chainlit as cl
 from chainlit.config import config
-from chainlit.context import init_ws_context
 from chainlit.message import MessageBase
 from chainlit.server import app, get_html_template, sio
 from chainlit.session import WebsocketSession
@@ -91,7 +90,6 @@ async def stop(sid: str) -> None:
     """The Stop button. Chainlit's own handler also posted "Task manually stopped."; here the stopped turn says
     instead what was kept (see ``turn``)."""
     if (session := WebsocketSession.get(sid)) and session.current_task:
-        init_ws_context(session)
         session.current_task.cancel()
 
 
@@ -187,9 +185,14 @@ async def start() -> None:
         conv = await conversation()
         await conv.memory.check_readable()
         await conv.catch_up()
-        await show_history(await conv.memory.last_turns(SHOWN_TURNS), await conv.memory.summary())
+        await show_memory(conv)
     except MemchatError as exc:
         await error(str(exc))
+
+
+async def show_memory(conv: Conversation) -> None:
+    """The summary and the newest exchanges, as the page shows them when it opens."""
+    await show_history(await conv.memory.last_turns(SHOWN_TURNS), await conv.memory.summary())
 
 
 async def show_history(items: list[dict[str, object]], summary: Summary | None) -> None:
@@ -229,7 +232,7 @@ async def redraw(conv: Conversation) -> None:
     for message in on_screen():
         await message.remove()
     on_screen().clear()
-    await show_history(await conv.memory.last_turns(SHOWN_TURNS), await conv.memory.summary())
+    await show_memory(conv)
 
 
 @cl.on_message

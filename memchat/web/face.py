@@ -1,7 +1,7 @@
 """The page's own face: memchat's name, mark, colours, words and Readme in place of Chainlit's demo ones.
 
 Chainlit takes each of these from its app folder (memchat's state folder, see
-``web``): the mark and colours from ``public/``, the Readme from ``chainlit.md``,
+``serve``): the mark and colours from ``public/``, the Readme from ``chainlit.md``,
 the words of its screens from ``.chainlit/translations/``. ``dress`` writes them
 there at every start, so a new memchat brings its own.
 """

@@ -28,6 +28,7 @@ from .face import dress
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
+HOST_FIX = "pass --host an address of this machine, such as 127.0.0.1 (this machine only) or 0.0.0.0 (every network)"
 
 
 def serve(settings: Settings, host: str, port: int, out: Output) -> int:
@@ -104,10 +105,7 @@ def _check_port(host: str, port: int) -> None:
     try:
         family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     except (socket.gaierror, UnicodeError):
-        raise MemchatError(
-            f"--host {host!r} is not an address or a known name: pass --host an address of this machine, "
-            "such as 127.0.0.1 (this machine only) or 0.0.0.0 (every network)"
-        ) from None
+        raise MemchatError(f"--host {host!r} is not an address or a known name: {HOST_FIX}") from None
     with socket.socket(family, kind) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server itself will
         try:
@@ -118,10 +116,7 @@ def _check_port(host: str, port: int) -> None:
                 if exc.errno == errno.EACCES:
                     fix = "ports below 1024 need the administrator: pass --port 1024 or above"
                 raise MemchatError(f"cannot listen on {host}:{port} ({exc.strerror}): {fix}") from None
-            raise MemchatError(
-                f"cannot listen on {host}:{port} ({exc.strerror}): pass --host an address of this machine, "
-                "such as 127.0.0.1 (this machine only) or 0.0.0.0 (every network)"
-            ) from None
+            raise MemchatError(f"cannot listen on {host}:{port} ({exc.strerror}): {HOST_FIX}") from None
 
 
 async def _check_store(settings: Settings) -> None:
