@@ -42,9 +42,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from conftest import clean_env  # noqa: E402
 from fake_openai import FakeOpenAI  # noqa: E402
 from memchat.items import describe  # noqa: E402
-from memchat.passwords import hash_password  # noqa: E402
 from memchat.stores import open_store  # noqa: E402
-from web_page import PageClient, Said, login_cookie, running_web  # noqa: E402
+from web_page import PageClient, Said, give_passwords, login_cookie, running_web  # noqa: E402
 
 PASSWORD = "load-test-password"
 SERVER = os.environ.get("MEMCHAT_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -70,15 +69,6 @@ async def fresh_database() -> AsyncIterator[str]:
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
-
-
-async def give_passwords(db: str, users: list[str]) -> None:
-    """One hash for every user: the load is on turns, not on setting passwords up."""
-    store = await open_store(db)
-    hashed = hash_password(PASSWORD)
-    for user in users:
-        await store.set_password_hash(user, hashed)
-    await store.close()
 
 
 async def page_turns(user: str, clients: list[PageClient], turns: int) -> list[Turn]:
@@ -118,7 +108,7 @@ def percentile(values: list[float], share: float) -> float:
 async def run(pages: int, turns: int, delay: float, processes: int) -> int:
     users = [f"page{n:03d}" for n in range(pages)]
     async with fresh_database() as db:
-        await give_passwords(db, [*users, "warmup"])
+        await give_passwords(db, [*users, "warmup"], PASSWORD)
         with (
             tempfile.TemporaryDirectory(prefix="memchat-load-") as home,
             FakeOpenAI(first_token_delay=delay) as server,

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,9 +16,7 @@ import pytest
 
 from conftest import POSTGRES_SERVER, clean_env, fresh_store, require_server
 from fake_openai import FakeOpenAI
-from memchat.passwords import hash_password
-from memchat.stores import open_store
-from web_page import PageClient, login_cookie, running_web
+from web_page import PageClient, give_passwords, login_cookie, running_web, status_with
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "two-processes-pw"
@@ -31,14 +27,7 @@ def two_webs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, st
     """Two ``memchat web`` on one PostgreSQL database, with alice and bob able to log in."""
     home = tmp_path_factory.mktemp("two-webs")
     db = fresh_store("postgres", home)
-
-    async def passwords() -> None:
-        store = await open_store(db)
-        for user in ("alice", "bob"):
-            await store.set_password_hash(user, hash_password(PASSWORD))
-        await store.close()
-
-    asyncio.run(passwords())
+    asyncio.run(give_passwords(db, ["alice", "bob"], PASSWORD))
     with FakeOpenAI() as server:
         env = clean_env(home, OPENAI_BASE_URL=server.url, OPENAI_API_KEY="sk-two-webs")
         with running_web(home, env, "--db", db) as first, running_web(home, env, "--db", db) as second:
@@ -57,15 +46,6 @@ def turn(url: str, cookie: str, user: str, text: str) -> str:
     return asyncio.run(talk())
 
 
-def status(url: str, cookie: str, path: str = "/user", method: str = "GET") -> int:
-    request = urllib.request.Request(url + path, headers={"Cookie": cookie, "Origin": url}, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=20) as answer:
-            return int(answer.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
-
-
 def test_what_is_said_on_one_process_is_known_on_the_other(two_webs: tuple[str, str]) -> None:
     first, second = two_webs
     cookie = login_cookie(first, "alice", PASSWORD)
@@ -78,9 +58,9 @@ def test_what_is_said_on_one_process_is_known_on_the_other(two_webs: tuple[str, 
 def test_a_logout_on_one_process_ends_the_login_on_the_other(two_webs: tuple[str, str]) -> None:
     first, second = two_webs
     cookie = login_cookie(first, "bob", PASSWORD)
-    assert status(second, cookie) == 200
-    assert status(first, cookie, "/logout", "POST") == 200
-    assert status(second, cookie) == 401
+    assert status_with(second, cookie) == 200
+    assert status_with(first, cookie, "/logout", "POST") == 200
+    assert status_with(second, cookie) == 401
 
 
 def test_fifty_pages_chatting_at_once_on_two_processes_lose_and_mix_no_turn() -> None:

@@ -8,24 +8,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 
 from conftest import AGENT
-from web_page import PASSWORDS, Web, login_cookie, page_socket, post_login, run_async
+from web_page import PASSWORDS, Web, login_cookie, page_socket, post_login, run_async, status_with
 
 
 def login(web: Web, user: str, password: str | None = None) -> str:
     return login_cookie(web.url, user, password or PASSWORDS[user])
-
-
-def status_with(web: Web, cookie: str, path: str = "/user", method: str = "GET") -> int:
-    request = urllib.request.Request(web.url + path, headers={"Cookie": cookie, "Origin": web.url}, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=20) as answer:
-            return int(answer.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
 
 
 def socket_opens(web: Web, cookie: str) -> bool:
@@ -46,13 +35,13 @@ def socket_opens(web: Web, cookie: str) -> bool:
 def test_a_logout_ends_every_login_of_that_user(web: Web) -> None:
     laptop, phone = login(web, "alice"), login(web, "alice")
     other = login(web, "bob")
-    assert status_with(web, laptop) == status_with(web, phone) == 200 and socket_opens(web, phone)
-    assert status_with(web, laptop, "/logout", "POST") == 200
-    assert status_with(web, laptop) == 401
-    assert status_with(web, phone) == 401  # the other device too
+    assert status_with(web.url, laptop) == status_with(web.url, phone) == 200 and socket_opens(web, phone)
+    assert status_with(web.url, laptop, "/logout", "POST") == 200
+    assert status_with(web.url, laptop) == 401
+    assert status_with(web.url, phone) == 401  # the other device too
     assert not socket_opens(web, phone)  # nor does its socket reach the memory
-    assert status_with(web, other) == 200  # another user's login is untouched
-    assert status_with(web, login(web, "alice")) == 200  # and logging in again works
+    assert status_with(web.url, other) == 200  # another user's login is untouched
+    assert status_with(web.url, login(web, "alice")) == 200  # and logging in again works
 
 
 def test_a_new_password_ends_the_logins_made_with_the_old_one(web: Web) -> None:
@@ -64,6 +53,6 @@ def test_a_new_password_ends_the_logins_made_with_the_old_one(web: Web) -> None:
         env=web.env,
         check=True,
     )
-    assert status_with(web, old) == 401
+    assert status_with(web.url, old) == 401
     assert post_login(web, "bob", PASSWORDS["bob"], Origin=web.url)[0] == 401
-    assert status_with(web, login(web, "bob", "a-brand-new-password")) == 200
+    assert status_with(web.url, login(web, "bob", "a-brand-new-password")) == 200

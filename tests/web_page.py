@@ -232,6 +232,30 @@ def post_login(web: Web | str, user: str, password: str, **headers: str) -> tupl
         return exc.code, {name.lower(): value for name, value in exc.headers.items()}
 
 
+def status_with(url: str, cookie: str, path: str = "/user", method: str = "GET") -> int:
+    """The status the page at ``url`` answers ``path`` with, for a browser holding ``cookie``."""
+    request = urllib.request.Request(url + path, headers={"Cookie": cookie, "Origin": url}, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=20) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+async def give_passwords(db: str, users: list[str], password: str) -> None:
+    """Let ``users`` log in to the store ``db`` with ``password``, as ``memchat passwd`` would (one hash: quicker)."""
+    from memchat.passwords import hash_password
+    from memchat.stores import open_store
+
+    store = await open_store(db)
+    hashed = hash_password(password)
+    try:
+        for user in users:
+            await store.set_password_hash(user, hashed)
+    finally:
+        await store.close()
+
+
 async def page_socket(url: str, cookie: str) -> Any:
     """A socket.io client of the page at ``url``, logged in with ``cookie``, as the page's own script connects."""
     import socketio
