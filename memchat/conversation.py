@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from config import Settings, check_user_id
 
+from . import lazy_package
 from .errors import MemchatError
 from .items import is_user_message, item_text
 from .memory import Memory, Store, Turn
@@ -45,6 +46,7 @@ def load_model_code() -> None:
             return
         gc.disable()
         try:
+            lazy_package.defer_init("mcp")
             importlib.import_module("memchat.turn")
         finally:
             gc.freeze()

@@ -155,15 +155,3 @@ def test_a_too_small_budget_is_refused(memchat: Memchat) -> None:
     run = memchat("--context-tokens", "10", input="hi\n")
     assert run.returncode == 2
     assert run.stderr.startswith("error: the context budget of 10 tokens is too small")
-
-
-@pytest.mark.parametrize(
-    ("args", "stdin"),
-    [(["--help"], ""), (["--clear"], ""), ([], "/users\n/history\n/summary\n/undo\n/clear\n")],
-)
-def test_help_clear_and_database_commands_never_load_the_sdk(memchat: Memchat, args: list[str], stdin: str) -> None:
-    run = memchat(*args, input=stdin, PYTHONPROFILEIMPORTTIME="1")
-    assert run.returncode == 0
-    imported = {line.split("|")[-1].strip() for line in run.stderr.splitlines() if line.startswith("import time:")}
-    assert "memchat.cli" in imported or "memchat" in imported
-    assert "agents" not in imported and "openai" not in imported
