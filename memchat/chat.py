@@ -41,8 +41,9 @@ from .commands import (
     help_rows,
     parse,
 )
-from .conversation import Conversation, load_model_code, load_model_code_aside, model_code_loaded
+from .conversation import Conversation
 from .errors import MemchatError, StoreLostError
+from .loading import load_model_code, load_model_code_aside, model_code_loaded
 from .memory import Memory, Store
 from .output import Output
 

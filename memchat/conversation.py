@@ -8,19 +8,14 @@ object that another session shares.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
-import gc
-import importlib
-import threading
 from typing import TYPE_CHECKING
 
 from config import Settings, check_user_id
 
-from . import lazy_package
 from .errors import MemchatError
 from .items import is_user_message, item_text
+from .loading import load_model_code
 from .memory import Memory, Store, Turn
 
 if TYPE_CHECKING:
@@ -28,67 +23,6 @@ if TYPE_CHECKING:
 
     from .semantic import Semantic
     from .turn import TurnResult, TurnRunner, Usage
-
-
-_model_code_loaded = threading.Event()
-_loading = threading.Lock()
-
-
-def load_model_code() -> None:
-    """Import the Agents SDK (and with it openai): over a second of CPU, the bulk of a one-shot turn's.
-
-    The garbage collector is kept out of it: the import makes hundreds of thousands of
-    objects that live as long as the process, and collecting among them while they are
-    made, and again at exit, costs about a quarter more CPU (see bench/startup.py).
-    """
-    with _loading:
-        if _model_code_loaded.is_set():
-            return
-        gc.disable()
-        try:
-            lazy_package.defer_init("mcp")
-            importlib.import_module("memchat.turn")
-        finally:
-            gc.freeze()
-            gc.enable()
-            _model_code_loaded.set()
-
-
-def model_code_loaded() -> bool:
-    return _model_code_loaded.is_set()
-
-
-async def load_model_code_aside() -> None:
-    """``load_model_code`` in a daemon thread, awaited: the event loop stays free meanwhile.
-
-    So a spinner turns and Ctrl-C cancels at once; and, unlike ``asyncio.to_thread``,
-    whose threads an exit waits for, leaving does not wait for the import to finish.
-    """
-    if model_code_loaded():
-        return
-    loop = asyncio.get_running_loop()
-    loaded: asyncio.Future[None] = loop.create_future()
-
-    def settle(error: BaseException | None) -> None:
-        if loaded.done():
-            return
-        if error is None:
-            loaded.set_result(None)
-        else:
-            loaded.set_exception(error)
-
-    def load() -> None:
-        error: BaseException | None = None
-        try:
-            load_model_code()
-        except BaseException as exc:  # noqa: BLE001 - handed to the waiting coroutine, which raises it
-            error = exc
-        # The loop is gone if the program left while this loaded: nobody is waiting then.
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(settle, error)
-
-    threading.Thread(target=load, name="memchat-load", daemon=True).start()
-    await loaded
 
 
 class Models:

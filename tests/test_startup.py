@@ -39,8 +39,8 @@ def test_a_turn_loads_the_sdk_without_the_mcp_client_and_server(memchat: Memchat
 def test_a_deferred_package_is_whole_once_a_name_is_read_from_it() -> None:
     program = """
 import sys
-from memchat.lazy_package import defer_init
-defer_init("mcp")
+from memchat.loading import defer_package_init
+defer_package_init("mcp")
 import mcp.shared.exceptions
 assert "mcp.client.session" not in sys.modules
 from mcp import ClientSession
