@@ -21,18 +21,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import atexit
+import contextlib
 import json
-import os
 import random
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
+
+from scratch import postgres_database, redis_keys  # noqa: E402
 
 from config import load_settings  # noqa: E402
 from memchat.memory import Memory, Store, Summary  # noqa: E402
@@ -250,9 +254,9 @@ def main(
     for kind in stores:
         for size in sizes:
             for label, recall, embedder in searches:
-                location = fresh(kind, work / f"recall-{size}-{len(label)}.db")
                 print(f"{kind} {size:,} messages, {label}…", file=sys.stderr, flush=True)
-                found = asyncio.run(measure(location, size // 2, facts, seed, recall, embedder))
+                path = work / f"recall-{size}-{len(label)}.db"
+                found = asyncio.run(measure_afresh(kind, path, size // 2, facts, seed, recall, embedder))
                 hits: dict[str, list[bool]] = found["hits"]  # type: ignore[assignment]
                 seconds: list[float] = found["seconds"]  # type: ignore[assignment]
                 tokens: list[int] = found["tokens"]  # type: ignore[assignment]
@@ -273,41 +277,22 @@ def main(
                 )
 
 
-def fresh(kind: str, path: Path) -> str:
-    """An empty store of ``kind``: a new SQLite file, or the benchmark's PostgreSQL database or Redis keys."""
+@contextlib.asynccontextmanager
+async def scratch_store(kind: str, path: Path) -> AsyncIterator[str]:
+    """An empty store of ``kind`` for one measurement: a new SQLite file, or a database or keys of this run's own."""
     if kind == "sqlite":
-        return str(path)
-    if kind == "redis":
-        location = os.environ.get("MEMCHAT_BENCH_REDIS", "redis://127.0.0.1:6379/14?key_prefix=memchat-bench")
-        reset_redis(location)
-        return location
-    location = os.environ.get("MEMCHAT_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/memchat_bench")
-    asyncio.run(reset_postgres(location))
-    return location
+        yield str(path)
+    elif kind == "redis":
+        with redis_keys("recall") as location:
+            yield location
+    else:
+        async with postgres_database("recall") as location:
+            yield location
 
 
-def reset_redis(location: str) -> None:
-    import redis
-
-    from memchat.stores.redis import INDEX_PREFIX, VECTORS_PREFIX, split_url
-
-    url, prefix = split_url(location)
-    client = redis.Redis.from_url(url)
-    for pattern in (f"{prefix}:*", f"{INDEX_PREFIX}:{prefix}:*", f"{VECTORS_PREFIX}:{prefix}:*"):
-        keys = list(client.scan_iter(match=pattern, count=5000))
-        for start in range(0, len(keys), 5000):
-            client.delete(*keys[start : start + 5000])
-    client.close()
-
-
-async def reset_postgres(location: str) -> None:
-    import asyncpg
-
-    server, name = location.rsplit("/", 1)
-    admin = await asyncpg.connect(f"{server}/postgres")
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
+async def measure_afresh(kind: str, path: Path, *args: Any) -> dict[str, object]:
+    async with scratch_store(kind, path) as location:
+        return await measure(location, *args)
 
 
 if __name__ == "__main__":

@@ -26,18 +26,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import statistics
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
+
+from scratch import postgres_database  # noqa: E402
 
 from conftest import clean_env  # noqa: E402
 from fake_openai import FakeOpenAI  # noqa: E402
@@ -46,7 +45,6 @@ from memchat.stores import open_store  # noqa: E402
 from web_page import PageClient, Said, give_passwords, login_cookie, running_web  # noqa: E402
 
 PASSWORD = "load-test-password"
-SERVER = os.environ.get("MEMCHAT_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 @dataclass
@@ -54,21 +52,6 @@ class Turn:
     user: str
     text: str
     said: Said
-
-
-@contextlib.asynccontextmanager
-async def fresh_database() -> AsyncIterator[str]:
-    """A database of this run's own on ``SERVER``, dropped after it."""
-    import asyncpg
-
-    name = f"memchat_load_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = await asyncpg.connect(SERVER)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{SERVER.rsplit('/', 1)[0]}/{name}"
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def page_turns(user: str, clients: list[PageClient], turns: int) -> list[Turn]:
@@ -107,7 +90,7 @@ def percentile(values: list[float], share: float) -> float:
 
 async def run(pages: int, turns: int, delay: float, processes: int) -> int:
     users = [f"page{n:03d}" for n in range(pages)]
-    async with fresh_database() as db:
+    async with postgres_database("load") as db:
         await give_passwords(db, [*users, "warmup"], PASSWORD)
         with (
             tempfile.TemporaryDirectory(prefix="memchat-load-") as home,
