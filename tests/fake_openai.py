@@ -50,6 +50,7 @@ import contextlib
 import json
 import re
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -199,7 +200,7 @@ class FakeOpenAI:
     def __post_init__(self) -> None:
         self._stop = threading.Event()
         handler = type("Handler", (_Handler,), {"server_state": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
+        self._httpd = _QuietServer(("127.0.0.1", self.port), handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
@@ -221,6 +222,15 @@ class FakeOpenAI:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that leaves mid-reply (a stopped turn, a dropped proxy) is what the tests do on
+        # purpose; its traceback in the log only hid real failures.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -637,8 +647,6 @@ def _tokens(body: dict[str, Any]) -> int:
 
 if __name__ == "__main__":
     # Run by hand to try memchat against it: python tests/fake_openai.py [PORT]
-    import sys
-
     with FakeOpenAI(port=int(sys.argv[1]) if len(sys.argv) > 1 else 0) as server:
         print(f"OPENAI_BASE_URL={server.url}", flush=True)
         with contextlib.suppress(KeyboardInterrupt):

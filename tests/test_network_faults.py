@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import socket
+import struct
+import time
+
+import pytest
+
 from conftest import Memchat, assert_alternates
 from fake_openai import FakeOpenAI
 
@@ -57,3 +64,18 @@ def test_retries_are_bounded_by_memchat_retries(memchat: Memchat, server: FakeOp
     assert len([r for r in server.requests if "hello" in str(r.body)]) == 3  # the try and two retries
     assert run.stderr.startswith("error: ") and "429" in run.stderr
     assert run.stdout == "You said: after\n"
+
+
+def test_the_test_server_says_nothing_when_a_client_leaves_mid_reply(
+    server: FakeOpenAI, capfd: pytest.CaptureFixture[str]
+) -> None:
+    body = json.dumps({"model": "m", "stream": True, "messages": [{"role": "user", "content": "[[slow]] " + "w " * 9}]})
+    host, port = server.url.split("//")[1].split("/")[0].split(":")
+    with socket.create_connection((host, int(port))) as client:
+        head = f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
+        client.sendall(head.encode() + body.encode())
+        assert client.recv(4096).startswith(b"HTTP/1.1 200")
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    # The server writes its next word into the reset connection within 0.3 s.
+    time.sleep(1)
+    assert "Traceback" not in capfd.readouterr().err
