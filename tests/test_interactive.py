@@ -279,6 +279,8 @@ def test_pasted_lines_stay_one_message(spawn, memchat: Memchat) -> None:  # type
     prompt(child)
     child.send("\x1b[200~pasted one\npasted two\x1b[201~")
     child.send("\r")
+    # Not the prompt: prompt_toolkit draws it again as the paste lands, before the turn has run.
+    child.expect_exact("You said: pasted one")
     prompt(child)
     child.sendeof()
     assert_exits_with_0(child)
