@@ -70,6 +70,15 @@ class Summary:
     through: int
 
 
+@dataclass(frozen=True)
+class LoginFailures:
+    """Failed web logins counted under one key (a hashed user id or address), and the time of the last."""
+
+    count: int
+    # Seconds since the epoch (time.time()): the web processes sharing a store share no other clock.
+    last: float
+
+
 class Memory(Protocol):
     """One user's stored conversation."""
 
@@ -221,6 +230,19 @@ class Store(Protocol):
 
     async def end_web_sessions(self, user: str) -> None:
         """End every web login of ``user`` (a logout ends them all): a new mark, so earlier logins no longer count."""
+        ...
+
+    async def login_failures(self, keys: Sequence[str], since: float) -> dict[str, LoginFailures]:
+        """The failed logins counted under each of ``keys`` whose last failure is not before ``since``."""
+        ...
+
+    async def count_login_failure(self, keys: Sequence[str], at: float, since: float) -> dict[str, LoginFailures]:
+        """One more failure under each of ``keys``, at ``at``; a count whose last failure is before ``since``
+        starts again, and may be dropped with every other such count. The new counts."""
+        ...
+
+    async def forget_login_failures(self, keys: Sequence[str]) -> None:
+        """Drop the counts of ``keys`` (a login succeeded)."""
         ...
 
     async def close(self) -> None:

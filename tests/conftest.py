@@ -182,6 +182,7 @@ def drop_redis_keys() -> None:
             f"{REDIS_PREFIX}:*",
             f"memchat:passwords:{REDIS_PREFIX}",
             f"memchat:web_sessions:{REDIS_PREFIX}",
+            f"memchat:login_failures:{REDIS_PREFIX}:*",
             f"memchat:index:{REDIS_PREFIX}:*",
             f"memchat:vectors:{REDIS_PREFIX}:*",
         ):

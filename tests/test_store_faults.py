@@ -9,6 +9,7 @@ that drops, refuses and stalls connections between memchat and the server.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import queue
 import sqlite3
@@ -16,6 +17,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +26,13 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import AGENT, POSTGRES_URL, REDIS_PREFIX, REDIS_SERVER, Memchat, fresh_store, stored_items
+from conftest import AGENT, POSTGRES_URL, REDIS_PREFIX, REDIS_SERVER, Memchat, clean_env, fresh_store, stored_items
+from fake_openai import FakeOpenAI
 from memchat.items import describe
 from memchat.stores import open_store
 from memchat.stores.sqlite import SQLiteStore
 from proxy import FaultProxy
+from web_page import give_passwords, post_login, running_web
 
 
 @dataclass
@@ -382,3 +387,26 @@ def test_a_malformed_url_is_one_line(memchat: Memchat, url: str, phrase: str) ->
     assert run.returncode == 2
     assert run.stderr.count("\n") == 1, run.stderr
     assert_one_line(run.stderr.strip(), phrase)
+
+
+def test_a_login_while_the_store_is_down_is_refused_in_one_line_and_works_once_it_is_back(
+    tmp_path: Path, server: FakeOpenAI, redis_proxy: tuple[FaultProxy, str]
+) -> None:
+    proxy, url = redis_proxy
+    asyncio.run(give_passwords(url, ["alice"], "alice-pw"))
+    env = clean_env(tmp_path, OPENAI_BASE_URL=server.url, MEMCHAT_STORE_TIMEOUT="3")
+    with running_web(tmp_path, env, "--db", url) as web:
+        proxy.refuse()
+        request = urllib.request.Request(
+            f"{web.url}/login", data=b"username=alice&password=alice-pw", headers={"Origin": web.url}, method="POST"
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=30)
+        assert refused.value.code == 503
+        assert json.loads(refused.value.read()) == {
+            "detail": "the memory store cannot be reached: try again in a minute"
+        }
+        proxy.accept()
+        assert post_login(web.url, "alice", "alice-pw", Origin=web.url)[0] == 200
+    log = (tmp_path / f"web-{web.url.rsplit(':', 1)[1]}.log").read_text()
+    assert "login as 'alice' from 127.0.0.1 refused: cannot reach Redis" in log and "Traceback" not in log

@@ -5,11 +5,21 @@ This module has a page of its own (the ``web`` fixture is per module): its locko
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 
-from memchat.web.logins import FREE_FAILURES, LOCKOUT_FAILURES, LOCKOUT_SECONDS, LoginLimiter
+from conftest import opened
+from memchat.memory import LoginFailures, Store
+from memchat.web.logins import (
+    FORGET_SECONDS,
+    FREE_FAILURES,
+    LOCKOUT_FAILURES,
+    LOCKOUT_SECONDS,
+    LoginLimiter,
+    login_keys,
+)
 from web_page import PASSWORDS, Web, log_in, post_login, wait_for_text
 
 
@@ -39,18 +49,62 @@ def test_guessing_many_user_ids_from_one_address_is_slowed_for_that_address(web:
     assert post_login(web, "bob", PASSWORDS["bob"])[0] == 200
 
 
-def test_twenty_failures_lock_a_user_id_for_fifteen_minutes() -> None:
-    limiter = LoginLimiter()
-    keys = ["user:carol", "address:198.51.100.7"]
-    waits = []
-    for _ in range(LOCKOUT_FAILURES):
-        limiter.failed(keys)
-        waits.append(limiter.wait(keys))
+def test_twenty_failures_lock_a_user_id_for_fifteen_minutes(location: str) -> None:
+    async def failing() -> tuple[list[float], float]:
+        async with opened(location) as store:
+            limiter = LoginLimiter(lambda: just(store))
+            keys = login_keys("carol", "198.51.100.7")
+            waits = []
+            for _ in range(LOCKOUT_FAILURES):
+                await limiter.failed(keys)
+                waits.append(await limiter.wait(keys))
+            return waits, await limiter.wait(login_keys("someone-else", "198.51.100.8"))
+
+    waits, others = asyncio.run(failing())
     assert waits[: FREE_FAILURES - 1] == [0.0] * (FREE_FAILURES - 1)
     assert 0.9 < waits[FREE_FAILURES - 1] <= 1.0 and 1.9 < waits[FREE_FAILURES] <= 2.0
     assert waits[-2] == pytest.approx(60, abs=0.5)  # the delays stop growing at a minute
     assert waits[-1] == pytest.approx(LOCKOUT_SECONDS, abs=0.5)
-    assert limiter.wait(["user:someone-else", "address:198.51.100.8"]) == 0
+    assert others == 0
+
+
+def test_failures_counted_through_one_connection_hold_back_another(location: str) -> None:
+    """As two web processes on one store: the guesses one took count on the other."""
+
+    async def guessing() -> tuple[float, float]:
+        async with opened(location) as first, opened(location) as second:
+            keys = login_keys("dave", "198.51.100.9")
+            for _ in range(FREE_FAILURES):
+                await LoginLimiter(lambda: just(first)).failed(keys)
+            other = LoginLimiter(lambda: just(second))
+            held = await other.wait(keys)
+            await other.succeeded(keys)
+            return held, await LoginLimiter(lambda: just(first)).wait(keys)
+
+    held, after_success = asyncio.run(guessing())
+    assert 0.9 < held <= 1.0
+    assert after_success == 0  # a success through either clears the count for both
+
+
+def test_a_count_is_forgotten_a_day_after_its_last_failure(location: str) -> None:
+    async def counting() -> tuple[dict[str, LoginFailures], dict[str, LoginFailures]]:
+        async with opened(location) as store:
+            now = time.time()
+            old, recent = login_keys("erin", "198.51.100.10")
+            for _ in range(LOCKOUT_FAILURES):
+                await store.count_login_failure([old], at=now - FORGET_SECONDS - 60, since=now - 2 * FORGET_SECONDS)
+            await store.count_login_failure([recent], at=now - 60, since=now - FORGET_SECONDS)
+            seen = await store.login_failures([old, recent], since=now - FORGET_SECONDS)
+            again = await store.count_login_failure([old, recent], at=now, since=now - FORGET_SECONDS)
+            return seen, again
+
+    seen, again = asyncio.run(counting())
+    assert [counted.count for counted in seen.values()] == [1]  # the old lockout is forgotten
+    assert sorted(counted.count for counted in again.values()) == [1, 2]  # and counting starts again
+
+
+async def just(store: Store) -> Store:
+    return store
 
 
 def test_the_login_form_says_when_logins_are_held_back(browser, web: Web) -> None:  # type: ignore[no-untyped-def]

@@ -16,7 +16,8 @@ import pytest
 
 from conftest import POSTGRES_SERVER, clean_env, fresh_store, require_server
 from fake_openai import FakeOpenAI
-from web_page import PageClient, give_passwords, login_cookie, running_web, status_with
+from memchat.web.logins import FREE_FAILURES
+from web_page import PageClient, give_passwords, login_cookie, post_login, running_web, status_with
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "two-processes-pw"
@@ -61,6 +62,16 @@ def test_a_logout_on_one_process_ends_the_login_on_the_other(two_webs: tuple[str
     assert status_with(second, cookie) == 200
     assert status_with(first, cookie, "/logout", "POST") == 200
     assert status_with(second, cookie) == 401
+
+
+def test_failed_logins_on_one_process_hold_back_the_other(two_webs: tuple[str, str]) -> None:
+    first, second = two_webs
+    # A user id and a client of their own (as a proxy on this machine reports it): no other test is held up.
+    client = {"X-Forwarded-For": "203.0.113.77"}
+    for _ in range(FREE_FAILURES):
+        assert post_login(first, "mallory", "a guess", **client)[0] == 401
+    status, headers = post_login(second, "mallory", "another guess", **client)
+    assert (status, headers["retry-after"]) == (429, "1")
 
 
 def test_fifty_pages_chatting_at_once_on_two_processes_lose_and_mix_no_turn() -> None:

@@ -39,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from ..codec import Codecs, UnreadableError
 from ..errors import StoreError, StoreUnreachableError
 from ..items import Item
-from ..memory import Summary, Turn, UserStats, Vectors
+from ..memory import LoginFailures, Summary, Turn, UserStats, Vectors
 from ..search import Hit, index_body, index_query
 from ..stores import redact
 from .base import (
@@ -148,7 +148,24 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "web sessions that a logout or a new password ends",
         ("ALTER TABLE memchat_passwords ADD COLUMN IF NOT EXISTS sessions TEXT NOT NULL DEFAULT ''",),
     ),
+    (
+        "failed web logins, counted for every web process on the database",
+        (
+            """
+            CREATE TABLE IF NOT EXISTS memchat_login_failures (
+                key TEXT PRIMARY KEY,
+                failures INTEGER NOT NULL,
+                last DOUBLE PRECISION NOT NULL
+            )
+            """,
+            "CREATE INDEX IF NOT EXISTS idx_memchat_login_failures_last ON memchat_login_failures (last)",
+        ),
+    ),
 )
+
+READ_LOGIN_FAILURES = """
+SELECT key, failures, last FROM memchat_login_failures WHERE key = ANY(:keys) AND last >= :since
+"""
 
 # Messages indexed per transaction when catching up on an older database.
 INDEX_BATCH = 2000
@@ -261,6 +278,44 @@ class PostgresStore:
                 text("UPDATE memchat_passwords SET sessions = :mark WHERE user_id = :user"),
                 {"user": user, "mark": new_mark()},
             )
+
+    async def login_failures(self, keys: Sequence[str], since: float) -> dict[str, LoginFailures]:
+        rows = await self.query(READ_LOGIN_FAILURES, keys=list(keys), since=since)
+        return {key: LoginFailures(failures, last) for key, failures, last in rows}
+
+    async def count_login_failure(self, keys: Sequence[str], at: float, since: float) -> dict[str, LoginFailures]:
+        async with self.connection(write=True) as conn:
+            # Old counts go, but never with a wait: another process counting may hold some of them.
+            await conn.execute(
+                text(
+                    """
+                    DELETE FROM memchat_login_failures WHERE key IN (
+                        SELECT key FROM memchat_login_failures WHERE last < :since FOR UPDATE SKIP LOCKED
+                    )
+                    """
+                ),
+                {"since": since},
+            )
+            # In key order: two processes counting the same pair of keys never wait on each other's rows.
+            for key in sorted(keys):
+                await conn.execute(
+                    text(
+                        """
+                        INSERT INTO memchat_login_failures (key, failures, last) VALUES (:key, 1, :at)
+                        ON CONFLICT (key) DO UPDATE
+                        SET failures = CASE WHEN memchat_login_failures.last < :since THEN 1
+                                            ELSE memchat_login_failures.failures + 1 END,
+                            last = EXCLUDED.last
+                        """
+                    ),
+                    {"key": key, "at": at, "since": since},
+                )
+            rows = (await conn.execute(text(READ_LOGIN_FAILURES), {"keys": list(keys), "since": since})).all()
+        return {key: LoginFailures(failures, last) for key, failures, last in rows}
+
+    async def forget_login_failures(self, keys: Sequence[str]) -> None:
+        async with self.connection(write=True) as conn:
+            await conn.execute(text("DELETE FROM memchat_login_failures WHERE key = ANY(:keys)"), {"keys": list(keys)})
 
     async def close(self) -> None:
         await self._engine.dispose()

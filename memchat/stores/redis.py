@@ -45,7 +45,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ..codec import Codecs, UnreadableError
 from ..errors import StoreError, StoreUnreachableError
 from ..items import Item
-from ..memory import Summary, Turn, UserStats, Vectors
+from ..memory import LoginFailures, Summary, Turn, UserStats, Vectors
 from ..search import Hit, index_query, item_words, words
 from ..stores import redact
 from .base import (
@@ -62,6 +62,8 @@ PREFIX = "agents:session"
 # Web password hashes, one field per user id (outside the SDK's prefix, so no user id can reach it).
 PASSWORDS_KEY = "memchat:passwords"
 SESSIONS_KEY = "memchat:web_sessions"
+# Failed web logins: a hash (failures, last) a key, which Redis drops when its count is to be forgotten.
+LOGIN_FAILURES_KEY = "memchat:login_failures"
 CONNECT_TIMEOUT_SECONDS = 10
 # A connection idle this long is pinged before use, so one the server dropped is replaced, not failed on.
 HEALTH_CHECK_SECONDS = 10
@@ -165,6 +167,37 @@ class RedisStore:
     async def end_web_sessions(self, user: str) -> None:
         with self.errors():
             await self.client.hset(self.sessions_key, user, new_mark())
+
+    async def login_failures(self, keys: Sequence[str], since: float) -> dict[str, LoginFailures]:
+        with self.errors():
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.hmget(self._login_failures_key(key), "failures", "last")
+                found = await pipe.execute()
+        return {
+            key: LoginFailures(int(failures), float(last))
+            for key, (failures, last) in zip(keys, found, strict=True)
+            if failures is not None and last is not None and float(last) >= since
+        }
+
+    async def count_login_failure(self, keys: Sequence[str], at: float, since: float) -> dict[str, LoginFailures]:
+        with self.errors():
+            async with self.client.pipeline(transaction=True) as pipe:
+                for key in keys:
+                    name = self._login_failures_key(key)
+                    pipe.hincrby(name, "failures", 1)
+                    pipe.hset(name, "last", repr(at))
+                    # Gone when a later call's ``since`` passes this failure: as long after it as ``since`` is before.
+                    pipe.expireat(name, math.ceil(2 * at - since))
+                await pipe.execute()
+        return await self.login_failures(keys, since)
+
+    async def forget_login_failures(self, keys: Sequence[str]) -> None:
+        with self.errors():
+            await self.client.delete(*(self._login_failures_key(key) for key in keys))
+
+    def _login_failures_key(self, key: str) -> str:
+        return f"{LOGIN_FAILURES_KEY}:{self.prefix}:{key}"
 
     async def close(self) -> None:
         await self.client.aclose()

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 from ..codec import Codecs, UnreadableError
 from ..errors import StoreError, StoreLostError
 from ..items import Item, is_user_message
-from ..memory import Summary, Turn, UserStats, Vectors
+from ..memory import LoginFailures, Summary, Turn, UserStats, Vectors
 from ..search import Hit, fts_match, index_body, index_query
 from .base import END, PAGE_ROWS, MemoryBase, RawRow, new_mark, uninterrupted
 
@@ -150,6 +150,19 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         # The mark every web login of the user carries; a new one ends them all.
         ("ALTER TABLE memchat_passwords ADD COLUMN sessions TEXT NOT NULL DEFAULT ''",),
     ),
+    (
+        "failed web logins, counted for every web process on the file",
+        (
+            """
+            CREATE TABLE IF NOT EXISTS memchat_login_failures (
+                key TEXT PRIMARY KEY,
+                failures INTEGER NOT NULL,
+                last REAL NOT NULL
+            )
+            """,
+            "CREATE INDEX IF NOT EXISTS idx_memchat_login_failures_last ON memchat_login_failures (last)",
+        ),
+    ),
 )
 
 # A summary counts only while the message it ends at is still stored: whoever
@@ -226,6 +239,28 @@ class SQLiteStore:
     async def end_web_sessions(self, user: str) -> None:
         await self.write(
             lambda conn: conn.execute("UPDATE memchat_passwords SET sessions = ? WHERE user_id = ?", (new_mark(), user))
+        )
+
+    async def login_failures(self, keys: Sequence[str], since: float) -> dict[str, LoginFailures]:
+        return await self.run(lambda conn: _login_failures(conn, keys, since))
+
+    async def count_login_failure(self, keys: Sequence[str], at: float, since: float) -> dict[str, LoginFailures]:
+        def count(conn: sqlite3.Connection) -> dict[str, LoginFailures]:
+            conn.execute("DELETE FROM memchat_login_failures WHERE last < ?", (since,))
+            conn.executemany(
+                """
+                INSERT INTO memchat_login_failures (key, failures, last) VALUES (?, 1, ?)
+                ON CONFLICT (key) DO UPDATE SET failures = failures + 1, last = excluded.last
+                """,
+                [(key, at) for key in keys],
+            )
+            return _login_failures(conn, keys, since)
+
+        return await self.write(count)
+
+    async def forget_login_failures(self, keys: Sequence[str]) -> None:
+        await self.write(
+            lambda conn: conn.executemany("DELETE FROM memchat_login_failures WHERE key = ?", [(key,) for key in keys])
         )
 
     async def close(self) -> None:
@@ -664,6 +699,15 @@ def _schema_version(conn: sqlite3.Connection) -> int:
     if found is None:
         return 0
     return int(conn.execute("SELECT COALESCE(MAX(version), 0) FROM memchat_migrations").fetchone()[0])
+
+
+def _login_failures(conn: sqlite3.Connection, keys: Sequence[str], since: float) -> dict[str, LoginFailures]:
+    marks = ", ".join("?" * len(keys))
+    rows = conn.execute(
+        f"SELECT key, failures, last FROM memchat_login_failures WHERE key IN ({marks}) AND last >= ?",
+        (*keys, since),
+    )
+    return {key: LoginFailures(failures, last) for key, failures, last in rows}
 
 
 def _migrate(conn: sqlite3.Connection) -> None:

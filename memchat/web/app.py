@@ -123,7 +123,7 @@ app.add_middleware(
     current=login_mark,
     end=end_logins,
 )
-app.add_middleware(LoginLimit)
+app.add_middleware(LoginLimit, store=store)
 app.add_middleware(WebGuard, origins=SETTINGS.web_origins, inline_scripts=inline_scripts(get_html_template("")))
 
 

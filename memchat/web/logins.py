@@ -11,7 +11,9 @@ the wait (1 s, 2 s, 4 s... up to ``MAX_DELAY``); at ``LOCKOUT_FAILURES`` the use
 or the address, is locked for ``LOCKOUT_SECONDS``. A successful login clears both.
 Each refusal and lockout is logged, one line each, with the user id and the address.
 
-The counts live in the web process: several processes behind a proxy count apart.
+The counts live in the store (``Store.count_login_failure``), so every web process
+on it counts the same failures; a count is forgotten ``FORGET_SECONDS`` after its
+last failure. The store sees only hashes of the user ids and addresses.
 
 **Logins that end.** Chainlit's login is a signed token good for 15 days, which a
 logout or a new password did not end. Each login now carries the user's mark from
@@ -23,12 +25,14 @@ the user's sessions in every other on the same store.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import urllib.parse
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+
+from memchat.errors import StoreError
+from memchat.memory import LoginFailures, Store
 
 from .guard import App, Message, Receive, Scope, Send, headers_of, refuse
 
@@ -36,8 +40,8 @@ FREE_FAILURES = 5
 MAX_DELAY = 60.0
 LOCKOUT_FAILURES = 20
 LOCKOUT_SECONDS = 15 * 60.0
-# Names and addresses remembered at most: an attacker trying endless user ids cannot fill the memory.
-REMEMBERED = 10_000
+# A count is forgotten this long after its last failure; a successful login forgets it at once.
+FORGET_SECONDS = 24 * 3600.0
 # A login form is a few hundred bytes; more is not one.
 MOST_BODY = 16 * 1024
 LOGIN_PATH = "/login"
@@ -48,52 +52,48 @@ TOKEN_COOKIE = "access_token"
 log = logging.getLogger("memchat.web")
 
 
-@dataclass
-class Strikes:
-    failures: int = 0
-    # time.monotonic() before which no attempt is taken.
-    until: float = 0.0
+def delay_after(failures: int) -> float:
+    """Seconds a user id or address waits after its latest failure."""
+    if failures >= LOCKOUT_FAILURES:
+        return LOCKOUT_SECONDS
+    if failures >= FREE_FAILURES:
+        return min(MAX_DELAY, 2.0 ** (failures - FREE_FAILURES))
+    return 0.0
+
+
+def login_keys(user: str, address: str) -> list[str]:
+    """What failures are counted under: the user id and the address, hashed, for the store holds them."""
+    return [hashlib.sha256(key.encode()).hexdigest() for key in (f"user:{user.casefold()}", f"address:{address}")]
 
 
 class LoginLimiter:
-    """Failed logins counted per key ("user:ID" or "address:IP"), with the wait each imposes."""
+    """Failed logins counted per key (a user id or an address) in the store, with the wait each imposes."""
 
-    def __init__(self) -> None:
-        self._strikes: OrderedDict[str, Strikes] = OrderedDict()
+    def __init__(self, store: Callable[[], Awaitable[Store]]) -> None:
+        self._store = store
 
-    def wait(self, keys: list[str]) -> float:
+    async def wait(self, keys: list[str]) -> float:
         """Seconds before these keys may try again (0: now)."""
-        now = time.monotonic()
-        return max([0.0, *(self._strikes[key].until - now for key in keys if key in self._strikes)])
+        now = time.time()
+        found = await (await self._store()).login_failures(keys, since=now - FORGET_SECONDS)
+        return max([0.0, *(counted.last + delay_after(counted.count) - now for counted in found.values())])
 
-    def failed(self, keys: list[str]) -> Strikes:
-        """Count a failure for each key; the strikes of the one that now waits longest."""
-        now = time.monotonic()
-        worst = Strikes()
-        for key in keys:
-            strikes = self._strikes.pop(key, None) or Strikes()
-            strikes.failures += 1
-            if strikes.failures >= LOCKOUT_FAILURES:
-                strikes.until = now + LOCKOUT_SECONDS
-            elif strikes.failures >= FREE_FAILURES:
-                strikes.until = now + min(MAX_DELAY, 2.0 ** (strikes.failures - FREE_FAILURES))
-            self._strikes[key] = strikes
-            worst = max(worst, strikes, key=lambda found: found.until)
-        while len(self._strikes) > REMEMBERED:
-            self._strikes.popitem(last=False)
-        return worst
+    async def failed(self, keys: list[str]) -> LoginFailures:
+        """Count a failure for each key; the count of the one that now waits longest."""
+        now = time.time()
+        counts = await (await self._store()).count_login_failure(keys, at=now, since=now - FORGET_SECONDS)
+        return max(counts.values(), key=lambda counted: counted.last + delay_after(counted.count))
 
-    def succeeded(self, keys: list[str]) -> None:
-        for key in keys:
-            self._strikes.pop(key, None)
+    async def succeeded(self, keys: list[str]) -> None:
+        await (await self._store()).forget_login_failures(keys)
 
 
 class LoginLimit:
     """ASGI middleware: ``POST /login`` passes only when neither its user id nor its address must wait."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, store: Callable[[], Awaitable[Store]]) -> None:
         self.app = app
-        self.limiter = LoginLimiter()
+        self.limiter = LoginLimiter(store)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != LOGIN_PATH:
@@ -103,8 +103,13 @@ class LoginLimit:
         form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
         user = (form.get("username") or [""])[0].strip()
         address = client_address(scope)
-        keys = [f"user:{user.casefold()}", f"address:{address}"]
-        waiting = self.limiter.wait(keys)
+        keys = login_keys(user, address)
+        try:
+            waiting = await self.limiter.wait(keys)
+        except StoreError as exc:
+            log.error("memchat web: login as %r from %s refused: %s", user, address, exc)
+            await refuse(scope, receive, send, 503, "the memory store cannot be reached: try again in a minute")
+            return
         if waiting > 0:
             log.warning(
                 "memchat web: login as %r from %s refused: too many failures, %.0f s to wait", user, address, waiting
@@ -125,18 +130,24 @@ class LoginLimit:
             await send(message)
 
         await self.app(scope, replay, watch)
+        try:
+            await self._count(status, user, address, keys)
+        except StoreError as exc:
+            log.error("memchat web: the login as %r from %s was not counted: %s", user, address, exc)
+
+    async def _count(self, status: int, user: str, address: str, keys: list[str]) -> None:
         if status == 401:
-            strikes = self.limiter.failed(keys)
-            if strikes.failures >= LOCKOUT_FAILURES:
+            counted = await self.limiter.failed(keys)
+            if counted.count >= LOCKOUT_FAILURES:
                 log.warning(
                     "memchat web: login as %r from %s failed %d times: locked for %.0f minutes",
                     user,
                     address,
-                    strikes.failures,
+                    counted.count,
                     LOCKOUT_SECONDS / 60,
                 )
         elif 200 <= status < 400:
-            self.limiter.succeeded(keys)
+            await self.limiter.succeeded(keys)
 
 
 def client_address(scope: Scope) -> str:
