@@ -32,7 +32,7 @@ from memchat.items import describe
 from memchat.stores import open_store
 from memchat.stores.sqlite import SQLiteStore
 from proxy import FaultProxy
-from web_page import give_passwords, post_login, running_web
+from web_page import CHROMIUM, CHROMIUM_ARGS, give_passwords, log_in, post_login, running_web, wait_for_text
 
 
 @dataclass
@@ -392,11 +392,19 @@ def test_a_malformed_url_is_one_line(memchat: Memchat, url: str, phrase: str) ->
 def test_a_login_while_the_store_is_down_is_refused_in_one_line_and_works_once_it_is_back(
     tmp_path: Path, server: FakeOpenAI, redis_proxy: tuple[FaultProxy, str]
 ) -> None:
+    from playwright.sync_api import sync_playwright
+
     proxy, url = redis_proxy
     asyncio.run(give_passwords(url, ["alice"], "alice-pw"))
     env = clean_env(tmp_path, OPENAI_BASE_URL=server.url, MEMCHAT_STORE_TIMEOUT="3")
     with running_web(tmp_path, env, "--db", url) as web:
         proxy.refuse()
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page()
+            log_in(page, web, "alice", "alice-pw")
+            wait_for_text(page, "The memory store cannot be reached: try again in a minute.")
+            browser.close()
         request = urllib.request.Request(
             f"{web.url}/login", data=b"username=alice&password=alice-pw", headers={"Origin": web.url}, method="POST"
         )

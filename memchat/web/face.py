@@ -31,6 +31,7 @@ WORDS: dict[str, str] = {
         "Wrong user id or password. No password yet? On the machine that runs memchat: memchat passwd YOUR_ID"
     ),
     "auth.login.errors.too many requests": "Too many failed logins: wait a minute, then try again.",
+    "auth.login.errors.service unavailable": "The memory store cannot be reached: try again in a minute.",
     "auth.login.errors.default": "Could not log in. Try again, or ask whoever runs memchat.",
     # The composer's menu lists memchat's commands, not tools of the model.
     "chat.commands.button": "Commands",
