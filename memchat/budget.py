@@ -60,6 +60,11 @@ async def build_context(
     memory: Memory, budget: int, estimator: TokenEstimator, *, before: int | None = None
 ) -> Context:
     """The summary and the newest whole turns (stored before position ``before``, if given) that fit ``budget``."""
+    async with memory.reading():
+        return await _newest_that_fit(memory, budget, estimator, before)
+
+
+async def _newest_that_fit(memory: Memory, budget: int, estimator: TokenEstimator, before: int | None) -> Context:
     summary = await memory.summary()
     remaining = budget - (estimator.tokens(summary.text) if summary else 0)
     turns: list[Turn] = []

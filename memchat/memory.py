@@ -10,6 +10,7 @@ plus the few operations memchat needs on top: whole-turn reads and undo.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -188,6 +189,14 @@ class Memory(Protocol):
 
     async def summary(self) -> Summary | None:
         """The running summary of older turns, if one was written."""
+        ...
+
+    def reading(self) -> AbstractAsyncContextManager[None]:
+        """A block of reads that see one moment of the store and, on a server, share one connection.
+
+        Building a request makes a dozen reads; on PostgreSQL each on its own took a connection
+        check and a transaction, most of the time of the lot. No writes inside.
+        """
         ...
 
     async def save_summary(self, summary: Summary) -> None:

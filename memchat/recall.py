@@ -66,10 +66,11 @@ async def exchanges(
     if semantic is not None:
         ranked = fuse([ranked, await semantic.hits(memory, query, hits, before)], hits)
     found: dict[int, tuple[str, Turn]] = {}
-    for hit in ranked:
-        turn = await memory.turn_at(hit.position)
-        if turn is not None and turn.start not in found:
-            found[turn.start] = (hit.stored_at, turn)
+    async with memory.reading():
+        for hit in ranked:
+            turn = await memory.turn_at(hit.position)
+            if turn is not None and turn.start not in found:
+                found[turn.start] = (hit.stored_at, turn)
     return list(found.values())
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Memchat, opened
+from conftest import Memchat, fresh_store, opened
 from fake_openai import FakeOpenAI
 from memchat.stores.sqlite import MIGRATIONS, SQLiteStore
 
@@ -283,3 +283,50 @@ def test_memchat_tools_off_offers_no_tool(memchat: Memchat, server: FakeOpenAI) 
     assert "tools" not in server.requests[-1].body
     bad = memchat(input="hello\n", MEMCHAT_TOOLS="maybe")
     assert bad.returncode == 2 and bad.stderr == "error: MEMCHAT_TOOLS is 'maybe': use on or off\n"
+
+
+def built_requests(location: str, concurrently: int) -> tuple[list[str], int]:
+    """Requests for one question built at once on one memory, as several pages of one user may, and
+    how many transactions a request took on PostgreSQL (0 elsewhere)."""
+    from dataclasses import replace
+
+    from config import load_settings
+    from memchat.turn import TurnRunner
+
+    async def build() -> tuple[list[str], int]:
+        async with opened(location) as store:
+            memory = store.memory("ann")
+            await memory.add_items(exchange("my sister Ingrid lives in Bergen"))
+            for n in range(40):
+                await memory.add_items(exchange(f"filler {n} " + "w" * 200))
+            settings = load_settings(env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"})
+            runner = TurnRunner(replace(settings, context_tokens=1500, recall=True))
+            question = "where does my sister live?"
+            transactions = 0
+            if location.startswith("postgresql"):
+                from sqlalchemy import event
+
+                def began(*_: object) -> None:
+                    nonlocal transactions
+                    transactions += 1
+
+                event.listen(store._engine.sync_engine, "begin", began)  # type: ignore[attr-defined]
+                await runner.request_for(memory, question)
+                event.remove(store._engine.sync_engine, "begin", began)  # type: ignore[attr-defined]
+            built = await asyncio.gather(*(runner.request_for(memory, question) for _ in range(concurrently)))
+            await runner.aclose()
+            return [json.dumps(context.items) + instructions for context, instructions in built], transactions
+
+    return asyncio.run(build())
+
+
+def test_requests_built_at_once_on_one_memory_each_read_it_whole(location: str) -> None:
+    requests, _ = built_requests(location, concurrently=6)
+    assert "Ingrid lives in Bergen" in requests[0]  # recalled from beyond the window
+    assert len(set(requests)) == 1
+
+
+def test_a_request_on_postgresql_is_read_in_a_few_transactions_not_one_a_read(tmp_path: Path) -> None:
+    # Each on its own costs a connection check, BEGIN and COMMIT: most of the time of a dozen reads.
+    _, transactions = built_requests(fresh_store("postgres", tmp_path), concurrently=1)
+    assert 0 < transactions <= 4

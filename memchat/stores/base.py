@@ -51,6 +51,10 @@ class MemoryBase(ABC):
         # The SDK's Session attribute: its ``limit`` applies when get_items is called without one.
         self.session_settings: SessionSettings | None = None
 
+    def reading(self) -> contextlib.AbstractAsyncContextManager[None]:
+        # A local store's reads are cheap one by one; a server's store shares a connection instead.
+        return contextlib.nullcontext()
+
     async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
         if limit is None and self.session_settings is not None:
             limit = self.session_settings.limit

@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import text
@@ -198,6 +199,9 @@ class PostgresStore:
 
     def __init__(self, engine: AsyncEngine, location: str, encryption_key: str | None, timeout: float) -> None:
         self._engine = engine
+        # The connection of the block of reads the running task is in (see ``reading``), per store:
+        # ``memchat copy`` may read one database while it writes another.
+        self._reading: ContextVar[AsyncConnection | None] = ContextVar(f"memchat-reading-{id(self)}", default=None)
         self.location = location
         self.created = False
         self.codecs = Codecs(encryption_key)
@@ -330,8 +334,29 @@ class PostgresStore:
                 yield conn
 
     async def query(self, sql: str, **params: Any) -> list[Any]:
+        if (reading := self._reading.get()) is not None:
+            with self._errors():
+                return list((await reading.execute(text(sql), params)).all())
         async with self.connection() as conn:
             return list((await conn.execute(text(sql), params)).all())
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[None]:
+        """``query`` in this block (of this task) uses one read-only transaction: one snapshot, one connection.
+
+        Each query on its own costs a connection check, BEGIN and COMMIT: about 1 ms here,
+        against 0.2 ms inside a transaction, and a request makes a dozen.
+        """
+        if self._reading.get() is not None:
+            yield
+            return
+        async with self.connection() as conn:
+            await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
+            token = self._reading.set(conn)
+            try:
+                yield
+            finally:
+                self._reading.reset(token)
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -387,6 +412,9 @@ class PostgresMemory(MemoryBase):
     def __init__(self, store: PostgresStore, user: str) -> None:
         super().__init__(user, store.codecs(user))
         self._store = store
+
+    def reading(self) -> AbstractAsyncContextManager[None]:
+        return self._store.reading()
 
     @asynccontextmanager
     async def _locked(self, *, create: bool = False) -> AsyncIterator[AsyncConnection | None]:
