@@ -272,7 +272,7 @@ async def _import(args: argparse.Namespace) -> int:
 
 
 async def _passwd(args: argparse.Namespace) -> int:
-    from .passwords import PasswordError, hash_password
+    from .passwords import PasswordError, hash_password, login_failure_key
     from .stores import open_store
 
     settings = load_settings(user=args.user, db=args.db)
@@ -288,6 +288,8 @@ async def _passwd(args: argparse.Namespace) -> int:
     store = await open_store(settings.db, timeout=settings.store_timeout)
     try:
         await store.set_password_hash(settings.user, hashed)
+        # A user locked out by their own typos (or a guesser's) can log in with the new password at once.
+        await store.forget_login_failures([login_failure_key("user", settings.user)])
     finally:
         await store.close()
     Output().notice(f"password set for {settings.user}: log in on memchat web with it")

@@ -53,3 +53,13 @@ def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
+
+
+def login_failure_key(kind: str, value: str) -> str:
+    """What failed web logins of a user id (``kind`` "user") or an address ("address") are counted under.
+
+    A hash: the store that keeps the counts never holds who tried, or from where.
+    """
+    if kind == "user":
+        value = value.casefold()
+    return hashlib.sha256(f"{kind}:{value}".encode()).hexdigest()

@@ -6,10 +6,14 @@ This module has a page of its own (the ``web`` fixture is per module).
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
+import time
 
-from conftest import AGENT
+from conftest import AGENT, opened
+from memchat.passwords import login_failure_key
+from memchat.web.logins import LOCKOUT_FAILURES
 from web_page import PASSWORDS, Web, login_cookie, page_socket, post_login, run_async, status_with
 
 
@@ -56,3 +60,22 @@ def test_a_new_password_ends_the_logins_made_with_the_old_one(web: Web) -> None:
     assert status_with(web.url, old) == 401
     assert post_login(web, "bob", PASSWORDS["bob"], Origin=web.url)[0] == 401
     assert status_with(web.url, login(web, "bob", "a-brand-new-password")) == 200
+
+
+def test_a_new_password_lifts_the_lockout_of_that_user_id(web: Web) -> None:
+    async def lock_out(user: str) -> None:
+        async with opened(str(web.db)) as store:
+            now = time.time()
+            for _ in range(LOCKOUT_FAILURES):
+                await store.count_login_failure([login_failure_key("user", user)], at=now, since=now - 60)
+
+    asyncio.run(lock_out("carol"))
+    assert post_login(web, "carol", "carols-new-password", Origin=web.url)[0] == 429
+    subprocess.run(
+        [sys.executable, str(AGENT), "passwd", "carol"],
+        input=b"carols-new-password\n",
+        cwd=web.cwd,
+        env=web.env,
+        check=True,
+    )
+    assert post_login(web, "carol", "carols-new-password", Origin=web.url)[0] == 200

@@ -25,7 +25,6 @@ the user's sessions in every other on the same store.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 import urllib.parse
@@ -33,6 +32,7 @@ from collections.abc import Awaitable, Callable
 
 from memchat.errors import StoreError
 from memchat.memory import LoginFailures, Store
+from memchat.passwords import login_failure_key
 
 from .guard import App, Message, Receive, Scope, Send, headers_of, refuse
 
@@ -62,8 +62,8 @@ def delay_after(failures: int) -> float:
 
 
 def login_keys(user: str, address: str) -> list[str]:
-    """What failures are counted under: the user id and the address, hashed, for the store holds them."""
-    return [hashlib.sha256(key.encode()).hexdigest() for key in (f"user:{user.casefold()}", f"address:{address}")]
+    """What failures are counted under: the user id and the address."""
+    return [login_failure_key("user", user), login_failure_key("address", address)]
 
 
 class LoginLimiter:
