@@ -118,22 +118,21 @@ class LoginLimit:
             detail = f"too many failed logins for this user id or from this address: try again in {seconds} s"
             await refuse(scope, receive, send, 429, detail, [(b"retry-after", str(seconds).encode())])
             return
-        status = 0
 
         async def replay() -> Message:
             return {"type": "http.request", "body": body, "more_body": False}
 
         async def watch(message: Message) -> None:
-            nonlocal status
             if message["type"] == "http.response.start":
-                status = int(message["status"])
+                # Counted before the answer leaves: a client that has its 401 has its failure counted,
+                # wherever its next attempt lands.
+                try:
+                    await self._count(int(message["status"]), user, address, keys)
+                except StoreError as exc:
+                    log.error("memchat web: the login as %r from %s was not counted: %s", user, address, exc)
             await send(message)
 
         await self.app(scope, replay, watch)
-        try:
-            await self._count(status, user, address, keys)
-        except StoreError as exc:
-            log.error("memchat web: the login as %r from %s was not counted: %s", user, address, exc)
 
     async def _count(self, status: int, user: str, address: str, keys: list[str]) -> None:
         if status == 401:
