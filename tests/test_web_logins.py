@@ -6,6 +6,7 @@ This module has a page of its own (the ``web`` fixture is per module): its locko
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import time
 
 import pytest
@@ -17,6 +18,7 @@ from memchat.web.logins import (
     FREE_FAILURES,
     LOCKOUT_FAILURES,
     LOCKOUT_SECONDS,
+    KeyLocks,
     LoginLimiter,
     login_keys,
 )
@@ -125,3 +127,34 @@ def test_the_login_form_says_when_logins_are_held_back(browser, web: Web) -> Non
             raise AssertionError("no attempt was held back, or the form did not say so")
     finally:
         context.close()
+
+
+def test_guesses_sent_all_at_once_get_no_more_tries_than_one_after_another(web: Web) -> None:
+    # A user id and a client of their own (as a proxy on this machine reports it): no other test is held up.
+    client = {"X-Forwarded-For": "203.0.113.61"}
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(lambda n: post_login(web, "frank", f"guess {n}", **client)[0], range(12)))
+    assert sorted(answers) == [401] * FREE_FAILURES + [429] * (12 - FREE_FAILURES)
+
+
+def test_attempts_sharing_a_key_go_one_at_a_time_and_leave_no_lock_behind() -> None:
+    locks = KeyLocks()
+    inside: dict[str, int] = {}
+    most: dict[str, int] = {}
+
+    async def attempt(keys: list[str]) -> None:
+        async with locks.hold(keys):
+            for key in keys:
+                inside[key] = inside.get(key, 0) + 1
+                most[key] = max(most.get(key, 0), inside[key])
+            await asyncio.sleep(0.01)
+            for key in keys:
+                inside[key] -= 1
+
+    async def many() -> None:
+        # The same address under many user ids, as a guesser trying names, and the other way round.
+        await asyncio.gather(*(attempt([f"user {n % 3}", "address a" if n % 2 else "address b"]) for n in range(30)))
+
+    asyncio.run(many())
+    assert set(most.values()) == {1}
+    assert locks._locks == {}  # an attacker trying endless user ids cannot fill the memory

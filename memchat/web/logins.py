@@ -25,10 +25,12 @@ the user's sessions in every other on the same store.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from memchat.errors import StoreError
 from memchat.memory import LoginFailures, Store
@@ -88,12 +90,42 @@ class LoginLimiter:
         await (await self._store()).forget_login_failures(keys)
 
 
+class KeyLocks:
+    """One lock per key, held only while someone wants it: attempts on the same keys go one at a time."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, keys: list[str]) -> AsyncIterator[None]:
+        # In one order everywhere, so two attempts that share a key never wait on each other crosswise.
+        ordered = sorted(set(keys))
+        for key in ordered:
+            lock, wanted = self._locks.get(key, (asyncio.Lock(), 0))
+            self._locks[key] = (lock, wanted + 1)
+        async with contextlib.AsyncExitStack() as held:
+            try:
+                for key in ordered:
+                    await held.enter_async_context(self._locks[key][0])
+                yield
+            finally:
+                for key in ordered:
+                    lock, wanted = self._locks[key]
+                    if wanted == 1:
+                        del self._locks[key]
+                    else:
+                        self._locks[key] = (lock, wanted - 1)
+
+
 class LoginLimit:
     """ASGI middleware: ``POST /login`` passes only when neither its user id nor its address must wait."""
 
     def __init__(self, app: App, store: Callable[[], Awaitable[Store]]) -> None:
         self.app = app
         self.limiter = LoginLimiter(store)
+        # Guesses sent all at once would otherwise all pass the check before any failure was counted.
+        # (Across processes they still can, one attempt per process at a time.)
+        self.one_at_a_time = KeyLocks()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != LOGIN_PATH:
@@ -104,6 +136,13 @@ class LoginLimit:
         user = (form.get("username") or [""])[0].strip()
         address = client_address(scope)
         keys = login_keys(user, address)
+        async with self.one_at_a_time.hold(keys):
+            await self._attempt(scope, receive, send, body, user, address, keys)
+
+    async def _attempt(
+        self, scope: Scope, receive: Receive, send: Send, body: bytes, user: str, address: str, keys: list[str]
+    ) -> None:
+        """One login, refused without a look at the password while its user id or address must wait."""
         try:
             waiting = await self.limiter.wait(keys)
         except StoreError as exc:
