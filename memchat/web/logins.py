@@ -13,7 +13,9 @@ Each refusal and lockout is logged, one line each, with the user id and the addr
 
 The counts live in the store (``Store.count_login_failure``), so every web process
 on it counts the same failures; a count is forgotten ``FORGET_SECONDS`` after its
-last failure. The store sees only hashes of the user ids and addresses.
+last failure. The store sees only hashes of the user ids and addresses. Attempts
+on the same keys go one at a time in a process (``KeyLocks``), and a failure is
+counted before its answer leaves, so guesses sent at once get no more tries.
 
 **Logins that end.** Chainlit's login is a signed token good for 15 days, which a
 logout or a new password did not end. Each login now carries the user's mark from
