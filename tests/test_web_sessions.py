@@ -48,15 +48,20 @@ def test_a_logout_ends_every_login_of_that_user(web: Web) -> None:
     assert status_with(web.url, login(web, "alice")) == 200  # and logging in again works
 
 
-def test_a_new_password_ends_the_logins_made_with_the_old_one(web: Web) -> None:
-    old = login(web, "bob")
+def passwd(web: Web, user: str, password: str) -> None:
+    """``memchat passwd USER`` on the page's store, the password on a pipe."""
     subprocess.run(
-        [sys.executable, str(AGENT), "passwd", "bob"],
-        input=b"a-brand-new-password\n",
+        [sys.executable, str(AGENT), "passwd", user],
+        input=f"{password}\n".encode(),
         cwd=web.cwd,
         env=web.env,
         check=True,
     )
+
+
+def test_a_new_password_ends_the_logins_made_with_the_old_one(web: Web) -> None:
+    old = login(web, "bob")
+    passwd(web, "bob", "a-brand-new-password")
     assert status_with(web.url, old) == 401
     assert post_login(web, "bob", PASSWORDS["bob"], Origin=web.url)[0] == 401
     assert status_with(web.url, login(web, "bob", "a-brand-new-password")) == 200
@@ -71,11 +76,5 @@ def test_a_new_password_lifts_the_lockout_of_that_user_id(web: Web) -> None:
 
     asyncio.run(lock_out("carol"))
     assert post_login(web, "carol", "carols-new-password", Origin=web.url)[0] == 429
-    subprocess.run(
-        [sys.executable, str(AGENT), "passwd", "carol"],
-        input=b"carols-new-password\n",
-        cwd=web.cwd,
-        env=web.env,
-        check=True,
-    )
+    passwd(web, "carol", "carols-new-password")
     assert post_login(web, "carol", "carols-new-password", Origin=web.url)[0] == 200
