@@ -22,7 +22,7 @@ from memchat.web.logins import (
     LoginLimiter,
     login_keys,
 )
-from web_page import PASSWORDS, Web, log_in, post_login, wait_for_text
+from web_page import PASSWORDS, Web, log_in, post_login, run_async, wait_for_text
 
 
 def test_failed_logins_get_growing_delays_and_the_right_password_waits_too(web: Web) -> None:
@@ -62,7 +62,7 @@ def test_twenty_failures_lock_a_user_id_for_fifteen_minutes(location: str) -> No
                 waits.append(await limiter.wait(keys))
             return waits, await limiter.wait(login_keys("someone-else", "198.51.100.8"))
 
-    waits, others = asyncio.run(failing())
+    waits, others = run_async(failing())
     assert waits[: FREE_FAILURES - 1] == [0.0] * (FREE_FAILURES - 1)
     assert 0.9 < waits[FREE_FAILURES - 1] <= 1.0 and 1.9 < waits[FREE_FAILURES] <= 2.0
     assert waits[-2] == pytest.approx(60, abs=0.5)  # the delays stop growing at a minute
@@ -83,7 +83,7 @@ def test_failures_counted_through_one_connection_hold_back_another(location: str
             await other.succeeded(keys)
             return held, await LoginLimiter(lambda: just(first)).wait(keys)
 
-    held, after_success = asyncio.run(guessing())
+    held, after_success = run_async(guessing())
     assert 0.9 < held <= 1.0
     assert after_success == 0  # a success through either clears the count for both
 
@@ -100,7 +100,7 @@ def test_a_count_is_forgotten_a_day_after_its_last_failure(location: str) -> Non
             again = await store.count_login_failure([old, recent], at=now, since=now - FORGET_SECONDS)
             return seen, again
 
-    seen, again = asyncio.run(counting())
+    seen, again = run_async(counting())
     assert [counted.count for counted in seen.values()] == [1]  # the old lockout is forgotten
     assert sorted(counted.count for counted in again.values()) == [1, 2]  # and counting starts again
 
@@ -155,6 +155,6 @@ def test_attempts_sharing_a_key_go_one_at_a_time_and_leave_no_lock_behind() -> N
         # The same address under many user ids, as a guesser trying names, and the other way round.
         await asyncio.gather(*(attempt([f"user {n % 3}", "address a" if n % 2 else "address b"]) for n in range(30)))
 
-    asyncio.run(many())
+    run_async(many())
     assert set(most.values()) == {1}
     assert locks._locks == {}  # an attacker trying endless user ids cannot fill the memory

@@ -6,7 +6,6 @@ This module has a page of its own (the ``web`` fixture is per module).
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 import time
@@ -74,7 +73,7 @@ def test_a_new_password_lifts_the_lockout_of_that_user_id(web: Web) -> None:
             for _ in range(LOCKOUT_FAILURES):
                 await store.count_login_failure([login_failure_key("user", user)], at=now, since=now - 60)
 
-    asyncio.run(lock_out("carol"))
+    run_async(lock_out("carol"))
     assert post_login(web, "carol", "carols-new-password", Origin=web.url)[0] == 429
     passwd(web, "carol", "carols-new-password")
     assert post_login(web, "carol", "carols-new-password", Origin=web.url)[0] == 200
