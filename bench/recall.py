@@ -211,7 +211,8 @@ async def measure(
         tokens: list[int] = []
         for question in questions:
             started = time.perf_counter()
-            context, instructions = await runner.request_for(memory, question.text)
+            request = await runner.request_for(memory, question.text)
+            context, instructions = request.context, request.instructions
             seconds.append(time.perf_counter() - started)
             if semantic is not None:
                 # The embedding server's own share, timed alone right after, so the two are compared fairly.

@@ -1,21 +1,32 @@
 """Choosing what history a request carries: the summary plus the newest whole turns that fit.
 
-Tokens are estimated from characters, with no tokenizer to download: the
-estimate starts cautious and is calibrated by the token counts the server
-reports for each request.
+Tokens are estimated from the characters a server reads (a message's text, not
+the JSON it is stored as), with no tokenizer to download: the estimate starts
+cautious and is calibrated by the token count the server reports for the first
+request of each turn.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from .items import Item
+from .items import Item, describe, without_memory_searches
 from .memory import Memory, Summary, Turn
 
 # Cautious until the server reports real counts: fewer characters a token means more tokens counted.
 INITIAL_CHARS_PER_TOKEN = 3.0
 MIN_CHARS_PER_TOKEN, MAX_CHARS_PER_TOKEN = 1.0, 6.0
+# What a server adds around each message (its role and separators), in tokens.
+MESSAGE_TOKENS = 4
+MESSAGE_KINDS = ("message", "function_call", "function_call_output")
+
+
+def item_chars(item: Item) -> int:
+    """The characters of ``item`` a model reads: the text of a message or a tool step, else its JSON."""
+    if "role" in item or item.get("type") in MESSAGE_KINDS:
+        return len(describe(item)[1])
+    return len(json.dumps(item, ensure_ascii=False))
 
 
 class TokenEstimator:
@@ -28,16 +39,34 @@ class TokenEstimator:
         return int(len(text) / self.chars_per_token) + 1
 
     def item_tokens(self, items: list[Item]) -> int:
-        return sum(self.tokens(json.dumps(item, ensure_ascii=False)) for item in items)
+        return sum(int(item_chars(item) / self.chars_per_token) + 1 + MESSAGE_TOKENS for item in items)
 
-    def calibrate(self, chars_sent: int, tokens_reported: int) -> None:
-        """Move toward the ratio the server just reported, staying cautious (never above it)."""
-        if tokens_reported <= 0 or chars_sent <= 0:
+    def calibrate(self, chars_sent: int, messages: int, tokens_reported: int) -> None:
+        """Move toward the ratio the server just reported for one request, staying cautious (never above it).
+
+        ``chars_sent`` are the characters it read in ``messages`` messages (see ``item_chars``).
+        """
+        text_tokens = tokens_reported - MESSAGE_TOKENS * messages
+        if text_tokens <= 0 or chars_sent <= 0:
             return
-        seen = chars_sent / tokens_reported
+        seen = chars_sent / text_tokens
         # Half way each time, but drop at once when the estimate was too optimistic.
         blended = min(seen, (self.chars_per_token + seen) / 2)
         self.chars_per_token = max(MIN_CHARS_PER_TOKEN, min(MAX_CHARS_PER_TOKEN, blended))
+
+
+def clip(text: str, chars: int) -> str:
+    """``text`` cut to at most ``chars`` characters at a word's end, with "…" where it was cut."""
+    if len(text) <= chars:
+        return text
+    cut = text[: max(0, chars - 2)]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > chars // 2 else cut).rstrip() + " …"
+
+
+def turn_items(turn: Turn) -> list[Item]:
+    """What a request carries of a stored turn (see ``items.without_memory_searches``)."""
+    return without_memory_searches(turn.items)
 
 
 @dataclass(frozen=True)
@@ -50,32 +79,45 @@ class Context:
     overflow: bool
     # The tokens the turns had to fit in (the budget given, less the summary).
     room: int = 0
+    # The estimated tokens of the summary and the turns together.
+    tokens: int = 0
+    # When each turn was said, by its start, where the store keeps it ('YYYY-MM-DD HH:MM:SS').
+    days: dict[int, str] = field(default_factory=dict)
 
     @property
     def items(self) -> list[Item]:
-        return [item for turn in self.turns for item in turn.items]
+        return [item for turn in self.turns for item in turn_items(turn)]
 
 
 async def build_context(
-    memory: Memory, budget: int, estimator: TokenEstimator, *, before: int | None = None
+    memory: Memory, budget: int, estimator: TokenEstimator, *, before: int | None = None, turn_room: int | None = None
 ) -> Context:
-    """The summary and the newest whole turns (stored before position ``before``, if given) that fit ``budget``."""
+    """The summary and the newest whole turns (stored before position ``before``, if given) that fit ``budget``.
+
+    With ``turn_room``, the turns take at most that many tokens (the rest of the budget is left to recall).
+    """
     async with memory.reading():
-        return await _newest_that_fit(memory, budget, estimator, before)
+        return await _newest_that_fit(memory, budget, estimator, before, turn_room)
 
 
-async def _newest_that_fit(memory: Memory, budget: int, estimator: TokenEstimator, before: int | None) -> Context:
+async def _newest_that_fit(
+    memory: Memory, budget: int, estimator: TokenEstimator, before: int | None, turn_room: int | None
+) -> Context:
     summary = await memory.summary()
-    remaining = budget - (estimator.tokens(summary.text) if summary else 0)
+    summary_tokens = estimator.tokens(summary.text) if summary else 0
+    room = budget - summary_tokens
+    remaining = room if turn_room is None else min(room, turn_room)
     turns: list[Turn] = []
     overflow = False
     after = summary.through if summary else 0
     async for turn in memory.turns_backward(after) if before is None else memory.turns_backward(after, before):
-        cost = estimator.item_tokens(turn.items)
+        cost = estimator.item_tokens(turn_items(turn))
         if cost > remaining:
             overflow = True
             break
         remaining -= cost
         turns.append(turn)
     turns.reverse()
-    return Context(summary, turns, overflow, budget - (estimator.tokens(summary.text) if summary else 0))
+    used = sum(estimator.item_tokens(turn_items(turn)) for turn in turns)
+    days = await memory.days([turn.start for turn in turns]) if turns else {}
+    return Context(summary, turns, overflow, room, summary_tokens + used, days)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .items import Item
@@ -43,6 +43,8 @@ class Turn:
     start: int
     end: int
     items: list[Item]
+    # The position of each item, where the reader knew them (a turn written at once has them in a row).
+    positions: tuple[int, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,20 @@ class Memory(Protocol):
 
     async def vectors(self, model: str, after: int = 0) -> Vectors:
         """This user's vectors from ``model`` written after mark ``after`` (see ``Vectors``), read at one moment."""
+        ...
+
+    async def around(self, positions: Sequence[int]) -> list[tuple[int, str, Item]]:
+        """The messages at ``positions`` with this user's message just before and just after each, oldest first.
+
+        Each as (position, when stored, item); the time is '' where the store keeps none (Redis).
+        """
+        ...
+
+    async def days(self, positions: Sequence[int]) -> dict[int, str]:
+        """When each message at ``positions`` was stored ('YYYY-MM-DD HH:MM:SS'), where the store keeps it.
+
+        Redis keeps no time for a message (the SDK's layout has none): there it is always empty.
+        """
         ...
 
     async def instructions(self) -> str | None:

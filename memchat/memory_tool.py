@@ -2,41 +2,68 @@
 
 Automatic recall (see ``recall``) brings what matches the new message; the model
 may need something else, said differently or about another thing. The tool
-searches the same index and returns dated exchanges. Its calls and their
-outputs are stored with the turn, paired, like any tool step.
+searches the same way and returns what the request does not hold yet, within the
+room the budget left for it. Its calls and their outputs are stored with the turn,
+paired, like any tool step.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agents import RunContextWrapper, function_tool
 
+from .budget import TokenEstimator
+from .items import MEMORY_TOOL
 from .memory import Memory
-from .recall import dated, matching
+from .recall import recall
 from .semantic import Semantic
-
-# Exchanges one call returns.
-TOOL_RESULTS = 5
+from .stores.base import END
 
 
-@dataclass(frozen=True)
+@dataclass
 class Searched:
-    """What ``search_memory`` searches: one user's memory, given to each run as its context, so the model
-    cannot name another user, and the tool (its schema is built once) is shared by every turn."""
+    """What ``search_memory`` searches, given to each run as its context: one user's memory, so the model
+    cannot name another user, and the tool (its schema is built once) is shared by every turn.
+
+    ``sent`` are the positions of the messages the request already holds, and ``room`` the tokens
+    left for what the tool returns; both change as it is called within a turn.
+    """
 
     memory: Memory
     semantic: Semantic | None = None
+    estimator: TokenEstimator = field(default_factory=TokenEstimator)
+    room: int = 0
+    sent: set[int] = field(default_factory=set)
+    # Messages from here on are the turn's own and are not searched.
+    older_than: int = END
 
 
-@function_tool(name_override="search_memory")
+async def search(searched: Searched, query: str) -> str:
+    """What one call of the tool returns: the best excerpts for ``query`` not yet in the request."""
+    found = await recall(
+        searched.memory,
+        query,
+        searched.room,
+        searched.estimator,
+        older_than=searched.older_than,
+        semantic=searched.semantic,
+        leave_out=frozenset(searched.sent),
+    )
+    if not found.excerpts:
+        if searched.room <= 0:
+            return "No room is left in this request for more of the memory: answer with what you have."
+        return f"Nothing in the memory matches {query!r} beyond what you were given."
+    searched.sent |= found.positions
+    searched.room -= found.tokens
+    return found.text
+
+
+@function_tool(name_override=MEMORY_TOOL)
 async def search_memory(run: RunContextWrapper[Searched], query: str) -> str:
     """Search everything this user said in earlier conversations with you, beyond what you were given.
 
     Args:
         query: the words to look for, such as a name, a place or a topic.
     """
-    found = await matching(run.context.memory, query, TOOL_RESULTS, run.context.semantic)
-    if not found:
-        return f"Nothing in the memory matches {query!r}."
-    return dated(found)
+    return await search(run.context, query)

@@ -1,54 +1,207 @@
-"""Recall: older exchanges that match the new message, brought back into the request.
+"""Recall: the older messages that bear on the new one, brought back into the request.
 
-A request carries the summary and the newest turns that fit the budget; what
-the summary dropped would be gone for the model. So before each turn the
-user's whole history is searched with the new message (see ``search``), and
-the best-matching older exchanges that are not already in the request come
-with it: whole exchanges, dated, within a share of the budget, marked as
-recalled memory in the instructions, so any model can use them, tools or not.
+A request carries the summary and the newest turns; what the summary dropped would
+be gone for the model. So before each turn the user's whole history is searched
+with the new message, by words (see ``search``) and, where embeddings are on, by
+meaning (see ``semantic``), the two rankings fused. Each match comes back as an
+excerpt: the matching message with the messages beside it in its exchange (the
+question it answers, the answer it got), dated. Excerpts are packed best first
+into the room the request has left, so a question that joins several parts of
+the past gets several, and are shown oldest first in the instructions, so any
+model can use them, tools or not.
+
+``/search`` and ``/forget`` work on whole exchanges instead (``matching``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
-from .budget import TokenEstimator
-from .items import describe
+from .budget import MESSAGE_TOKENS, TokenEstimator, clip
+from .items import Item, describe, without_memory_searches
 from .memory import Memory, Turn
-from .search import fuse
+from .search import Hit, fuse
+from .stores.base import END
 
 if TYPE_CHECKING:
     from .semantic import Semantic
 
-# The share of the budget recalled exchanges may take, and how many matches are looked at.
-RECALL_SHARE = 4
-RECALL_HITS = 12
+# Matches looked at: one per this many tokens of room (a short excerpt's size), within these bounds.
+TOKENS_PER_CANDIDATE = 25
+MIN_CANDIDATES, MAX_CANDIDATES = 12, 300
+# The matching message is cut past this many tokens (what it is about is in its first lines), the
+# messages beside it past fewer: they give who asked what, the match gives the answer.
+MATCH_TOKENS, NEIGHBOUR_TOKENS = 300, 80
+
+HEADING = (
+    "Earlier messages with this user, recalled from your memory because they may bear on the new message "
+    "(oldest first, under the day they were said; '…' marks a gap; the conversation that follows is more recent):"
+)
+
+
+@dataclass(frozen=True)
+class Line:
+    """One recalled message, as the model reads it."""
+
+    position: int
+    speaker: str
+    text: str
+    # False when the message was cut to fit.
+    whole: bool
+
+
+@dataclass(frozen=True)
+class Excerpt:
+    """Messages of one exchange recalled together, with when they were said ('' where the store keeps no time)."""
+
+    stored_at: str
+    lines: tuple[Line, ...]
+
+    @property
+    def start(self) -> int:
+        return self.lines[0].position
+
+    @property
+    def end(self) -> int:
+        return self.lines[-1].position
+
+    def tokens(self, estimator: TokenEstimator) -> int:
+        # Its lines, and the line above it: a day or a gap.
+        return sum(_line_tokens(estimator, line) for line in self.lines) + MESSAGE_TOKENS
 
 
 @dataclass(frozen=True)
 class Recalled:
-    """Older exchanges chosen for one request, oldest first, each with the day it was stored."""
+    """Excerpts chosen for one request, oldest first, and the tokens they take."""
 
-    turns: tuple[tuple[str, Turn], ...] = ()
+    excerpts: tuple[Excerpt, ...] = ()
     tokens: int = 0
+
+    @property
+    def positions(self) -> frozenset[int]:
+        """The messages it carries whole."""
+        return frozenset(line.position for excerpt in self.excerpts for line in excerpt.lines if line.whole)
 
     @property
     def text(self) -> str:
         """How they are shown to the model."""
-        return (
-            "Earlier exchanges with this user, recalled from your memory because they match the new message "
-            "(oldest first, with the day they happened; the conversation that follows is more recent):\n"
-            + dated(list(self.turns))
-        )
+        return HEADING + "\n" + shown(self.excerpts)
+
+    def older_than(self, position: int, estimator: TokenEstimator) -> Recalled:
+        """Only the excerpts that end before ``position`` (a wider window now holds the rest)."""
+        kept = tuple(excerpt for excerpt in self.excerpts if excerpt.end < position)
+        return Recalled(kept, sum(excerpt.tokens(estimator) for excerpt in kept))
+
+
+def spoken_day(stored_at: str) -> str:
+    """'2023-05-08 13:56:00' as 'Monday 8 May 2023', the way a model reasons about dates best."""
+    try:
+        moment = datetime.strptime(stored_at[:10], "%Y-%m-%d")
+    except ValueError:
+        return stored_at
+    return f"{moment:%A} {moment.day} {moment:%B %Y}"
+
+
+def shown(excerpts: tuple[Excerpt, ...]) -> str:
+    lines: list[str] = []
+    day = None
+    for excerpt in excerpts:
+        heading = spoken_day(excerpt.stored_at) if excerpt.stored_at else "date unknown"
+        if heading != day:
+            lines.append(f"[{heading}]")
+            day = heading
+        elif lines:
+            lines.append("…")
+        lines += [f"{line.speaker}: {line.text}" for line in excerpt.lines]
+    return "\n".join(lines)
+
+
+async def ranked(memory: Memory, query: str, wanted: int, before: int, semantic: Semantic | None = None) -> list[Hit]:
+    """The stored messages before ``before`` that best match ``query``, best first: by words, and by meaning."""
+    by_words = await memory.search(query, wanted, before=before)
+    if semantic is None:
+        return by_words
+    return fuse([by_words, await semantic.hits(memory, query, wanted, before)], wanted * 2)
+
+
+async def recall(
+    memory: Memory,
+    query: str,
+    room: int,
+    estimator: TokenEstimator,
+    *,
+    older_than: int = END,
+    semantic: Semantic | None = None,
+    leave_out: frozenset[int] = frozenset(),
+) -> Recalled:
+    """The excerpts that best match ``query``, stored before ``older_than``, within ``room`` tokens.
+
+    Each match comes with the message before and after it; messages at ``leave_out``
+    positions (already in the request) are not brought again.
+    """
+    if room < MIN_CANDIDATES:
+        return Recalled()
+    wanted = max(MIN_CANDIDATES, min(MAX_CANDIDATES, room // TOKENS_PER_CANDIDATE))
+    hits = [hit for hit in await ranked(memory, query, wanted, older_than, semantic) if hit.position not in leave_out]
+    async with memory.reading():
+        stored = {position: (at, item) for position, at, item in await memory.around([hit.position for hit in hits])}
+    order = sorted(stored)
+    index = {position: n for n, position in enumerate(order)}
+    lines: dict[int, Line] = {}
+    used = 0
+    for hit in hits:
+        if hit.position not in index:
+            continue
+        n = index[hit.position]
+        near = [order[m] for m in (n - 1, n, n + 1) if 0 <= m < len(order)]
+        new = [
+            line
+            for position in near
+            if position not in lines and position not in leave_out and position < older_than
+            if (line := _line(position, stored[position][1], matched=position == hit.position)) is not None
+        ]
+        if not any(line.position == hit.position for line in new):
+            continue
+        cost = sum(_line_tokens(estimator, line) for line in new)
+        if used + cost > room:
+            continue
+        lines.update((line.position, line) for line in new)
+        used += cost
+    excerpts: list[Excerpt] = []
+    run: list[Line] = []
+    for position in sorted(lines):
+        if run and index[position] != index[run[-1].position] + 1:
+            excerpts.append(Excerpt(stored[run[0].position][0], tuple(run)))
+            run = []
+        run.append(lines[position])
+    if run:
+        excerpts.append(Excerpt(stored[run[0].position][0], tuple(run)))
+    return Recalled(tuple(excerpts), sum(excerpt.tokens(estimator) for excerpt in excerpts))
+
+
+def _line(position: int, item: Item, *, matched: bool) -> Line | None:
+    """A message as recalled: the match cut past ``MATCH_TOKENS``, a neighbour past ``NEIGHBOUR_TOKENS``."""
+    if item.get("role") not in ("user", "assistant"):
+        return None
+    speaker, text = describe(item)
+    if not text.strip():
+        return None
+    cut = clip(text, (MATCH_TOKENS if matched else NEIGHBOUR_TOKENS) * 4)
+    return Line(position, "user" if speaker == "you" else speaker, cut, cut == text)
+
+
+def _line_tokens(estimator: TokenEstimator, line: Line) -> int:
+    return estimator.tokens(f"{line.speaker}: {line.text}")
 
 
 def dated(exchanges: list[tuple[str, Turn]]) -> str:
-    """Exchanges as the model reads them: each under the day it happened."""
+    """Whole exchanges as a person reads them: each under the day it happened."""
     lines = []
     for day, turn in exchanges:
         lines.append(f"[{day or 'date unknown'}]")
-        for item in turn.items:
+        for item in without_memory_searches(turn.items):
             speaker, text = describe(item)
             if text:
                 lines.append(f"{'user' if speaker == 'you' else speaker}: {text}")
@@ -58,16 +211,11 @@ def dated(exchanges: list[tuple[str, Turn]]) -> str:
 async def exchanges(
     memory: Memory, query: str, hits: int, before: int | None = None, semantic: Semantic | None = None
 ) -> list[tuple[str, Turn]]:
-    """The whole exchanges holding the best ``hits`` matches for ``query``, best first, with when each was stored.
-
-    Matches are by words, and with ``semantic`` by meaning too, the two rankings fused.
-    """
-    ranked = await memory.search(query, hits, before=before)
-    if semantic is not None:
-        ranked = fuse([ranked, await semantic.hits(memory, query, hits, before)], hits)
+    """The whole exchanges holding the best ``hits`` matches for ``query``, best first, with when each was stored."""
     found: dict[int, tuple[str, Turn]] = {}
+    best = await ranked(memory, query, hits, END if before is None else before, semantic)
     async with memory.reading():
-        for hit in ranked:
+        for hit in best:
             turn = await memory.turn_at(hit.position)
             if turn is not None and turn.start not in found:
                 found[turn.start] = (hit.stored_at, turn)
@@ -75,34 +223,6 @@ async def exchanges(
 
 
 async def matching(memory: Memory, query: str, most: int, semantic: Semantic | None = None) -> list[tuple[str, Turn]]:
-    """At most ``most`` exchanges that match ``query``, best first, each with the minute it was stored."""
+    """At most ``most`` whole exchanges that match ``query``, best first, each with the minute it was stored."""
     found = await exchanges(memory, query, most * 2, semantic=semantic)
     return [(stored_at[:16], turn) for stored_at, turn in found[:most]]
-
-
-def exchange_tokens(estimator: TokenEstimator, day: str, turn: Turn) -> int:
-    """What one recalled exchange adds to a request: its items, its date line, and the line breaks."""
-    return estimator.item_tokens(turn.items) + estimator.tokens(day) + 2
-
-
-async def recall(
-    memory: Memory,
-    text: str,
-    share: int,
-    estimator: TokenEstimator,
-    older_than: int,
-    before: int | None = None,
-    semantic: Semantic | None = None,
-) -> Recalled:
-    """The best-matching whole exchanges stored before position ``older_than``, within ``share`` tokens."""
-    chosen: dict[int, tuple[str, Turn]] = {}
-    used = 0
-    limit = min(older_than, before) if before else older_than
-    for stored_at, turn in await exchanges(memory, text, RECALL_HITS, before=limit, semantic=semantic):
-        day = stored_at[:10]
-        cost = exchange_tokens(estimator, day, turn)
-        if turn.end >= older_than or used + cost > share:
-            continue
-        chosen[turn.start] = (day, turn)
-        used += cost
-    return Recalled(tuple(chosen[start] for start in sorted(chosen)), used)

@@ -6,9 +6,10 @@ request carries two user messages in a row. Here the history is read, the
 model is called with history plus the new message, and only a finished reply
 is written, together with its message, in one transaction.
 
-The history sent is bounded: the running summary plus the newest whole turns
-that fit the token budget (see ``budget``); turns that fall out are folded into
-the summary after the reply (see ``summary``).
+The history sent is bounded by the token budget: the running summary, the newest
+whole turns (see ``budget``), and what recall finds of the older ones for the new
+message (see ``recall``); turns that fall out of the newest are folded into the
+summary after the reply (see ``summary``).
 """
 
 from __future__ import annotations
@@ -18,42 +19,105 @@ import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import openai
-from agents import Agent, Model, ModelBehaviorError, Runner
+from agents import Agent, FunctionTool, Model, ModelBehaviorError, Runner
 from agents.result import RunResultBase
 from openai.types.responses import ResponseTextDeltaEvent
 
 from config import MIN_CONTEXT_TOKENS, Settings
 
-from .budget import Context, TokenEstimator, build_context
+from .budget import MESSAGE_TOKENS, Context, TokenEstimator, build_context, item_chars, turn_items
 from .client import build_client
 from .errors import StoreError
-from .items import Item
+from .items import Item, is_user_message
 from .memory import Memory, Summary
 from .memory_tool import Searched, search_memory
 from .model import build_agent, run_config
 from .model_errors import EmptyReplyError, is_context_overflow, server_context_size
-from .recall import RECALL_SHARE, Recalled, exchange_tokens, recall
+from .recall import HEADING, Recalled, recall, spoken_day
 from .repair import repaired
 from .semantic import Semantic
 from .stores.base import END
 from .summary import Summarizer
 
+# The newest turns take at least this share of the budget (a quarter): the conversation under way.
+WINDOW_SHARE = 4
+# With the memory tool offered, this share (an eighth) is kept for what it finds, so that the
+# request that answers after a search stays within the budget too.
+TOOL_SHARE = 8
+
 
 def instructions_with(
-    base: str, summary: Summary | None, own: str | None = None, recalled: Recalled | None = None
+    base: str,
+    summary: Summary | None,
+    own: str | None = None,
+    recalled: Recalled | None = None,
+    today: datetime | None = None,
 ) -> str:
     """The system instructions: memchat's, the user's own standing ones, and what is remembered of older turns."""
-    parts = [base]
+    moment = today or datetime.now()
+    parts = [
+        f"{base}\n\nToday is {spoken_day(f'{moment:%Y-%m-%d}')}. A message of the conversation that opens "
+        "a new day starts with that day in brackets."
+    ]
     if own:
         parts.append(f"This user asked you to always follow these instructions of theirs:\n{own}")
     if summary is not None:
         parts.append(f"What you remember from earlier conversations with this user:\n{summary.text}")
-    if recalled is not None and recalled.turns:
+    if recalled is not None and recalled.excerpts:
         parts.append(recalled.text)
     return "\n\n".join(parts)
+
+
+def dated_items(context: Context) -> list[Item]:
+    """The history's items as sent: the first message of each day starts with the day, so "when" can be answered."""
+    items: list[Item] = []
+    last = ""
+    for turn in context.turns:
+        sent = turn_items(turn)
+        day = context.days.get(turn.start, "")[:10]
+        if day and day != last and sent and is_user_message(sent[0]):
+            sent = [with_day(sent[0], spoken_day(day)), *sent[1:]]
+        last = day or last
+        items += sent
+    return items
+
+
+def with_day(item: Item, day: str) -> Item:
+    content = item.get("content")
+    if isinstance(content, str):
+        return {**item, "content": f"[{day}]\n{content}"}
+    if isinstance(content, list):
+        return {**item, "content": [{"type": "input_text", "text": f"[{day}]"}, *content]}
+    return item
+
+
+@dataclass(frozen=True)
+class Request:
+    """What one request carries besides the new message, all within the budget."""
+
+    context: Context
+    recalled: Recalled
+    instructions: str
+    # The budget's tokens the request leaves free: the room the memory tool's findings have.
+    room: int
+
+    @property
+    def items(self) -> list[Item]:
+        return dated_items(self.context)
+
+    @property
+    def tokens(self) -> int:
+        """The estimated tokens of the history it carries: the summary, the newest turns, what was recalled."""
+        return self.context.tokens + self.recalled.tokens
+
+    @property
+    def positions(self) -> frozenset[int]:
+        """The stored messages it carries whole."""
+        return frozenset(p for turn in self.context.turns for p in turn.positions) | self.recalled.positions
 
 
 @dataclass(frozen=True)
@@ -121,13 +185,16 @@ class TurnRunner:
         user_item: Item = {"role": "user", "content": text}
         own = await memory.instructions()
         while True:
-            context, instructions = await self.request_for(memory, text, own, replacing)
+            built = await self.request_for(memory, text, own, replacing)
             # What other programs left broken in the history is mended here, as sent; the store keeps it as it is.
-            request: list[Any] = repaired([*context.items, user_item])
+            request: list[Any] = repaired([*built.items, user_item])
+            searched = Searched(
+                memory, self.semantic, self.estimator, built.room, set(built.positions), replacing or END
+            )
             try:
                 tools = [*self.agent.tools, search_memory] if self.tools else self.agent.tools
-                agent = self.agent.clone(instructions=instructions, tools=tools)
-                result = await self._call(agent, request, on_text, Searched(memory, self.semantic))
+                agent = self.agent.clone(instructions=built.instructions, tools=tools)
+                result = await self._call(agent, request, on_text, searched)
                 break
             except ModelBehaviorError as exc:
                 if "no choices" in str(exc):  # a reply with no message at all, not streamed
@@ -154,17 +221,16 @@ class TurnRunner:
         except StoreError as exc:
             not_saved = exc
         reported = result.context_wrapper.usage
-        self.estimator.calibrate(
-            len(instructions) + len(json.dumps(request, ensure_ascii=False)), reported.input_tokens
-        )
-        history = self.estimator.item_tokens(context.items) + (
-            self.estimator.tokens(context.summary.text) if context.summary else 0
-        )
+        # The turn's usage adds up every request it made (a tool call makes two): the first one alone
+        # is the request that was built here.
+        first = result.raw_responses[0].usage.input_tokens if result.raw_responses else 0
+        sent = len(built.instructions) + sum(item_chars(item) for item in request) + tools_chars(tools)
+        self.estimator.calibrate(sent, len(request) + 1, first)
         return TurnResult(
             reply=str(result.final_output),
-            context=context,
+            context=built.context,
             usage=Usage(reported.input_tokens, reported.output_tokens),
-            history_tokens=history,
+            history_tokens=built.tokens,
             budget=self.budget,
             not_saved=not_saved,
             notices=tuple(notices),
@@ -172,38 +238,39 @@ class TurnRunner:
 
     async def request_for(
         self, memory: Memory, text: str, own: str | None = None, replacing: int | None = None
-    ) -> tuple[Context, str]:
+    ) -> Request:
         """What a request for ``text`` carries besides it: the history, and the instructions with what is recalled."""
-        context, recalled = await self._context(memory, text, own, replacing)
-        return context, instructions_with(self.settings.instructions, context.summary, own, recalled)
+        context, recalled, room = await self._history(memory, text, own, replacing)
+        instructions = instructions_with(self.settings.instructions, context.summary, own, recalled)
+        return Request(context, recalled, instructions, room)
 
-    async def _context(
+    async def _history(
         self, memory: Memory, text: str, own: str | None, replacing: int | None
-    ) -> tuple[Context, Recalled]:
-        """The history to send and the older exchanges recalled for ``text``, all within the budget.
+    ) -> tuple[Context, Recalled, int]:
+        """The history to send, what recall found for ``text``, and the budget's tokens left, all within the budget.
 
-        The instructions and the new message count against the budget too; recalled
-        exchanges take at most a share of it, and only what they take is left out of the history.
+        The instructions and the new message count against the budget too. The newest turns
+        take a quarter of it, and the tool's room an eighth; recall gets the rest, and what it
+        does not fill goes back to the newest turns, which then reach further back.
         """
-        fixed = self.estimator.tokens(self.settings.instructions + (own or "") + text)
+        fixed = self.estimator.tokens(self.settings.instructions + (own or "") + text + HEADING) + 2 * MESSAGE_TOKENS
         budget = max(0, self.budget - fixed)
+        usable = budget - (budget // TOOL_SHARE if self.tools else 0)
         if not self.settings.recall:
-            return await build_context(memory, budget, self.estimator, before=replacing), Recalled()
-        share = budget // RECALL_SHARE
-        context = await build_context(memory, budget - share, self.estimator, before=replacing)
-        older_than = context.turns[0].start if context.turns else (replacing or END)
-        recalled = await recall(
-            memory, text, share, self.estimator, older_than, before=replacing, semantic=self.semantic
+            context = await build_context(memory, usable, self.estimator, before=replacing)
+            return context, Recalled(), budget - context.tokens
+        context = await build_context(
+            memory, usable, self.estimator, before=replacing, turn_room=usable // WINDOW_SHARE
         )
-        if recalled.tokens < share:
-            # What recall left of its share goes to the history: the window may reach back further.
-            context = await build_context(memory, budget - recalled.tokens, self.estimator, before=replacing)
-            if context.turns and recalled.turns:
-                # Exchanges the wider window now holds are not recalled a second time.
-                first = context.turns[0].start
-                kept = tuple((day, turn) for day, turn in recalled.turns if turn.end < first)
-                recalled = Recalled(kept, sum(exchange_tokens(self.estimator, day, turn) for day, turn in kept))
-        return context, recalled
+        older_than = context.turns[0].start if context.turns else (replacing or END)
+        room = usable - context.tokens
+        recalled = await recall(memory, text, room, self.estimator, older_than=older_than, semantic=self.semantic)
+        if recalled.tokens < room and context.overflow:
+            # What recall did not fill goes to the newest turns: they may reach further back.
+            context = await build_context(memory, usable - recalled.tokens, self.estimator, before=replacing)
+            if context.turns:
+                recalled = recalled.older_than(context.turns[0].start, self.estimator)
+        return context, recalled, budget - context.tokens - recalled.tokens
 
     async def _call(
         self, agent: Agent[Any], request: list[Any], on_text: Callable[[str], None] | None, searched: Searched
@@ -258,3 +325,12 @@ class TurnRunner:
         if not sent.overflow:
             return False
         return await self.summarizer.fold(memory, sent.room)
+
+
+def tools_chars(tools: list[Any]) -> int:
+    """The characters of the tools' names, descriptions and schemas: a server counts them with the request."""
+    return sum(
+        len(tool.name) + len(tool.description) + len(json.dumps(tool.params_json_schema))
+        for tool in tools
+        if isinstance(tool, FunctionTool)
+    )

@@ -641,8 +641,8 @@ def meaning(text: str) -> list[float]:
 
 
 def _tokens(body: dict[str, Any]) -> int:
-    """A rough token count of the request (4 characters a token), like a real server reports."""
-    return max(1, len(json.dumps(body.get("messages") or body.get("input") or "")) // 4)
+    """A rough token count of the request (4 characters a token), tools included, like a real server reports."""
+    return max(1, len(json.dumps([body.get("messages") or body.get("input") or "", body.get("tools") or []])) // 4)
 
 
 if __name__ == "__main__":

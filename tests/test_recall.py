@@ -166,7 +166,7 @@ def test_a_fact_far_out_of_the_window_is_recalled_into_the_request(memchat: Memc
     request = next(r.body for r in reversed(server.requests) if "Update the memory summary" not in str(r.body))
     system = request["messages"][0]["content"]
     assert "recalled from your memory" in system and "my sister Ingrid lives in Bergen" in system
-    assert re.search(r"\[\d{4}-\d{2}-\d{2}\]\nuser: my sister Ingrid lives in Bergen", system)
+    assert re.search(r"\[\w+day \d{1,2} \w+ \d{4}\]\nuser: my sister Ingrid lives in Bergen", system)
     history = json.dumps(request["messages"][1:-1])
     assert "Ingrid" not in history  # it came by recall, not in the window
     # The whole request, instructions, recalled exchanges and history, stays within the budget.
@@ -260,13 +260,18 @@ def test_forget_on_a_pipe_deletes_what_search_shows(memchat: Memchat) -> None:
 def test_the_model_can_search_memory_with_a_tool_and_its_steps_are_stored_paired(
     memchat: Memchat, server: FakeOpenAI
 ) -> None:
-    memchat(input="my heron is called Pip\n")
-    run = memchat(input="who is [[lookup:heron]]?\n")
+    # Recall off and a small budget: only the tool can bring the fact back.
+    lines = ["my heron is called Pip"] + [f"filler turn {n} about the weather" for n in range(40)]
+    memchat("--context-tokens", "600", input="\n".join(lines) + "\n", MEMCHAT_RECALL="off", timeout=120)
+    run = memchat("--context-tokens", "600", input="who is [[lookup:heron]]?\n", MEMCHAT_RECALL="off")
     assert run.returncode == 0, run.stderr
-    assert run.stdout.startswith("From memory: [") and "user: my heron is called Pip" in run.stdout
-    assert [tool["function"]["name"] for tool in server.requests[-1].body["tools"]] == ["search_memory"]
+    assert run.stdout.startswith("From memory: Earlier messages") and "user: my heron is called Pip" in run.stdout
+    answering = next(r.body for r in reversed(server.requests) if "tools" in r.body)
+    assert [tool["function"]["name"] for tool in answering["tools"]] == ["search_memory"]
     speakers = [speaker for speaker, _ in memchat.stored("user1")]
-    assert speakers == ["you", "assistant", "you", "tool", "tool", "assistant"]  # call and output, in the turn
+    assert speakers[-4:] == ["you", "tool", "tool", "assistant"]  # call and output, in the turn
+    # The request that answered stayed within the budget, the tool's findings included.
+    assert len(json.dumps(answering["messages"])) / 4 <= 600
 
 
 def test_a_server_that_refuses_tools_is_told_once_and_the_chat_goes_on(memchat: Memchat, server: FakeOpenAI) -> None:
@@ -315,7 +320,7 @@ def built_requests(location: str, concurrently: int) -> tuple[list[str], int]:
                 event.remove(store._engine.sync_engine, "begin", began)  # type: ignore[attr-defined]
             built = await asyncio.gather(*(runner.request_for(memory, question) for _ in range(concurrently)))
             await runner.aclose()
-            return [json.dumps(context.items) + instructions for context, instructions in built], transactions
+            return [json.dumps(request.items) + request.instructions for request in built], transactions
 
     return asyncio.run(build())
 

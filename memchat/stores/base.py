@@ -104,6 +104,14 @@ class MemoryBase(ABC):
                 found.append((int(position), ""))
         return found
 
+    def decoded(self, rows: Iterable[tuple[Any, Any, Any]]) -> list[tuple[int, str, Item]]:
+        """(position, when stored, stored text) rows decoded; rows that hold no item are left out."""
+        found = []
+        for position, stored_at, data in rows:
+            with contextlib.suppress(UnreadableError):
+                found.append((int(position), str(stored_at), self.codec.decode(data)))
+        return found
+
     async def page(self, after: int, before: int, *, newest_first: bool) -> list[Row]:
         """Up to ``PAGE_ROWS`` rows, decoded; rows holding no item are left out."""
         return readable(self.codec, await self.raw_page(after, before, newest_first=newest_first))
@@ -131,29 +139,27 @@ class MemoryBase(ABC):
 
     async def turns_backward(self, after: int, before: int = END) -> AsyncIterator[Turn]:
         items: list[Item] = []
-        end = 0
+        positions: list[int] = []
         async for position, item in self.rows_backward(after, before=before):
-            end = end or position
             items.append(item)
+            positions.append(position)
             if is_user_message(item):
-                yield Turn(position, end, items[::-1])
-                items, end = [], 0
+                yield Turn(position, positions[0], items[::-1], tuple(positions[::-1]))
+                items, positions = [], []
         if items:  # items before the first user message (written by other tools)
-            yield Turn(after + 1, end, items[::-1])
+            yield Turn(after + 1, positions[0], items[::-1], tuple(positions[::-1]))
 
     async def turns_forward(self, after: int, before: int, first_page: int = PAGE_ROWS) -> AsyncIterator[Turn]:
         items: list[Item] = []
-        start = end = 0
+        positions: list[int] = []
         async for position, item in self.rows_forward(after, before, first_page):
             if items and is_user_message(item):
-                yield Turn(start, end, items)
-                items = []
-            if not items:
-                start = position
+                yield Turn(positions[0], positions[-1], items, tuple(positions))
+                items, positions = [], []
             items.append(item)
-            end = position
+            positions.append(position)
         if items:
-            yield Turn(start, end, items)
+            yield Turn(positions[0], positions[-1], items, tuple(positions))
 
     @staticmethod
     def check_still_last(start: int, newest_start: int | None) -> None:

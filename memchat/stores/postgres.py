@@ -575,6 +575,37 @@ class PostgresMemory(MemoryBase):
                 ],
             )
 
+    async def around(self, positions: Sequence[int]) -> list[tuple[int, str, Item]]:
+        if not positions:
+            return []
+        rows = await self._store.query(
+            """
+            WITH hit(id) AS (SELECT unnest(CAST(:ids AS BIGINT[])))
+            SELECT id, to_char(created_at, 'YYYY-MM-DD HH24:MI:SS'), message_data FROM agent_messages
+            WHERE session_id = :user AND id IN (
+                SELECT id FROM hit
+                UNION SELECT (SELECT max(id) FROM agent_messages WHERE session_id = :user AND id < hit.id) FROM hit
+                UNION SELECT (SELECT min(id) FROM agent_messages WHERE session_id = :user AND id > hit.id) FROM hit
+            ) ORDER BY id
+            """,
+            user=self.session_id,
+            ids=[int(position) for position in positions],
+        )
+        return self.decoded(rows)
+
+    async def days(self, positions: Sequence[int]) -> dict[int, str]:
+        if not positions:
+            return {}
+        rows = await self._store.query(
+            """
+            SELECT id, to_char(created_at, 'YYYY-MM-DD HH24:MI:SS') FROM agent_messages
+            WHERE session_id = :user AND id = ANY(CAST(:ids AS BIGINT[]))
+            """,
+            user=self.session_id,
+            ids=[int(position) for position in positions],
+        )
+        return {int(row_id): str(stored_at) for row_id, stored_at in rows}
+
     async def vectors(self, model: str, after: int = 0) -> Vectors:
         params = {"user": self.session_id, "model": model, "after": after}
         # One transaction, repeatable read: the count and the rows from one snapshot.

@@ -504,6 +504,22 @@ class RedisMemory(MemoryBase):
         if vectors:
             await self._watched(change)
 
+    async def around(self, positions: Sequence[int]) -> list[tuple[int, str, Item]]:
+        wanted = sorted({near for position in positions for near in (position - 1, position, position + 1) if near > 0})
+        if not wanted:
+            return []
+        with self._store.errors():
+            reader = self._redis.pipeline(transaction=False)
+            for position in wanted:
+                reader.lindex(self._messages_key, position - 1)
+            stored = await reader.execute()
+        # Redis keeps no time for an item (the SDK's layout has none).
+        return self.decoded([(position, "", data) for position, data in zip(wanted, stored, strict=True) if data])
+
+    async def days(self, positions: Sequence[int]) -> dict[int, str]:
+        # The SDK's layout keeps no time for an item.
+        return {}
+
     async def vectors(self, model: str, after: int = 0) -> Vectors:
         tag = _model_tag(model)
         with self._store.errors():

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import sqlite3
 import threading
@@ -474,6 +475,33 @@ class SQLiteMemory(MemoryBase):
             )
 
         await self._store.write(save)
+
+    async def around(self, positions: Sequence[int]) -> list[tuple[int, str, Item]]:
+        if not positions:
+            return []
+        rows = await self._store.query(
+            """
+            WITH hit(id) AS (SELECT value FROM json_each(?2))
+            SELECT id, created_at, message_data FROM agent_messages WHERE session_id = ?1 AND id IN (
+                SELECT id FROM hit
+                UNION SELECT (SELECT max(id) FROM agent_messages WHERE session_id = ?1 AND id < hit.id) FROM hit
+                UNION SELECT (SELECT min(id) FROM agent_messages WHERE session_id = ?1 AND id > hit.id) FROM hit
+            ) ORDER BY id
+            """,
+            self.session_id,
+            json.dumps([int(position) for position in positions]),
+        )
+        return self.decoded(rows)
+
+    async def days(self, positions: Sequence[int]) -> dict[int, str]:
+        if not positions:
+            return {}
+        rows = await self._store.query(
+            "SELECT id, created_at FROM agent_messages WHERE session_id = ? AND id IN (SELECT value FROM json_each(?))",
+            self.session_id,
+            json.dumps([int(position) for position in positions]),
+        )
+        return {int(row_id): str(stored_at) for row_id, stored_at in rows}
 
     async def vectors(self, model: str, after: int = 0) -> Vectors:
         def read(conn: sqlite3.Connection) -> Vectors:
