@@ -45,17 +45,19 @@ class Hit:
 FUSION_K = 60
 
 
-def fuse(rankings: list[list[Hit]], limit: int) -> list[Hit]:
+def fuse(rankings: list[list[Hit]], limit: int, weights: tuple[float, ...] = ()) -> list[Hit]:
     """Several rankings of hits as one, by reciprocal rank fusion, best first.
 
     Scores from full-text and vector search cannot be compared; ranks can. A message
-    high in either list comes early, and one in both comes first.
+    high in either list comes early, and one in both comes first; ``weights`` (1 each
+    by default) say how far each ranking is trusted.
     """
     scores: dict[int, float] = {}
     hits: dict[int, Hit] = {}
-    for ranking in rankings:
+    for number, ranking in enumerate(rankings):
+        weight = weights[number] if number < len(weights) else 1.0
         for rank, hit in enumerate(ranking, start=1):
-            scores[hit.position] = scores.get(hit.position, 0.0) + 1 / (FUSION_K + rank)
+            scores[hit.position] = scores.get(hit.position, 0.0) + weight / (FUSION_K + rank)
             if hit.position not in hits or not hits[hit.position].stored_at:
                 hits[hit.position] = hit
     best = sorted(scores, key=lambda position: (-scores[position], -position))[:limit]

@@ -10,6 +10,11 @@ Embedding never holds a turn up: the query gets a short timeout, and messages
 are embedded after their turn, in the background, a batch at a time. What failed
 or was cut short (a slow server, a closed program, an older file) is filled in
 on a later turn, since the store knows which messages have no vector yet.
+
+Many servers embed one request at a time, so a query sent while a batch is being
+embedded would wait for it inside its own timeout: a query first waits for the
+batch under way (that wait is not counted), and no new batch is sent while a
+query waits.
 """
 
 from __future__ import annotations
@@ -52,12 +57,24 @@ class Semantic:
         self._failure: str | None = None
         self._notices: list[str] = []
         self._filling: dict[str, asyncio.Task[int]] = {}
+        # Set while no query waits: the background fill sends a batch only then.
+        self._no_query = asyncio.Event()
+        self._no_query.set()
+        self._queries = 0
+        # Held by the fill while a batch is at the server; a query waits for it before being sent.
+        self._batch = asyncio.Lock()
         # Each memory's vectors, kept between searches (they go with the memory object).
         self._held: weakref.WeakKeyDictionary[Memory, Held] = weakref.WeakKeyDictionary()
 
     async def hits(self, memory: Memory, query: str, limit: int, before: int | None = None) -> list[Hit]:
         """The ``limit`` stored messages nearest in meaning to ``query``; none if it cannot be embedded in time."""
+        self._queries += 1
+        self._no_query.clear()
         try:
+            # The batch under way, if any, is waited for first, with a timeout of its own.
+            async with asyncio.timeout(self._query_timeout):
+                async with self._batch:
+                    pass
             async with asyncio.timeout(self._query_timeout):
                 (vector,) = await self._embed([query], quick=True)
         except TimeoutError:
@@ -66,6 +83,10 @@ class Semantic:
         except EmbeddingError as exc:
             self._failed(str(exc))
             return []
+        finally:
+            self._queries -= 1
+            if not self._queries:
+                self._no_query.set()
         return (await self._held_for(memory)).nearest(vector, limit, before)
 
     async def _held_for(self, memory: Memory) -> Held:
@@ -94,7 +115,9 @@ class Semantic:
         try:
             while batch := await memory.unembedded(self.model, EMBED_BATCH):
                 texts = [text for _, text in batch if text]
-                made = iter(await self._embed(texts, quick=False) if texts else [])
+                await self._no_query.wait()
+                async with self._batch:
+                    made = iter(await self._embed(texts, quick=False) if texts else [])
                 # A message with no text gets an empty vector: it is done, and never matches.
                 await memory.save_vectors(self.model, [(at, text, next(made) if text else b"") for at, text in batch])
                 done += len(batch)

@@ -7,27 +7,48 @@ after a turn is stored: if it fails, nothing is lost and a later turn retries.
 
 from __future__ import annotations
 
+import re
+
 from agents import Agent, ModelSettings, RunConfig, Runner
 
-from .budget import TokenEstimator
+from .budget import TokenEstimator, clip, turn_items
 from .items import describe
 from .memory import Memory, Summary, Turn
+from .recall import spoken_day
 
 SUMMARY_INSTRUCTIONS = (
     "Update the memory summary of a chat with one user. Keep what the user told about "
     "themselves (name, facts, preferences), what was decided or promised, and open "
-    "questions; drop small talk. Write plain sentences in the third person, at most "
+    "questions; drop small talk. Say when things happened as dates (the conversation is marked with "
+    "its days), not as 'yesterday'. Write plain sentences in the third person, at most "
     "{words} words. Reply with the updated summary only."
 )
+SENTENCE_END = re.compile(r"[.!?][)\"']?(?=\s)")
 
 
-def transcript(turns: list[Turn]) -> str:
+def transcript(turns: list[Turn], days: dict[int, str] | None = None) -> str:
+    """The turns as the summarizer reads them, each new day under its date."""
     lines = []
+    last = ""
     for turn in turns:
-        for item in turn.items:
+        day = (days or {}).get(turn.start, "")[:10]
+        if day and day != last:
+            lines.append(f"[{spoken_day(day)}]")
+            last = day
+        for item in turn_items(turn):
             speaker, text = describe(item)
             lines.append(f"{'user' if speaker == 'you' else speaker}: {text}")
     return "\n".join(lines)
+
+
+def cut_at_sentence(text: str, chars: int) -> str:
+    """``text`` cut to at most ``chars`` characters after its last whole sentence (a word, where none ends)."""
+    if len(text) <= chars:
+        return text
+    ends = [match.end() for match in SENTENCE_END.finditer(text + " ") if match.end() <= chars]
+    if ends:
+        return text[: ends[-1]]
+    return clip(text, chars).removesuffix(" …")
 
 
 class Summarizer:
@@ -66,7 +87,7 @@ class Summarizer:
         chunk: list[Turn] = []
         room = self.budget
         async for turn in memory.turns_forward(after, keep_start):
-            cost = self.estimator.item_tokens(turn.items)
+            cost = self.estimator.item_tokens(turn_items(turn))
             if chunk and cost > room:
                 break
             chunk.append(turn)
@@ -74,7 +95,8 @@ class Summarizer:
         if not chunk:
             return False
         previous = summary.text if summary else "(none yet)"
-        request = f"Summary so far:\n{previous}\n\nNew conversation to fold in:\n{transcript(chunk)}"
+        days = await memory.days([turn.start for turn in chunk])
+        request = f"Summary so far:\n{previous}\n\nNew conversation to fold in:\n{transcript(chunk, days)}"
         result = await Runner.run(self.agent, request, run_config=self.run_config)
         text = self._bounded(str(result.final_output).strip())
         await memory.save_summary(Summary(text, chunk[-1].end))
@@ -85,13 +107,16 @@ class Summarizer:
         kept = 0
         start: int | None = None
         async for turn in memory.turns_backward(after):
-            kept += self.estimator.item_tokens(turn.items)
+            kept += self.estimator.item_tokens(turn_items(turn))
             if kept > keep_tokens and start is not None:
                 return start
             start = turn.start
         return None
 
     def _bounded(self, text: str) -> str:
-        """Cut a summary that ignored its length limit, so the budget holds whatever the model does."""
-        limit = int(self.max_summary_tokens * self.estimator.chars_per_token)
-        return text if len(text) <= limit else text[: limit - 1] + "…"
+        """Cut a summary that ignored its length limit, so the budget holds whatever the model does.
+
+        At its last whole sentence, with no mark: a cut word or an ellipsis would be read, and
+        copied, by every later fold.
+        """
+        return cut_at_sentence(text, int(self.max_summary_tokens * self.estimator.chars_per_token))

@@ -39,6 +39,7 @@ thinks would (the web load benchmark subtracts it from the time to first token).
 meaning (car and vehicle, sister and sibling...), so a paraphrase that shares no word with a
 stored message is still near it. ``embedding_status=NNN`` answers NNN instead, and
 ``embedding_delay=S`` answers after S seconds; both can change while the server runs.
+``embedding_serial=True`` embeds one request at a time, as many embedding servers do.
 
 A request whose instructions ask to "Update the memory summary" gets a summary
 of the "my name is" facts it contains (or a 500 with ``fail_summaries=True``).
@@ -192,6 +193,8 @@ class FakeOpenAI:
     no_tools: bool = False
     embedding_status: int | None = None
     embedding_delay: float = 0.0
+    # One embedding request at a time, as llama-server and a single-worker embedding server do.
+    embedding_serial: bool = False
     # Seconds before each chat answer begins, as a real model thinks: the load benchmark subtracts it.
     first_token_delay: float = 0.0
     # How many requests each message has made, for ``[[busy:N]]``.
@@ -199,6 +202,7 @@ class FakeOpenAI:
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
+        self._embedding_lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"server_state": self})
         self._httpd = _QuietServer(("127.0.0.1", self.port), handler)
         self._httpd.daemon_threads = True
@@ -377,8 +381,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _embeddings(self, body: dict[str, Any]) -> None:
         state = self.server_state
-        if state.embedding_delay:
-            state._stop.wait(state.embedding_delay)
+        with state._embedding_lock if state.embedding_serial else contextlib.nullcontext():
+            if state.embedding_delay:
+                state._stop.wait(state.embedding_delay)
+            self._embedded(body)
+
+    def _embedded(self, body: dict[str, Any]) -> None:
+        state = self.server_state
         if state.embedding_status is not None:
             self._error(state.embedding_status, f"simulated embedding status {state.embedding_status}")
             return

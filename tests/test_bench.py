@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 from conftest import ROOT
 
@@ -46,3 +48,58 @@ def test_the_recall_benchmark_runs_and_prints_its_table() -> None:
     assert words[1:3] == ["100% (4/4)", "100% (4/4)"] and words[4] == "100% (4/4)", done.stdout
     assert meaning[1:] == ["100% (4/4)", "100% (4/4)", "100% (3/3)", "100% (4/4)"], done.stdout
     assert words[3] != "100% (3/3)", done.stdout
+
+
+def locomo_shaped(path: Path) -> Path:
+    """A small conversation in LoCoMo's format (the real data's licence keeps it out of this repository)."""
+    turns = [
+        ("Ann", "Hi Bo! I went to a pottery class yesterday and made a blue bowl."),
+        ("Bo", "Hey Ann, that sounds fun. I adopted a greyhound called Biscuit last week."),
+        ("Ann", "A greyhound! Do they need long walks?"),
+        ("Bo", "Not really, Biscuit sleeps most of the day on the sofa."),
+    ]
+    later = [
+        ("Ann", "I finished my nursing exams at last."),
+        ("Bo", "Congratulations! We drove to Whitby for fish and chips on Saturday."),
+        ("Ann", "Whitby is lovely in spring."),
+        ("Bo", "It was windy, but Biscuit loved the beach."),
+    ]
+    session = lambda n, said: [  # noqa: E731 - a table's row builder
+        {"speaker": who, "dia_id": f"D{n}:{i}", "text": text} for i, (who, text) in enumerate(said, start=1)
+    ]
+    data = {
+        "speaker_a": "Ann",
+        "speaker_b": "Bo",
+        "session_1_date_time": "1:56 pm on 8 May, 2023",
+        "session_1": session(1, turns)
+        + session(1, [(who, f"filler {n}: tea and rain") for n, who in enumerate("AB" * 30)])[4:],
+        "session_2_date_time": "10:00 am on 9 June, 2023",
+        "session_2": session(2, later),
+        "qa": [
+            {"question": "What is Bo's dog called?", "answer": "Biscuit", "evidence": ["D1:2"], "category": 4},
+            {
+                "question": "When did Ann go to a pottery class?",
+                "answer": "7 May 2023",
+                "evidence": ["D1:1"],
+                "category": 2,
+            },
+            {"question": "Where did Bo take Biscuit?", "answer": "Whitby", "evidence": ["D1:2", "D2:4"], "category": 1},
+            {"question": "What did Bo bake?", "adversarial_answer": "bread", "evidence": ["D1:3"], "category": 5},
+        ],
+    }
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_the_locomo_benchmark_runs_and_prints_its_table(tmp_path: Path) -> None:
+    conversation = str(locomo_shaped(tmp_path / "1.json"))
+    command = [sys.executable, str(ROOT / "bench" / "locomo.py"), conversation, "--smoke", "--embeddings", "fake"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=170)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "1 conversations, 64 messages, 1 multi-hop, 1 temporal, 1 single-hop, 1 adversarial questions" in done.stdout
+    rows = {tuple(line.split(" | ")[:2]): line.split(" | ")[2] for line in done.stdout.splitlines() if "%" in line}
+    for budget in ("| 2,000", "| 8,000"):
+        for label in ("memchat, words", "memchat, words + meaning", "baseline: BM25", "baseline: nearest by meaning"):
+            assert (budget, label) in rows, done.stdout
+        # Every planted fact is found by its words in a conversation this small.
+        assert rows[(budget, "memchat, words")] == "**100.0%**", done.stdout

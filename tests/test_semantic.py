@@ -218,3 +218,29 @@ def test_embeddings_and_encryption_together_are_refused_in_one_line(memchat: Mem
 def test_a_bad_embedding_timeout_is_one_line(memchat: Memchat, value: str) -> None:
     run = memchat(input="hi\n", MEMCHAT_EMBEDDING_MODEL=EMBEDDER, MEMCHAT_EMBEDDING_TIMEOUT=value)
     assert run.returncode == 2 and run.stderr.startswith("error: MEMCHAT_EMBEDDING_TIMEOUT is")
+
+
+def test_the_question_is_not_stuck_behind_a_background_batch_on_a_server_that_embeds_one_at_a_time(
+    tmp_path: Any, server: FakeOpenAI
+) -> None:
+    # Each request takes 0.5 s and the server takes one at a time; the question's timeout is 0.7 s.
+    # Sent while a batch was at the server, it used to wait for it inside its own timeout (0.4 s, then
+    # 0.5 s of its own): recall fell back to words alone while an older history was being embedded.
+    server.embedding_serial = True
+    server.embedding_delay = 0.5
+
+    async def run() -> list[Hit]:
+        semantic = semantic_for(server, MEMCHAT_EMBEDDING_TIMEOUT="0.7")
+        async with opened(str(tmp_path / "m.db")) as store:
+            memory = store.memory("ann")
+            await memory.add_items([item for n in range(200) for item in exchange(f"filler {n} about the weather")])
+            await memory.add_items(exchange("my Volvo is red"))
+            filling = semantic.fill(memory)
+            await asyncio.sleep(0.15)  # the first batch is at the server
+            found = await semantic.hits(memory, "which automobile do I drive?", 3)
+            assert not filling.done()
+            assert semantic.notices() == ()  # no timeout was met
+            await semantic.aclose()
+            return found
+
+    assert asyncio.run(run()), "the question got no answer in time"
