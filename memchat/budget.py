@@ -75,7 +75,7 @@ class Context:
 
     summary: Summary | None
     turns: list[Turn]
-    # True when older turns, not yet in the summary, were left out for lack of room.
+    # True when the turns no summary holds are more than the whole room could carry.
     overflow: bool
     # The tokens the turns had to fit in (the budget given, less the summary).
     room: int = 0
@@ -83,6 +83,8 @@ class Context:
     tokens: int = 0
     # When each turn was said, by its start, where the store keeps it ('YYYY-MM-DD HH:MM:SS').
     days: dict[int, str] = field(default_factory=dict)
+    # True when older turns were left out for the share the turns were given (``turn_room``).
+    capped: bool = False
 
     @property
     def items(self) -> list[Item]:
@@ -106,18 +108,24 @@ async def _newest_that_fit(
     summary = await memory.summary()
     summary_tokens = estimator.tokens(summary.text) if summary else 0
     room = budget - summary_tokens
-    remaining = room if turn_room is None else min(room, turn_room)
+    cap = room if turn_room is None else min(room, turn_room)
     turns: list[Turn] = []
-    overflow = False
+    used = unsummarized = 0
+    full = overflow = False
     after = summary.through if summary else 0
     async for turn in memory.turns_backward(after) if before is None else memory.turns_backward(after, before):
         cost = estimator.item_tokens(turn_items(turn))
-        if cost > remaining:
+        unsummarized += cost
+        if unsummarized > room:
+            # More than the whole room holds is in no summary: time to fold (see ``summary``).
             overflow = True
             break
-        remaining -= cost
-        turns.append(turn)
+        if not full and used + cost <= cap:
+            used += cost
+            turns.append(turn)
+        else:
+            # The newest turns' share is full: read on only to learn whether the rest overflows.
+            full = True
     turns.reverse()
-    used = sum(estimator.item_tokens(turn_items(turn)) for turn in turns)
     days = await memory.days([turn.start for turn in turns]) if turns else {}
-    return Context(summary, turns, overflow, room, summary_tokens + used, days)
+    return Context(summary, turns, overflow, room, summary_tokens + used, days, full)

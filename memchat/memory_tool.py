@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 
 from agents import RunContextWrapper, function_tool
 
-from .budget import TokenEstimator
+from .budget import MESSAGE_TOKENS, TokenEstimator
 from .items import MEMORY_TOOL
 from .memory import Memory
-from .recall import recall
+from .recall import HEADING, recall
 from .semantic import Semantic
 from .stores.base import END
 
@@ -41,10 +41,12 @@ class Searched:
 
 async def search(searched: Searched, query: str) -> str:
     """What one call of the tool returns: the best excerpts for ``query`` not yet in the request."""
+    # The call, and the heading of what it returns, take their part of the room too.
+    overhead = searched.estimator.tokens(HEADING + query) + 2 * MESSAGE_TOKENS
     found = await recall(
         searched.memory,
         query,
-        searched.room,
+        searched.room - overhead,
         searched.estimator,
         older_than=searched.older_than,
         semantic=searched.semantic,
@@ -55,7 +57,7 @@ async def search(searched: Searched, query: str) -> str:
             return "No room is left in this request for more of the memory: answer with what you have."
         return f"Nothing in the memory matches {query!r} beyond what you were given."
     searched.sent |= found.positions
-    searched.room -= found.tokens
+    searched.room -= found.tokens + overhead
     return found.text
 
 

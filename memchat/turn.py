@@ -256,7 +256,8 @@ class TurnRunner:
         take a sixth of it, and the tool's room an eighth; recall gets the rest, and what it
         does not fill goes back to the newest turns, which then reach further back.
         """
-        fixed = self.estimator.tokens(self.settings.instructions + (own or "") + text + HEADING) + 2 * MESSAGE_TOKENS
+        bare = instructions_with(self.settings.instructions, None, own)
+        fixed = self.estimator.tokens(bare + text + HEADING) + 2 * MESSAGE_TOKENS
         budget = max(0, self.budget - fixed)
         usable = budget - (budget // TOOL_SHARE if self.tools else 0)
         if not self.settings.recall:
@@ -268,7 +269,7 @@ class TurnRunner:
         older_than = context.turns[0].start if context.turns else (replacing or END)
         room = usable - context.tokens
         recalled = await recall(memory, text, room, self.estimator, older_than=older_than, semantic=self.semantic)
-        if recalled.tokens < room and context.overflow:
+        if recalled.tokens < room and (context.overflow or context.capped):
             # What recall did not fill goes to the newest turns: they may reach further back.
             context = await build_context(memory, usable - recalled.tokens, self.estimator, before=replacing)
             if context.turns:

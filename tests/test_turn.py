@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from agents.testing import ScriptedModel, assistant_message, function_call
 
 from config import load_settings
 from memchat.items import describe
+from memchat.recall import spoken_day
 from memchat.stores.sqlite import SQLiteStore
 from memchat.turn import TurnRunner
 
@@ -36,8 +38,9 @@ def test_the_model_sees_the_stored_history_and_the_new_message(tmp_path: Path) -
     asyncio.run(runner.run(memory, "first"))
     asyncio.run(runner.run(memory, "second"))
     sent = model.last_call.input  # type: ignore[union-attr]
+    today = spoken_day(datetime.now(UTC).strftime("%Y-%m-%d"))
     assert [describe(item) for item in sent] == [
-        ("you", "first"),
+        ("you", f"[{today}]\nfirst"),  # the day it was said, as the first message of that day
         ("assistant", "one"),
         ("you", "second"),
     ]
