@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from .items import Item, describe, without_memory_searches
 from .memory import Memory, Summary, Turn
@@ -62,6 +63,26 @@ def clip(text: str, chars: int) -> str:
     cut = text[: max(0, chars - 2)]
     space = cut.rfind(" ")
     return (cut[:space] if space > chars // 2 else cut).rstrip() + " …"
+
+
+def spoken_day(stored_at: str) -> str:
+    """'2023-05-08 13:56:00' as 'Monday 8 May 2023', the way a model reasons about dates best."""
+    try:
+        moment = datetime.strptime(stored_at[:10], "%Y-%m-%d")
+    except ValueError:
+        return stored_at
+    return f"{moment:%A} {moment.day} {moment:%B %Y}"
+
+
+def opening_days(turns: list[Turn], days: dict[int, str]) -> list[str]:
+    """For each turn, the day it was said (see ``spoken_day``) if it is the first of that day, else ''."""
+    opening = []
+    last = ""
+    for turn in turns:
+        day = days.get(turn.start, "")[:10]
+        opening.append(spoken_day(day) if day and day != last else "")
+        last = day or last
+    return opening
 
 
 def turn_items(turn: Turn) -> list[Item]:

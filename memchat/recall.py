@@ -16,11 +16,10 @@ model can use them, tools or not.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING
 
-from .budget import MESSAGE_TOKENS, TokenEstimator, clip
-from .items import Item, describe, without_memory_searches
+from .budget import MESSAGE_TOKENS, TokenEstimator, clip, spoken_day
+from .items import Item, describe
 from .memory import Memory, Turn
 from .search import Hit, fuse
 from .stores.base import END
@@ -68,10 +67,6 @@ class Excerpt:
     lines: tuple[Line, ...]
 
     @property
-    def start(self) -> int:
-        return self.lines[0].position
-
-    @property
     def end(self) -> int:
         return self.lines[-1].position
 
@@ -101,15 +96,6 @@ class Recalled:
         """Only the excerpts that end before ``position`` (a wider window now holds the rest)."""
         kept = tuple(excerpt for excerpt in self.excerpts if excerpt.end < position)
         return Recalled(kept, sum(excerpt.tokens(estimator) for excerpt in kept))
-
-
-def spoken_day(stored_at: str) -> str:
-    """'2023-05-08 13:56:00' as 'Monday 8 May 2023', the way a model reasons about dates best."""
-    try:
-        moment = datetime.strptime(stored_at[:10], "%Y-%m-%d")
-    except ValueError:
-        return stored_at
-    return f"{moment:%A} {moment.day} {moment:%B %Y}"
 
 
 def shown(excerpts: tuple[Excerpt, ...]) -> str:
@@ -207,18 +193,6 @@ def _line(position: int, item: Item, *, matched: bool) -> Line | None:
 
 def _line_tokens(estimator: TokenEstimator, line: Line) -> int:
     return estimator.tokens(f"{line.speaker}: {line.text}")
-
-
-def dated(exchanges: list[tuple[str, Turn]]) -> str:
-    """Whole exchanges as a person reads them: each under the day it happened."""
-    lines = []
-    for day, turn in exchanges:
-        lines.append(f"[{day or 'date unknown'}]")
-        for item in without_memory_searches(turn.items):
-            speaker, text = describe(item)
-            if text:
-                lines.append(f"{'user' if speaker == 'you' else speaker}: {text}")
-    return "\n".join(lines)
 
 
 async def exchanges(

@@ -11,10 +11,9 @@ import re
 
 from agents import Agent, ModelSettings, RunConfig, Runner
 
-from .budget import TokenEstimator, clip, turn_items
+from .budget import TokenEstimator, clip, opening_days, turn_items
 from .items import describe
 from .memory import Memory, Summary, Turn
-from .recall import spoken_day
 
 SUMMARY_INSTRUCTIONS = (
     "Update the memory summary of a chat with one user. Keep what the user told about "
@@ -29,12 +28,9 @@ SENTENCE_END = re.compile(r"[.!?][)\"']?(?=\s)")
 def transcript(turns: list[Turn], days: dict[int, str] | None = None) -> str:
     """The turns as the summarizer reads them, each new day under its date."""
     lines = []
-    last = ""
-    for turn in turns:
-        day = (days or {}).get(turn.start, "")[:10]
-        if day and day != last:
-            lines.append(f"[{spoken_day(day)}]")
-            last = day
+    for turn, day in zip(turns, opening_days(turns, days or {}), strict=True):
+        if day:
+            lines.append(f"[{day}]")
         for item in turn_items(turn):
             speaker, text = describe(item)
             lines.append(f"{'user' if speaker == 'you' else speaker}: {text}")

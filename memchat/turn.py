@@ -17,8 +17,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-
-# The newest turns take at least this share of the budget (a quarter): the conversation under way.
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,7 +29,16 @@ from openai.types.responses import ResponseTextDeltaEvent
 
 from config import MIN_CONTEXT_TOKENS, Settings
 
-from .budget import MESSAGE_TOKENS, Context, TokenEstimator, build_context, item_chars, turn_items
+from .budget import (
+    MESSAGE_TOKENS,
+    Context,
+    TokenEstimator,
+    build_context,
+    item_chars,
+    opening_days,
+    spoken_day,
+    turn_items,
+)
 from .client import build_client
 from .errors import StoreError
 from .items import Item, is_user_message
@@ -39,7 +46,7 @@ from .memory import Memory, Summary
 from .memory_tool import Searched, search_memory
 from .model import build_agent, run_config
 from .model_errors import EmptyReplyError, is_context_overflow, server_context_size
-from .recall import HEADING, Recalled, recall, spoken_day
+from .recall import HEADING, Recalled, recall
 from .repair import repaired
 from .semantic import Semantic
 from .stores.base import END
@@ -78,13 +85,10 @@ def instructions_with(
 def dated_items(context: Context) -> list[Item]:
     """The history's items as sent: the first message of each day starts with the day, so "when" can be answered."""
     items: list[Item] = []
-    last = ""
-    for turn in context.turns:
+    for turn, day in zip(context.turns, opening_days(context.turns, context.days), strict=True):
         sent = turn_items(turn)
-        day = context.days.get(turn.start, "")[:10]
-        if day and day != last and sent and is_user_message(sent[0]):
-            sent = [with_day(sent[0], spoken_day(day)), *sent[1:]]
-        last = day or last
+        if day and sent and is_user_message(sent[0]):
+            sent = [with_day(sent[0], day), *sent[1:]]
         items += sent
     return items
 
