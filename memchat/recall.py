@@ -156,6 +156,7 @@ async def recall(
                 worth[order[m]] = max(worth.get(order[m], 0.0), weight / rank)
     matched = {hit.position for hit in hits}
     lines: dict[int, Line] = {}
+    chosen: set[int] = set()  # by index in ``order``
     used = 0
     for position in sorted(worth, key=lambda position: -worth[position]):
         if position in leave_out or position >= older_than:
@@ -163,10 +164,14 @@ async def recall(
         line = _line(position, stored[position][1], matched=position in matched)
         if line is None:
             continue
-        cost = _line_tokens(estimator, line)
+        # An excerpt has a line above it (a day or a gap): a line next to none chosen opens one,
+        # a line between two joins them into one.
+        joins = sum(index[position] + step in chosen for step in (-1, 1))
+        cost = _line_tokens(estimator, line) + MESSAGE_TOKENS * (1 - joins)
         if used + cost > room:
             continue
         lines[position] = line
+        chosen.add(index[position])
         used += cost
     excerpts: list[Excerpt] = []
     run: list[Line] = []

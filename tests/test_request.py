@@ -187,3 +187,12 @@ def test_a_long_summary_is_cut_after_its_last_whole_sentence(tmp_path: Path) -> 
 def test_the_summary_is_told_the_day_of_what_it_folds(tmp_path: Path) -> None:
     _, asked = summarized(tmp_path, "The user walks to the harbour.")
     assert "[Monday 8 May 2023]" in asked
+
+
+def test_recalled_excerpts_count_their_day_and_gap_lines_within_the_budget(tmp_path: Path) -> None:
+    # Many matches far apart: many excerpts, each with a line above it. Those lines once went
+    # uncounted while packing, and with the tool off nothing else took up the difference.
+    plant = [item for n in range(150) for item in (exchange(f"the code for locker {n} is {n * 7919}"), *FILLER[:3])]
+    built = request(tmp_path / "m.db", plant, "what is the code for the locker?", 1000, tools=False)
+    assert len(built.recalled.excerpts) > 10
+    assert built.room >= 0, f"{-built.room} tokens over the budget"
