@@ -10,9 +10,12 @@ Run alone: ``.venv/bin/python bench/embedder.py`` prints its URL and serves unti
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -69,6 +72,24 @@ def serve(embedder: Embedder) -> tuple[ThreadingHTTPServer, str]:
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}/v1"
+
+
+def started(kind: str) -> tuple[str, str] | None:
+    """The (base URL, model) of an embedding server of ``kind`` started for this run, stopped at exit.
+
+    ``minilm``: all-MiniLM-L6-v2 in a process of its own, as an embedding server (Ollama, llama.cpp)
+    would be; ``fake``: the test server's toy model (``tests/`` must be importable); ``none``: None.
+    """
+    if kind == "minilm":
+        server = subprocess.Popen([sys.executable, __file__], stdout=subprocess.PIPE, text=True)
+        assert server.stdout is not None
+        atexit.register(server.terminate)
+        return server.stdout.readline().split(" at ")[1].split()[0], MODEL_NAME
+    if kind == "fake":
+        from fake_openai import FakeOpenAI
+
+        return FakeOpenAI().start().url, "fake-embedder"
+    return None
 
 
 if __name__ == "__main__":

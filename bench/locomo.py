@@ -32,13 +32,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import atexit
 import json
 import math
 import re
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -52,6 +50,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
+
+from embedder import started  # noqa: E402
 
 from config import load_settings  # noqa: E402
 from memchat.search import STOPWORDS, words  # noqa: E402
@@ -386,24 +386,6 @@ async def measure(
                 )
 
 
-def start_embedder(kind: str) -> tuple[str, str] | None:
-    if kind == "minilm":
-        from embedder import MODEL_NAME
-
-        # In a process of its own, as an embedding server (Ollama, llama.cpp) would be.
-        server = subprocess.Popen(
-            [sys.executable, str(ROOT / "bench" / "embedder.py")], stdout=subprocess.PIPE, text=True
-        )
-        assert server.stdout is not None
-        atexit.register(server.terminate)
-        return server.stdout.readline().split(" at ")[1].split()[0], MODEL_NAME
-    if kind == "fake":
-        from fake_openai import FakeOpenAI
-
-        return FakeOpenAI().start().url, "fake-embedder"
-    return None
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", help="LoCoMo files (one conversation each, or locomo10.json) or folders")
@@ -421,7 +403,7 @@ def main() -> None:
         for conversation in conversations:
             conversation.questions = conversation.questions[:20]
     budgets = [int(budget) for budget in args.budgets.split(",")]
-    embeddings = start_embedder(args.embeddings)
+    embeddings = started(args.embeddings)
     rows = Rows()
     work = Path(tempfile.mkdtemp(prefix="memchat-locomo-"))
     for conversation in conversations:

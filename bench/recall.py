@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import atexit
 import contextlib
 import json
 import random
@@ -36,6 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
+from embedder import started  # noqa: E402
 from scratch import postgres_database, redis_keys  # noqa: E402
 
 from config import load_settings  # noqa: E402
@@ -309,23 +309,7 @@ if __name__ == "__main__":
         help="add rows searching by meaning too: all-MiniLM-L6-v2 (extra: bench), or the test server's toy model",
     )
     args = parser.parse_args()
-    embedder: tuple[str, str] | None = None
-    if args.embeddings == "minilm":
-        # In a process of its own, as an embedding server (Ollama, llama.cpp) would be.
-        import subprocess
-
-        from embedder import MODEL_NAME
-
-        server = subprocess.Popen(
-            [sys.executable, str(ROOT / "bench" / "embedder.py")], stdout=subprocess.PIPE, text=True
-        )
-        assert server.stdout is not None
-        atexit.register(server.terminate)
-        embedder = (server.stdout.readline().split(" at ")[1].split()[0], MODEL_NAME)
-    elif args.embeddings == "fake":
-        from fake_openai import FakeOpenAI
-
-        embedder = (FakeOpenAI().start().url, "fake-embedder")
+    embedder = started(args.embeddings)
     if args.smoke:
         main((600,), facts=12, stores=("sqlite",), seed=args.seed, embeddings=embedder)
     else:
