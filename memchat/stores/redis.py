@@ -424,11 +424,7 @@ class RedisMemory(MemoryBase):
         ranked = sorted(scores, key=lambda position: (-scores[position], -position))[: limit * 2]
         if not ranked:
             return []
-        with self._store.errors():
-            reader = self._redis.pipeline(transaction=False)
-            for position in ranked:
-                reader.lindex(self._messages_key, position - 1)
-            stored = await reader.execute()
+        stored = await self._stored_at(ranked)
         hits: list[Hit] = []
         wanted = set(terms)
         for position, data in zip(ranked, stored, strict=True):
@@ -508,13 +504,17 @@ class RedisMemory(MemoryBase):
         wanted = sorted({near for position in positions for near in (position - 1, position, position + 1) if near > 0})
         if not wanted:
             return []
-        with self._store.errors():
-            reader = self._redis.pipeline(transaction=False)
-            for position in wanted:
-                reader.lindex(self._messages_key, position - 1)
-            stored = await reader.execute()
+        stored = await self._stored_at(wanted)
         # Redis keeps no time for an item (the SDK's layout has none).
         return self.decoded([(position, "", data) for position, data in zip(wanted, stored, strict=True) if data])
+
+    async def _stored_at(self, positions: list[int]) -> list[Any]:
+        """What is stored at each of ``positions`` (None where nothing is), read in one round trip."""
+        with self._store.errors():
+            reader = self._redis.pipeline(transaction=False)
+            for position in positions:
+                reader.lindex(self._messages_key, position - 1)
+            return list(await reader.execute())
 
     async def days(self, positions: Sequence[int]) -> dict[int, str]:
         # The SDK's layout keeps no time for an item.
