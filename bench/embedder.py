@@ -22,6 +22,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 MODEL_NAME = "all-MiniLM-L6-v2"
+# What ``started`` can start, for a benchmark's --embeddings.
+KINDS = ("none", "minilm", "fake")
 
 
 class Embedder:

@@ -51,7 +51,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
-from embedder import started  # noqa: E402
+from embedder import KINDS, started  # noqa: E402
 
 from config import load_settings  # noqa: E402
 from memchat.search import STOPWORDS, words  # noqa: E402
@@ -392,7 +392,7 @@ def main() -> None:
     parser.add_argument("--budgets", default="2000,8000", help="comma-separated token budgets")
     parser.add_argument(
         "--embeddings",
-        choices=("none", "minilm", "fake"),
+        choices=KINDS,
         default="minilm",
         help="search by meaning with all-MiniLM-L6-v2 (extra: bench), the test server's toy model, or not at all",
     )

@@ -35,7 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
-from embedder import started  # noqa: E402
+from embedder import KINDS, started  # noqa: E402
 from scratch import postgres_database, redis_keys  # noqa: E402
 
 from config import load_settings  # noqa: E402
@@ -304,7 +304,7 @@ if __name__ == "__main__":
     parser.add_argument("--sizes", default="10000,100000", help="comma-separated numbers of messages")
     parser.add_argument(
         "--embeddings",
-        choices=("none", "minilm", "fake"),
+        choices=KINDS,
         default="none",
         help="add rows searching by meaning too: all-MiniLM-L6-v2 (extra: bench), or the test server's toy model",
     )
