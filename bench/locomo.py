@@ -56,6 +56,7 @@ from embedder import KINDS, started  # noqa: E402
 from config import load_settings  # noqa: E402
 from memchat.search import STOPWORDS, words  # noqa: E402
 from memchat.stores import open_store  # noqa: E402
+from memchat.stores.base import END  # noqa: E402
 
 USER = "locomo"
 CHARS_PER_TOKEN = 4.0
@@ -85,6 +86,10 @@ class Conversation:
     name: str
     messages: list[Message]
     questions: list[Question]
+
+    def back(self, question: Question) -> int:
+        """How many messages back from the newest its oldest evidence lies."""
+        return len(self.messages) - min(question.evidence)
 
 
 # -- reading LoCoMo ---------------------------------------------------------------------------------
@@ -230,7 +235,7 @@ async def plant(location: str, conversation: Conversation) -> Any:
     memory = store.memory(USER)
     items = [{"role": "user" if m.user else "assistant", "content": m.text} for m in conversation.messages]
     await memory.add_items(items)
-    positions = [position async for position, _ in memory.rows_forward(0, 2**62)]  # type: ignore[attr-defined]
+    positions = [position async for position, _ in memory.rows_forward(0, END)]  # type: ignore[attr-defined]
     assert len(positions) == len(items)
     # The SDK's table keeps when each message was stored; here, when it was said.
     with sqlite3.connect(location) as db:
@@ -334,8 +339,6 @@ async def measure(
 
     messages = conversation.messages
     texts = [m.text for m in messages]
-    bm25 = BM25(texts)
-    vectors = embed(embeddings[0], embeddings[1], texts) if embeddings else None
     searches: list[tuple[str, tuple[str, str] | None]] = [("words", None)]
     if embeddings:
         searches.append(("words + meaning", embeddings))
@@ -359,7 +362,7 @@ async def measure(
                 if number % 25 == 0:
                     progress(f"{conversation.name}: {label} at {budget:,}, question {number + 1}")
                 sent, found, first, answering, seconds = await ask_memchat(runner, memory, question.text)
-                depth = len(messages) - min(question.evidence)
+                depth = conversation.back(question)
                 rows.tally(budget, f"memchat, {label}").add(
                     question, present(question.evidence, messages, sent), depth, first, seconds
                 )
@@ -370,20 +373,20 @@ async def measure(
         if semantic is not None:
             await semantic.aclose()
         await store.close()
+    # The baselines rank each question once, then fill each budget from the same ranking.
+    questions = conversation.questions
+    baselines = [("baseline: BM25", [BM25(texts).ranked(question.text) for question in questions])]
+    if embeddings:
+        vectors = embed(*embeddings, texts)
+        queries = embed(*embeddings, [question.text for question in questions])
+        nearest = [[int(i) for i in (-(vectors @ query)).argsort()] for query in queries]
+        baselines.append(("baseline: nearest by meaning", nearest))
     for budget in budgets:
-        for question in conversation.questions:
-            depth = len(messages) - min(question.evidence)
-            ranked = bm25.ranked(question.text)
-            sent, used = baseline_request(ranked, messages, question.text, budget)
-            rows.tally(budget, "baseline: BM25").add(question, present(question.evidence, messages, sent), depth, used)
-            if vectors is not None:
-                assert embeddings is not None
-                query = embed(embeddings[0], embeddings[1], [question.text])[0]
-                nearest = [int(i) for i in (-(vectors @ query)).argsort()]
-                sent, used = baseline_request(nearest, messages, question.text, budget)
-                rows.tally(budget, "baseline: nearest by meaning").add(
-                    question, present(question.evidence, messages, sent), depth, used
-                )
+        for label, rankings in baselines:
+            for question, ranked in zip(questions, rankings, strict=True):
+                sent, used = baseline_request(ranked, messages, question.text, budget)
+                found = present(question.evidence, messages, sent)
+                rows.tally(budget, label).add(question, found, conversation.back(question), used)
 
 
 def main() -> None:
