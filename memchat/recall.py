@@ -135,7 +135,7 @@ async def recall(
     Each match comes with the message before and after it; messages at ``leave_out``
     positions (already in the request) are not brought again.
     """
-    if room < MIN_CANDIDATES:
+    if room <= MESSAGE_TOKENS:  # not even the line above an excerpt fits
         return Recalled()
     # What the request holds already is among the best matches: look past it.
     wanted = max(MIN_CANDIDATES, min(MAX_CANDIDATES, room // TOKENS_PER_CANDIDATE)) + len(leave_out)
