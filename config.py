@@ -57,7 +57,7 @@ ENVIRONMENT: dict[str, str] = {
     "MEMCHAT_HISTORY_FILE": "where typed input history is kept",
     "MEMCHAT_TRACING": "1 to export traces to OpenAI (off by default)",
     "MEMCHAT_ENCRYPTION_KEY": "a passphrase: store messages encrypted with it (off by default)",
-    "MEMCHAT_RECALL": "off to send only the summary and the newest turns, without recalled older exchanges",
+    "MEMCHAT_RECALL": "off to send only the summary and the newest turns, without recalled older messages",
     "MEMCHAT_TOOLS": "off to not offer the model the search_memory tool (on by default)",
     "MEMCHAT_EMBEDDING_MODEL": "an embedding model of the same server, for semantic search (off by default)",
     "MEMCHAT_EMBEDDING_TIMEOUT": f"seconds a turn waits to embed its message (default {DEFAULT_EMBEDDING_TIMEOUT:g})",

@@ -7,7 +7,7 @@ style of LongMemEval: filler exchanges about many topics, with personal facts
 planted at every depth, some of them updated later (only the newest value is
 right). Then, for each question, it builds the request memchat would send
 (``TurnRunner.request_for``: the summary, the newest turns that fit, and the
-recalled older exchanges) and checks whether the exchange that answers the
+recalled older messages) and checks whether the fact that answers the
 question is in it. It reports, by kind of question and by depth, the share of
 questions whose evidence reached the model, the tokens of the request against
 the budget, and the time to build a request (search included), p50 / p95, on
