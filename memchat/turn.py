@@ -274,8 +274,11 @@ class TurnRunner:
         room = usable - context.tokens
         recalled = await recall(memory, text, room, self.estimator, older_than=older_than, semantic=self.semantic)
         if recalled.tokens < room and (context.overflow or context.capped):
-            # What recall did not fill goes to the newest turns: they may reach further back.
-            context = await build_context(memory, usable - recalled.tokens, self.estimator, before=replacing)
+            # What recall did not fill goes to the newest turns: they may reach further back. The budget
+            # stays the same, so whether to fold is judged against the whole room, whatever recall took.
+            context = await build_context(
+                memory, usable, self.estimator, before=replacing, turn_room=context.room - recalled.tokens
+            )
             if context.turns:
                 recalled = recalled.older_than(context.turns[0].start, self.estimator)
         return context, recalled, budget - context.tokens - recalled.tokens
