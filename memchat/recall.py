@@ -144,6 +144,13 @@ async def recall(
         stored = {position: (at, item) for position, at, item in await memory.around([hit.position for hit in hits])}
     order = sorted(stored)
     index = {position: n for n, position in enumerate(order)}
+    matched = {hit.position for hit in hits}
+
+    def joined(n: int) -> bool:
+        # Whether the messages at order[n] and order[n + 1] follow each other in the memory: known only
+        # beside a match, whose neighbours the store gave; two neighbours may have a gap between them.
+        return n + 1 < len(order) and (order[n] in matched or order[n + 1] in matched)
+
     # A match at rank r is worth 1 / r; the messages beside it a share of that, so they come
     # before weaker matches but after stronger ones.
     worth: dict[int, float] = {}
@@ -154,7 +161,6 @@ async def recall(
         for m, weight in ((n, 1.0), (n - 1, NEIGHBOUR_WORTH), (n + 1, NEIGHBOUR_WORTH)):
             if 0 <= m < len(order):
                 worth[order[m]] = max(worth.get(order[m], 0.0), weight / rank)
-    matched = {hit.position for hit in hits}
     lines: dict[int, Line] = {}
     chosen: set[int] = set()  # by index in ``order``
     used = 0
@@ -166,17 +172,18 @@ async def recall(
             continue
         # An excerpt has a line above it (a day or a gap): a line next to none chosen opens one,
         # a line between two joins them into one.
-        joins = sum(index[position] + step in chosen for step in (-1, 1))
+        n = index[position]
+        joins = (n - 1 in chosen and joined(n - 1)) + (n + 1 in chosen and joined(n))
         cost = _line_tokens(estimator, line) + MESSAGE_TOKENS * (1 - joins)
         if used + cost > room:
             continue
         lines[position] = line
-        chosen.add(index[position])
+        chosen.add(n)
         used += cost
     excerpts: list[Excerpt] = []
     run: list[Line] = []
     for position in sorted(lines):
-        if run and index[position] != index[run[-1].position] + 1:
+        if run and not (index[position] == index[run[-1].position] + 1 and joined(index[run[-1].position])):
             excerpts.append(Excerpt(stored[run[0].position][0], tuple(run)))
             run = []
         run.append(lines[position])

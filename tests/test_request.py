@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 from dataclasses import replace
 from pathlib import Path
@@ -75,6 +76,14 @@ def test_a_question_that_joins_two_parts_of_the_past_gets_both(tmp_path: Path) -
     plant = [exchange("my sister Ingrid lives in Bergen"), *FILLER[:150], exchange("my brother Tomas moved to Porto")]
     built = request(tmp_path / "m.db", [*plant, *FILLER[150:]], "Where do Ingrid and Tomas live?", 1000)
     assert "Bergen" in built.recalled.text and "Porto" in built.recalled.text
+
+
+def test_recalled_parts_far_apart_are_shown_apart_not_as_one_conversation(tmp_path: Path) -> None:
+    plant = [exchange("my sister Ingrid lives in Bergen"), *FILLER[:150], exchange("my brother Tomas moved to Porto")]
+    built = request(tmp_path / "m.db", [*plant, *FILLER[150:]], "Where do Ingrid and Tomas live?", 1000)
+    # The two matches' neighbours came next to each other in one read; 300 messages lie between them.
+    assert not any("Bergen" in shown and "Porto" in shown for shown in map(str, built.recalled.excerpts))
+    assert re.search(r"Bergen.*\n…\n.*Porto", built.recalled.text, re.DOTALL)
 
 
 def test_the_newest_turns_and_recalled_messages_carry_the_day_they_were_said(tmp_path: Path) -> None:
