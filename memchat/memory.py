@@ -170,6 +170,13 @@ class Memory(Protocol):
         """This user's vectors from ``model`` written after mark ``after`` (see ``Vectors``), read at one moment."""
         ...
 
+    async def nearest(self, model: str, query: bytes, limit: int, before: int | None = None) -> list[Hit] | None:
+        """The ``limit`` messages before ``before`` whose ``model`` vectors are nearest ``query``, best first.
+
+        None where the store cannot search its vectors itself: the caller then reads them (``vectors``).
+        """
+        ...
+
     async def around(self, positions: Sequence[int]) -> list[tuple[int, str, Item]]:
         """The messages at ``positions`` with this user's message just before and just after each, oldest first.
 

@@ -87,6 +87,9 @@ class Semantic:
             self._queries -= 1
             if not self._queries:
                 self._no_query.set()
+        found = await memory.nearest(self.model, vector, limit, before)
+        if found is not None:
+            return found
         return (await self._held_for(memory)).nearest(vector, limit, before)
 
     async def _held_for(self, memory: Memory) -> Held:

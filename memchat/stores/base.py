@@ -20,7 +20,7 @@ from ..codec import Codec, UnreadableError
 from ..errors import StoreError, StoreUnreachableError
 from ..items import Item, is_user_message
 from ..memory import Summary, Turn
-from ..search import item_words
+from ..search import Hit, item_words
 
 if TYPE_CHECKING:
     from agents import SessionSettings, TResponseInputItem
@@ -50,6 +50,10 @@ class MemoryBase(ABC):
         self.codec = codec
         # The SDK's Session attribute: its ``limit`` applies when get_items is called without one.
         self.session_settings: SessionSettings | None = None
+
+    async def nearest(self, model: str, query: bytes, limit: int, before: int | None = None) -> list[Hit] | None:
+        # A store that cannot search its vectors in place: semantic search holds them (see semantic.Held).
+        return None
 
     def reading(self) -> contextlib.AbstractAsyncContextManager[None]:
         # A local store's reads are cheap one by one; a server's store shares a connection instead.

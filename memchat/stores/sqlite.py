@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .. import vector_index
 from ..codec import Codecs, UnreadableError
 from ..errors import StoreError, StoreLostError
 from ..items import Item, is_user_message
@@ -42,6 +43,13 @@ from .base import END, PAGE_ROWS, MemoryBase, RawRow, new_mark, uninterrupted
 
 # Messages indexed per transaction when catching up on an older file.
 INDEX_BATCH = 2000
+
+# Vectors given their bits per transaction when catching up (about 6 MB of 1,536-number vectors).
+CODE_BATCH = 1000
+
+GONE_CODES = "SELECT seq FROM memchat_codes_gone WHERE session_id = ? AND model = ?"
+USER_CODES = "SELECT block, size, entries FROM memchat_codes WHERE session_id = ? AND model = ?"
+UPDATE_CODES = "UPDATE memchat_codes SET entries = ? WHERE session_id = ? AND model = ? AND block = ?"
 
 # How long a write waits for another process holding the lock before giving up.
 BUSY_TIMEOUT_SECONDS = 10.0
@@ -162,6 +170,46 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             )
             """,
             "CREATE INDEX IF NOT EXISTS idx_memchat_login_failures_last ON memchat_login_failures (last)",
+        ),
+    ),
+    (
+        "the sign bits of each vector, in blocks, searched in place (see vector_index)",
+        # memchat_coded says up to which vector (seq) each user's bits are written; the trigger notes
+        # a vector deleted after that, whoever deletes it, so its bits go on the next search too.
+        (
+            """
+            CREATE TABLE IF NOT EXISTS memchat_codes (
+                session_id TEXT NOT NULL,
+                model TEXT NOT NULL,
+                block INTEGER NOT NULL,
+                size INTEGER NOT NULL,
+                entries BLOB NOT NULL,
+                PRIMARY KEY (session_id, model, block)
+            )
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS memchat_coded (
+                session_id TEXT NOT NULL,
+                model TEXT NOT NULL,
+                through_seq INTEGER NOT NULL,
+                PRIMARY KEY (session_id, model)
+            )
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS memchat_codes_gone (
+                session_id TEXT NOT NULL,
+                model TEXT NOT NULL,
+                seq INTEGER NOT NULL
+            )
+            """,
+            "CREATE INDEX IF NOT EXISTS idx_memchat_codes_gone ON memchat_codes_gone (session_id, model)",
+            """
+            CREATE TRIGGER IF NOT EXISTS memchat_codes_follow AFTER DELETE ON memchat_vectors
+            WHEN old.seq <= (SELECT through_seq FROM memchat_coded WHERE session_id = old.session_id AND model = old.model)
+            BEGIN
+                INSERT INTO memchat_codes_gone (session_id, model, seq) VALUES (old.session_id, old.model, old.seq);
+            END
+            """,
         ),
     ),
 )
@@ -447,6 +495,8 @@ class SQLiteMemory(MemoryBase):
             conn.execute("DELETE FROM memchat_instructions WHERE session_id = ?", (self.session_id,))
             conn.execute("DELETE FROM memchat_search WHERE session_id = ?", (self.session_id,))
             conn.execute("DELETE FROM memchat_indexed WHERE session_id = ?", (self.session_id,))
+            for table in ("memchat_codes", "memchat_coded", "memchat_codes_gone"):
+                conn.execute(f"DELETE FROM {table} WHERE session_id = ?", (self.session_id,))
 
         await self._store.write(clear)
 
@@ -466,15 +516,117 @@ class SQLiteMemory(MemoryBase):
     async def save_vectors(self, model: str, vectors: Sequence[tuple[int, str, bytes]]) -> None:
         # Message ids are never reused: a message still there is the one the vector was made from.
         def save(conn: sqlite3.Connection) -> None:
+            # Deleted first, not replaced: a replaced row fires no trigger, so its bits would stay.
+            conn.executemany(
+                "DELETE FROM memchat_vectors WHERE message_id = ? AND session_id = ?",
+                [(position, self.session_id) for position, _, _ in vectors],
+            )
             conn.executemany(
                 """
-                INSERT OR REPLACE INTO memchat_vectors (message_id, session_id, model, vector)
+                INSERT INTO memchat_vectors (message_id, session_id, model, vector)
                 SELECT id, session_id, ?2, ?3 FROM agent_messages WHERE id = ?1 AND session_id = ?4
                 """,
                 [(position, model, vector, self.session_id) for position, _, vector in vectors],
             )
+            self._code(conn, model, CODE_BATCH)
 
         await self._store.write(save)
+
+    async def nearest(self, model: str, query: bytes, limit: int, before: int | None = None) -> list[Hit]:
+        def search(conn: sqlite3.Connection) -> list[Hit]:
+            # Bits for vectors written without them (an older memchat, a run cut short), and none for deleted ones.
+            while self._uncoded(conn, model) and _transaction(conn, lambda conn: self._code(conn, model, CODE_BATCH)):
+                pass
+            blocks = (
+                row[0]
+                for row in conn.execute(
+                    "SELECT entries FROM memchat_codes WHERE session_id = ? AND model = ? AND size = ?",
+                    (self.session_id, model, len(query)),
+                )
+            )
+            seqs = vector_index.closest(blocks, query, vector_index.candidates(limit), before)
+            rows = conn.execute(
+                """
+                SELECT v.message_id, m.created_at, v.vector
+                FROM memchat_vectors AS v JOIN agent_messages AS m ON m.id = v.message_id
+                WHERE v.seq IN (SELECT value FROM json_each(?))
+                """,
+                (json.dumps(seqs),),
+            ).fetchall()
+            return vector_index.ranked([(int(at), str(day), bytes(vector)) for at, day, vector in rows], query, limit)
+
+        return await self._store.run(search)
+
+    def _uncoded(self, conn: sqlite3.Connection, model: str) -> bool:
+        """Whether some of this user's vectors have no bits yet, or some bits have no vector."""
+        newest, through, gone = conn.execute(
+            """
+            SELECT (SELECT MAX(seq) FROM memchat_vectors WHERE session_id = ?1 AND model = ?2),
+                (SELECT through_seq FROM memchat_coded WHERE session_id = ?1 AND model = ?2),
+                EXISTS (SELECT 1 FROM memchat_codes_gone WHERE session_id = ?1 AND model = ?2)
+            """,
+            (self.session_id, model),
+        ).fetchone()
+        return bool(gone) or (newest or 0) > (through or 0)
+
+    def _code(self, conn: sqlite3.Connection, model: str, most: int) -> int:
+        """Drop the bits of deleted vectors, and write those of up to ``most`` new ones; how many were written."""
+        user = (self.session_id, model)
+        gone = {seq for (seq,) in conn.execute(GONE_CODES, user)}
+        if gone:
+            for block, size, data in conn.execute(USER_CODES, user).fetchall():
+                kept = vector_index.without(data, size, gone)
+                if not kept:
+                    conn.execute(
+                        "DELETE FROM memchat_codes WHERE session_id = ? AND model = ? AND block = ?", (*user, block)
+                    )
+                elif len(kept) != len(data):
+                    conn.execute(UPDATE_CODES, (kept, *user, block))
+            conn.execute("DELETE FROM memchat_codes_gone WHERE session_id = ? AND model = ?", user)
+        (through,) = conn.execute(
+            "SELECT COALESCE(MAX(through_seq), 0) FROM memchat_coded WHERE session_id = ? AND model = ?", user
+        ).fetchone()
+        rows = conn.execute(
+            """
+            SELECT seq, message_id, vector FROM memchat_vectors
+            WHERE session_id = ? AND model = ? AND seq > ? ORDER BY seq LIMIT ?
+            """,
+            (*user, through, most),
+        ).fetchall()
+        if not rows:
+            return 0
+        size, data = vector_index.entries([(int(seq), int(at), bytes(vector)) for seq, at, vector in rows])
+        if data:
+            self._append_codes(conn, model, size, data)
+        conn.execute(
+            """
+            INSERT INTO memchat_coded (session_id, model, through_seq) VALUES (?, ?, ?)
+            ON CONFLICT (session_id, model) DO UPDATE SET through_seq = excluded.through_seq
+            """,
+            (*user, int(rows[-1][0])),
+        )
+        return len(rows)
+
+    def _append_codes(self, conn: sqlite3.Connection, model: str, size: int, data: bytes) -> None:
+        """Add entries to the user's last block of this size while it has room, then to new blocks."""
+        user = (self.session_id, model)
+        entry = vector_index.entry_dtype(size).itemsize
+        last = conn.execute(
+            "SELECT block, size, entries FROM memchat_codes WHERE session_id = ? AND model = ? ORDER BY block DESC",
+            user,
+        ).fetchone()
+        number = -1 if last is None else int(last[0])
+        if last is not None and last[1] == size and vector_index.count(last[2], size) < vector_index.BLOCK_ENTRIES:
+            room = (vector_index.BLOCK_ENTRIES - vector_index.count(last[2], size)) * entry
+            conn.execute(UPDATE_CODES, (bytes(last[2]) + data[:room], *user, number))
+            data = data[room:]
+        while data:
+            number += 1
+            conn.execute(
+                "INSERT INTO memchat_codes (session_id, model, block, size, entries) VALUES (?, ?, ?, ?, ?)",
+                (*user, number, size, data[: vector_index.BLOCK_ENTRIES * entry]),
+            )
+            data = data[vector_index.BLOCK_ENTRIES * entry :]
 
     async def around(self, positions: Sequence[int]) -> list[tuple[int, str, Item]]:
         if not positions:

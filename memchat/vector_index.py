@@ -1,0 +1,127 @@
+"""Nearest in meaning, searched where the vectors are kept, without holding them all in memory.
+
+A store that keeps vectors also keeps, for each, its sign bits: 1 bit a number,
+192 bytes for a 1,536-number vector instead of 6 KB. A search compares the
+question's bits with every stored one (Hamming distance, in numpy, a block at a
+time, so memory stays the same whatever the history), keeps the few hundred
+closest, and ranks those exactly by cosine on their full vectors, read by id.
+
+Sign bits keep the angle between two vectors well enough to find the true
+nearest among the closest few (the same idea as random-hyperplane hashing,
+where each number of an embedding is one hyperplane); the exact re-ranking
+makes the order right. A history smaller than the candidates asked for is
+simply ranked exactly.
+
+A block is a run of entries stored as one value: for each vector its write
+number (``seq``), the position of its message, and its bits. Reading a few
+hundred blocks is far quicker than a million rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from .search import Hit
+
+# Entries a block holds: about 200 KB with 1,536-number vectors.
+BLOCK_ENTRIES = 1024
+# Vectors re-ranked exactly: this many times those asked for, and at least RESCORE_MIN.
+RESCORE_FACTOR, RESCORE_MIN = 4, 400
+
+
+def candidates(limit: int) -> int:
+    """How many vectors, closest by their bits, are re-ranked exactly for ``limit`` hits."""
+    return max(RESCORE_MIN, RESCORE_FACTOR * limit)
+
+
+def entry_dtype(size: int) -> Any:
+    """One entry of a block, for vectors of ``size`` bytes (float32): write number, position, bits."""
+    import numpy as np
+
+    return np.dtype([("seq", "<i8"), ("position", "<i8"), ("bits", "<u8", (_words(size),))])
+
+
+def _words(size: int) -> int:
+    """64-bit words that hold one bit for each of ``size // 4`` numbers."""
+    return max(1, -(-(size // 4) // 64))
+
+
+def entries(rows: Iterable[tuple[int, int, bytes]]) -> tuple[int, bytes]:
+    """(vector size, block bytes) of (seq, position, vector) rows, all of one size; empty vectors left out."""
+    import numpy as np
+
+    kept = [row for row in rows if row[2]]
+    if not kept:
+        return 0, b""
+    size = len(kept[0][2])
+    kept = [row for row in kept if len(row[2]) == size]
+    vectors = np.frombuffer(b"".join(row[2] for row in kept), dtype=np.float32).reshape(len(kept), -1)
+    block = np.zeros(len(kept), dtype=entry_dtype(size))
+    block["seq"] = [row[0] for row in kept]
+    block["position"] = [row[1] for row in kept]
+    block["bits"] = _bits(vectors, _words(size))
+    return size, block.tobytes()
+
+
+def _bits(vectors: Any, words: int) -> Any:
+    import numpy as np
+
+    packed = np.packbits(vectors > 0, axis=1, bitorder="little")
+    padded = np.zeros((len(vectors), words * 8), dtype=np.uint8)
+    padded[:, : packed.shape[1]] = packed
+    return padded.view("<u8")
+
+
+def closest(blocks: Iterable[bytes], query: bytes, wanted: int, before: int | None) -> list[int]:
+    """The write numbers of the ``wanted`` entries whose bits are closest to ``query``'s, of messages before ``before``.
+
+    Blocks are read one at a time and only the best so far are kept, so a search holds one block and
+    ``wanted`` entries, however long the history.
+    """
+    import numpy as np
+
+    size = len(query)
+    dtype = entry_dtype(size)
+    target = _bits(np.frombuffer(query, dtype=np.float32).reshape(1, -1), _words(size))[0]
+    best_seq = np.zeros(0, dtype=np.int64)
+    best_distance = np.zeros(0, dtype=np.int64)
+    for data in blocks:
+        if not data or len(data) % dtype.itemsize:
+            continue
+        block = np.frombuffer(data, dtype=dtype)
+        if before is not None:
+            block = block[block["position"] < before]
+        distance = np.bitwise_count(block["bits"] ^ target).sum(axis=1, dtype=np.int64)
+        seqs = np.concatenate([best_seq, block["seq"]])
+        distances = np.concatenate([best_distance, distance])
+        if len(seqs) > wanted:
+            keep = np.argpartition(distances, wanted - 1)[:wanted]
+            seqs, distances = seqs[keep], distances[keep]
+        best_seq, best_distance = seqs, distances
+    return [int(seq) for seq in best_seq]
+
+
+def without(data: bytes, size: int, gone: set[int]) -> bytes:
+    """A block without the entries of the write numbers in ``gone``."""
+    import numpy as np
+
+    block = np.frombuffer(data, dtype=entry_dtype(size))
+    return block[~np.isin(block["seq"], list(gone))].tobytes()
+
+
+def count(data: bytes, size: int) -> int:
+    return len(data) // int(entry_dtype(size).itemsize)
+
+
+def ranked(rows: Sequence[tuple[int, str, bytes]], query: bytes, limit: int) -> list[Hit]:
+    """The ``limit`` (position, when stored, vector) rows nearest ``query`` by cosine, best first."""
+    import numpy as np
+
+    rows = [row for row in rows if len(row[2]) == len(query)]
+    if not rows or limit <= 0:
+        return []
+    matrix = np.frombuffer(b"".join(row[2] for row in rows), dtype=np.float32).reshape(len(rows), -1)
+    scores = matrix @ np.frombuffer(query, dtype=np.float32)
+    order = sorted(range(len(rows)), key=lambda index: (-scores[index], -rows[index][0]))[:limit]
+    return [Hit(rows[index][0], rows[index][1], -float(scores[index])) for index in order]

@@ -1,0 +1,145 @@
+"""Search by meaning where the vectors are kept: sign bits scanned in place, the closest ranked exactly."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from test_semantic import EMBEDDER, semantic_for
+
+from conftest import opened
+from fake_openai import FakeOpenAI, meaning
+from memchat.memory import Memory, Vectors
+from memchat.semantic import Held, normalized
+from memchat.stores.sqlite import MIGRATIONS
+
+WORDS = [f"w{n}" for n in range(400)]
+
+
+def texts(count: int, seed: int = 7) -> list[str]:
+    """Messages of a few words each out of a vocabulary of 400, the same every run."""
+    chance = random.Random(seed)
+    return [" ".join(chance.sample(WORDS, chance.randint(3, 9))) for _ in range(count)]
+
+
+async def planted(memory: Memory, messages: list[str]) -> list[int]:
+    """The messages stored with their vectors (the test server's model), and their positions."""
+    await memory.add_items([{"role": "user", "content": text} for text in messages])
+    rows = await memory.unembedded(EMBEDDER, len(messages))
+    await memory.save_vectors(EMBEDDER, [(at, text, normalized(meaning(text))) for at, text in rows])
+    return sorted(at for at, _ in rows)
+
+
+def exact(vectors: Vectors, query: str, limit: int) -> dict[int, float]:
+    """The ``limit`` nearest by an exact scan, with their cosine."""
+    held = Held()
+    held.add(vectors)
+    return {hit.position: -hit.rank for hit in held.nearest(normalized(meaning(query)), limit)}
+
+
+def test_sqlite_searches_its_vectors_in_place_without_reading_them_all(tmp_path: Path, server: FakeOpenAI) -> None:
+    async def run() -> None:
+        async with opened(str(tmp_path / "m.db")) as store:
+            memory = store.memory("ann")
+            await planted(memory, ["my Volvo is red", *texts(200)])
+
+            async def refused(*_: Any) -> Vectors:
+                raise AssertionError("every vector read into the process")
+
+            memory.vectors = refused  # type: ignore[method-assign]
+            semantic = semantic_for(server)
+            hits = await semantic.hits(memory, "which automobile do I own?", 3)
+            await semantic.aclose()
+            assert hits and hits[0].position == 1
+
+    asyncio.run(run())
+
+
+def test_the_search_in_place_finds_the_true_nearest_among_thousands(tmp_path: Path) -> None:
+    async def run() -> None:
+        async with opened(str(tmp_path / "m.db")) as store:
+            memory = store.memory("ann")
+            await planted(memory, texts(5000))
+            everything = await memory.vectors(EMBEDDER)
+            found = total = 0
+            for query in texts(30, seed=8):
+                truth = exact(everything, query, 10)
+                hits = await memory.nearest(EMBEDDER, normalized(meaning(query)), 10)
+                assert hits is not None
+                # A hit as near as the tenth true one is as right as it (many messages tie).
+                found += sum(-hit.rank >= min(truth.values()) - 1e-6 for hit in hits)
+                total += len(truth)
+            # Far more messages than the candidates re-ranked exactly (400), so the bits did choose.
+            assert found / total >= 0.95
+
+    asyncio.run(run())
+
+
+def test_the_search_in_place_keeps_to_messages_before_the_mark(tmp_path: Path) -> None:
+    async def run() -> None:
+        async with opened(str(tmp_path / "m.db")) as store:
+            memory = store.memory("ann")
+            positions = await planted(memory, ["my Volvo is red", *texts(50), "my Volvo is blue"])
+            hits = await memory.nearest(EMBEDDER, normalized(meaning("volvo")), 5, before=positions[-1])
+            assert hits and hits[0].position == positions[0]
+            assert all(hit.position < positions[-1] for hit in hits)
+
+    asyncio.run(run())
+
+
+def codes(path: Path, user: str) -> int:
+    """How many vectors of ``user`` have bits in the file."""
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT size, entries FROM memchat_codes WHERE session_id = ?", (user,)).fetchall()
+    return sum(len(entries) // (16 + -(-(size // 4) // 64) * 8) for size, entries in rows)
+
+
+def test_bits_go_with_their_vectors_whoever_deletes_them(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+
+    async def run() -> None:
+        async with opened(str(path)) as store:
+            memory = store.memory("ann")
+            await planted(memory, ["my Volvo is red", "the weather is mild", "my Volvo is blue"])
+            await store.memory("bob").add_items([{"role": "user", "content": "bob's own"}])
+            assert codes(path, "ann") == 3
+            # The SDK's own pop_item knows nothing of bits; the next search leaves them out and drops them.
+            await memory.pop_item()
+            hits = await memory.nearest(EMBEDDER, normalized(meaning("volvo")), 5)
+            assert [hit.position for hit in hits or []] == [1, 2]
+            assert codes(path, "ann") == 2
+            await memory.clear_session()
+            assert codes(path, "ann") == 0
+            assert await memory.nearest(EMBEDDER, normalized(meaning("volvo")), 5) == []
+
+    asyncio.run(run())
+
+
+def test_a_file_with_vectors_from_before_the_bits_is_searched_after_catching_up(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+
+    async def plant() -> None:
+        async with opened(str(path)) as store:
+            await planted(store.memory("ann"), ["my Volvo is red", *texts(1500)])
+
+    asyncio.run(plant())
+    # The file as the version before this one left it: vectors, no bits.
+    with sqlite3.connect(path) as db:
+        db.executescript(
+            """
+            DROP TRIGGER memchat_codes_follow; DROP TABLE memchat_codes; DROP TABLE memchat_coded;
+            DROP TABLE memchat_codes_gone;
+            """
+        )
+        db.execute("DELETE FROM memchat_migrations WHERE version = ?", (len(MIGRATIONS),))
+
+    async def search() -> None:
+        async with opened(str(path)) as store:
+            hits = await store.memory("ann").nearest(EMBEDDER, normalized(meaning("automobile")), 3)
+            assert hits and hits[0].position == 1
+
+    asyncio.run(search())
+    assert codes(path, "ann") == 1501
