@@ -177,6 +177,11 @@ class Memory(Protocol):
         """
         ...
 
+    @property
+    def vector_search_note(self) -> str | None:
+        """Why ``nearest`` gives None here and how to change that, said once to the person; None if nothing to say."""
+        ...
+
     async def around(self, positions: Sequence[int]) -> list[tuple[int, str, Item]]:
         """The messages at ``positions`` with this user's message just before and just after each, oldest first.
 

@@ -56,6 +56,8 @@ class Semantic:
         self._query_timeout = settings.embedding_timeout
         self._failure: str | None = None
         self._notices: list[str] = []
+        # Notes on stores that cannot search vectors in place, each said once a process.
+        self._told: set[str] = set()
         self._filling: dict[str, asyncio.Task[int]] = {}
         # Set while no query waits: the background fill sends a batch only then.
         self._no_query = asyncio.Event()
@@ -90,6 +92,10 @@ class Semantic:
         found = await memory.nearest(self.model, vector, limit, before)
         if found is not None:
             return found
+        note = memory.vector_search_note
+        if note is not None and note not in self._told:
+            self._told.add(note)
+            self._notices.append(note)
         return (await self._held_for(memory)).nearest(vector, limit, before)
 
     async def _held_for(self, memory: Memory) -> Held:

@@ -48,6 +48,7 @@ of the "my name is" facts it contains (or a 500 with ``fail_summaries=True``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import re
 import socket
@@ -396,7 +397,8 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(texts, list) or not texts or not all(isinstance(text, str) and text for text in texts):
             self._error(400, "input must be a non-empty string or list of non-empty strings")
             return
-        data = [{"object": "embedding", "index": n, "embedding": meaning(text)} for n, text in enumerate(texts)]
+        model = str(body.get("model") or "")
+        data = [{"object": "embedding", "index": n, "embedding": meaning(text, model)} for n, text in enumerate(texts)]
         usage = {"prompt_tokens": sum(len(text) // 4 for text in texts), "total_tokens": 0}
         self._send_json(200, {"object": "list", "data": data, "model": body.get("model"), "usage": usage})
 
@@ -638,15 +640,36 @@ EMBEDDING_SIZE = 256
 FILLER = {"a", "an", "the", "is", "my", "i", "do", "what", "of", "to", "in", "and", "you", "said", "own", "have"}
 
 
-def meaning(text: str) -> list[float]:
-    """A deterministic embedding: the meanings of the words, hashed into a few dimensions."""
+def meaning(text: str, model: str = "") -> list[float]:
+    """A deterministic embedding: the meanings of the words, hashed into a few dimensions.
+
+    A model named ``...-dense-N`` (``fake-dense-1536``) gives N numbers instead, every one of them
+    used, as a real model's are: each meaning is a fixed random direction, and a text the sum of its
+    meanings' directions.
+    """
     import zlib
 
+    meanings = [SAME_MEANING.get(word, word) for word in re.findall(r"\w+", text.lower()) if word not in FILLER]
+    if dense := re.search(r"-dense-(\d+)$", model):
+        size = int(dense.group(1))
+        total = [0.0] * size
+        for word in meanings or ["nothing"]:
+            total = [a + b for a, b in zip(total, direction(word, size), strict=True)]
+        return total
     vector = [0.0] * EMBEDDING_SIZE
-    for word in re.findall(r"\w+", text.lower()):
-        if word not in FILLER:
-            vector[zlib.crc32(SAME_MEANING.get(word, word).encode()) % EMBEDDING_SIZE] += 1.0
+    for word in meanings:
+        vector[zlib.crc32(word.encode()) % EMBEDDING_SIZE] += 1.0
     return vector if any(vector) else [1.0] + [0.0] * (EMBEDDING_SIZE - 1)
+
+
+@functools.lru_cache(maxsize=65536)
+def direction(word: str, size: int) -> tuple[float, ...]:
+    """A meaning's fixed random direction in ``size`` numbers (the same in every run)."""
+    import random
+    import zlib
+
+    chance = random.Random(zlib.crc32(word.encode()))
+    return tuple(chance.gauss(0.0, 1.0) for _ in range(size))
 
 
 def _tokens(body: dict[str, Any]) -> int:

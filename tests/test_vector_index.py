@@ -1,22 +1,31 @@
-"""Search by meaning where the vectors are kept: sign bits scanned in place, the closest ranked exactly."""
+"""Search by meaning where the vectors are kept: SQLite scans sign bits in place, PostgreSQL asks pgvector."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import sqlite3
 from pathlib import Path
 from typing import Any
 
-from test_semantic import EMBEDDER, semantic_for
+import pytest
+from test_semantic import semantic_for
 
-from conftest import opened
+from conftest import fresh_store, opened
 from fake_openai import FakeOpenAI, meaning
 from memchat.memory import Memory, Vectors
 from memchat.semantic import Held, normalized
+from memchat.stores import postgres
 from memchat.stores.sqlite import MIGRATIONS
 
 WORDS = [f"w{n}" for n in range(400)]
+# Vectors of every number used, as a real model's: the index must choose among them by angle.
+EMBEDDER = "fake-dense-384"
+
+
+def vector(text: str) -> bytes:
+    return normalized(meaning(text, EMBEDDER))
 
 
 def texts(count: int, seed: int = 7) -> list[str]:
@@ -29,7 +38,7 @@ async def planted(memory: Memory, messages: list[str]) -> list[int]:
     """The messages stored with their vectors (the test server's model), and their positions."""
     await memory.add_items([{"role": "user", "content": text} for text in messages])
     rows = await memory.unembedded(EMBEDDER, len(messages))
-    await memory.save_vectors(EMBEDDER, [(at, text, normalized(meaning(text))) for at, text in rows])
+    await memory.save_vectors(EMBEDDER, [(at, text, vector(text)) for at, text in rows])
     return sorted(at for at, _ in rows)
 
 
@@ -37,12 +46,35 @@ def exact(vectors: Vectors, query: str, limit: int) -> dict[int, float]:
     """The ``limit`` nearest by an exact scan, with their cosine."""
     held = Held()
     held.add(vectors)
-    return {hit.position: -hit.rank for hit in held.nearest(normalized(meaning(query)), limit)}
+    return {hit.position: -hit.rank for hit in held.nearest(vector(query), limit)}
 
 
-def test_sqlite_searches_its_vectors_in_place_without_reading_them_all(tmp_path: Path, server: FakeOpenAI) -> None:
+@pytest.fixture(params=["sqlite", "postgres", "postgres-hnsw"])
+def in_place(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A store that searches vectors where they are: SQLite, PostgreSQL with pgvector exactly, and by its index."""
+    if request.param == "postgres-hnsw":
+        monkeypatch.setattr(postgres, "EXACT_UP_TO", 100)  # past it, the HNSW index answers
+    location = fresh_store(request.param.split("-")[0], tmp_path)
+    if location.startswith("postgresql"):
+        require_pgvector(location)
+    return location
+
+
+def require_pgvector(location: str) -> None:
+    async def check() -> bool:
+        async with opened(location) as store:
+            return bool(getattr(store, "pgvector", False))
+
+    if not asyncio.run(check()):
+        message = "this PostgreSQL has no pgvector (.ci/run builds it from ../shared/vendor)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def test_vectors_are_searched_in_the_store_without_reading_them_all(in_place: str, server: FakeOpenAI) -> None:
     async def run() -> None:
-        async with opened(str(tmp_path / "m.db")) as store:
+        async with opened(in_place) as store:
             memory = store.memory("ann")
             await planted(memory, ["my Volvo is red", *texts(200)])
 
@@ -50,7 +82,7 @@ def test_sqlite_searches_its_vectors_in_place_without_reading_them_all(tmp_path:
                 raise AssertionError("every vector read into the process")
 
             memory.vectors = refused  # type: ignore[method-assign]
-            semantic = semantic_for(server)
+            semantic = semantic_for(server, MEMCHAT_EMBEDDING_MODEL=EMBEDDER)
             hits = await semantic.hits(memory, "which automobile do I own?", 3)
             await semantic.aclose()
             assert hits and hits[0].position == 1
@@ -58,32 +90,35 @@ def test_sqlite_searches_its_vectors_in_place_without_reading_them_all(tmp_path:
     asyncio.run(run())
 
 
-def test_the_search_in_place_finds_the_true_nearest_among_thousands(tmp_path: Path) -> None:
+def test_the_search_in_the_store_finds_the_true_nearest_among_thousands(in_place: str) -> None:
     async def run() -> None:
-        async with opened(str(tmp_path / "m.db")) as store:
+        async with opened(in_place) as store:
+            # Another user's vectors are as near, and are never answered (the index walk filters as it goes).
+            count = 2000 if in_place.startswith("postgresql") else 5000
+            await planted(store.memory("bob"), texts(count, seed=9))
             memory = store.memory("ann")
-            await planted(memory, texts(5000))
+            mine = set(await planted(memory, texts(count)))
             everything = await memory.vectors(EMBEDDER)
             found = total = 0
             for query in texts(30, seed=8):
                 truth = exact(everything, query, 10)
-                hits = await memory.nearest(EMBEDDER, normalized(meaning(query)), 10)
-                assert hits is not None
+                hits = await memory.nearest(EMBEDDER, vector(query), 10)
+                assert hits is not None and {hit.position for hit in hits} <= mine
                 # A hit as near as the tenth true one is as right as it (many messages tie).
                 found += sum(-hit.rank >= min(truth.values()) - 1e-6 for hit in hits)
                 total += len(truth)
-            # Far more messages than the candidates re-ranked exactly (400), so the bits did choose.
+            # Far more messages than SQLite re-ranks exactly (400), and than PostgreSQL scans exactly here.
             assert found / total >= 0.95
 
     asyncio.run(run())
 
 
-def test_the_search_in_place_keeps_to_messages_before_the_mark(tmp_path: Path) -> None:
+def test_the_search_in_the_store_keeps_to_messages_before_the_mark(in_place: str) -> None:
     async def run() -> None:
-        async with opened(str(tmp_path / "m.db")) as store:
+        async with opened(in_place) as store:
             memory = store.memory("ann")
-            positions = await planted(memory, ["my Volvo is red", *texts(50), "my Volvo is blue"])
-            hits = await memory.nearest(EMBEDDER, normalized(meaning("volvo")), 5, before=positions[-1])
+            positions = await planted(memory, ["my Volvo is red", *texts(150), "my Volvo is blue"])
+            hits = await memory.nearest(EMBEDDER, vector("volvo"), 5, before=positions[-1])
             assert hits and hits[0].position == positions[0]
             assert all(hit.position < positions[-1] for hit in hits)
 
@@ -108,12 +143,12 @@ def test_bits_go_with_their_vectors_whoever_deletes_them(tmp_path: Path) -> None
             assert codes(path, "ann") == 3
             # The SDK's own pop_item knows nothing of bits; the next search leaves them out and drops them.
             await memory.pop_item()
-            hits = await memory.nearest(EMBEDDER, normalized(meaning("volvo")), 5)
+            hits = await memory.nearest(EMBEDDER, vector("volvo"), 5)
             assert [hit.position for hit in hits or []] == [1, 2]
             assert codes(path, "ann") == 2
             await memory.clear_session()
             assert codes(path, "ann") == 0
-            assert await memory.nearest(EMBEDDER, normalized(meaning("volvo")), 5) == []
+            assert await memory.nearest(EMBEDDER, vector("volvo"), 5) == []
 
     asyncio.run(run())
 
@@ -138,8 +173,45 @@ def test_a_file_with_vectors_from_before_the_bits_is_searched_after_catching_up(
 
     async def search() -> None:
         async with opened(str(path)) as store:
-            hits = await store.memory("ann").nearest(EMBEDDER, normalized(meaning("automobile")), 3)
+            hits = await store.memory("ann").nearest(EMBEDDER, vector("automobile"), 3)
             assert hits and hits[0].position == 1
 
     asyncio.run(search())
     assert codes(path, "ann") == 1501
+
+
+def test_postgresql_without_pgvector_searches_in_memory_and_says_so_once(tmp_path: Path, server: FakeOpenAI) -> None:
+    location = fresh_store("postgres", tmp_path)
+
+    async def run() -> None:
+        async with opened(location) as store:
+            store.pgvector = False  # type: ignore[attr-defined]  # as on a server without the extension
+            memory = store.memory("ann")
+            await planted(memory, ["my Volvo is red", *texts(100)])
+            semantic = semantic_for(server, MEMCHAT_EMBEDDING_MODEL=EMBEDDER)
+            for _ in range(3):
+                hits = await semantic.hits(memory, "which automobile do I own?", 3)
+                assert hits and hits[0].position == 1
+            notices = semantic.notices()
+            await semantic.aclose()
+            assert len(notices) == 1 and "has no pgvector" in notices[0] and "README" in notices[0]
+
+    asyncio.run(run())
+
+
+def test_postgresql_vectors_from_before_pgvector_are_searched_in_the_database(tmp_path: Path) -> None:
+    location = fresh_store("postgres", tmp_path)
+    require_pgvector(location)
+
+    async def plant() -> None:
+        async with opened(location) as store:
+            store.pgvector = False  # type: ignore[attr-defined]  # written as before pgvector: no copy for it
+            await planted(store.memory("ann"), ["my Volvo is red", *texts(1500)])
+
+    async def search() -> None:
+        async with opened(location) as store:
+            hits = await store.memory("ann").nearest(EMBEDDER, vector("automobile"), 3)
+            assert hits and hits[0].position == 1
+
+    asyncio.run(plant())
+    asyncio.run(search())

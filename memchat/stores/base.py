@@ -55,6 +55,11 @@ class MemoryBase(ABC):
         # A store that cannot search its vectors in place: semantic search holds them (see semantic.Held).
         return None
 
+    @property
+    def vector_search_note(self) -> str | None:
+        """Why ``nearest`` gives None here and how to change that, said once to the person; None if nothing to say."""
+        return None
+
     def reading(self) -> contextlib.AbstractAsyncContextManager[None]:
         # A local store's reads are cheap one by one; a server's store shares a connection instead.
         return contextlib.nullcontext()

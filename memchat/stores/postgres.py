@@ -37,6 +37,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from .. import vector_index
 from ..codec import Codecs, UnreadableError
 from ..errors import StoreError, StoreUnreachableError
 from ..items import Item
@@ -171,6 +172,34 @@ SELECT key, failures, last FROM memchat_login_failures WHERE key = ANY(:keys) AN
 # Messages indexed per transaction when catching up on an older database.
 INDEX_BATCH = 2000
 
+# With pgvector: a user with at most this many vectors is searched exactly (a scan of their rows takes
+# milliseconds); past it, by an HNSW index, whose walk looks at HNSW_SEARCH candidates at least.
+EXACT_UP_TO = 20_000
+HNSW_SEARCH = 200
+# Vectors from before pgvector given their copy on a search, at most (about a second); memchat index does all.
+CATCH_UP_PER_SEARCH = 5000
+
+COUNT_UP_TO = """
+SELECT COUNT(*) FROM (SELECT 1 FROM memchat_vectors WHERE session_id = :user AND model = :model LIMIT :most) AS few
+"""
+NEAREST_EXACT = """
+SELECT v.message_id, to_char(m.created_at, 'YYYY-MM-DD HH24:MI:SS'), v.vector
+FROM memchat_vectors AS v JOIN agent_messages AS m ON m.id = v.message_id
+WHERE v.session_id = :user AND v.model = :model AND v.message_id < :before AND v.embedding IS NOT NULL
+ORDER BY v.embedding <=> CAST(:query AS halfvec) LIMIT :wanted
+"""
+# The expression and the condition are the index's own (see ``index_size``), so the planner can use it.
+NEAREST_BY_INDEX = """
+SELECT v.message_id, to_char(m.created_at, 'YYYY-MM-DD HH24:MI:SS'), v.vector
+FROM memchat_vectors AS v JOIN agent_messages AS m ON m.id = v.message_id
+WHERE vector_dims(v.embedding) = {size} AND v.session_id = :user AND v.model = :model AND v.message_id < :before
+ORDER BY v.embedding::halfvec({size}) <=> CAST(:query AS halfvec({size})) LIMIT :wanted
+"""
+WITHOUT_EMBEDDING = """
+SELECT message_id, vector FROM memchat_vectors
+WHERE session_id = :user AND model = :model AND embedding IS NULL AND octet_length(vector) > 0 LIMIT 500
+"""
+
 READ_SUMMARY = """
 SELECT s.summary, s.through_id FROM memchat_summaries AS s
 WHERE s.session_id = :user
@@ -206,6 +235,9 @@ class PostgresStore:
         self.created = False
         self.codecs = Codecs(encryption_key)
         self.timeout = timeout
+        # Whether the server has pgvector, so vectors are searched where they are (see ``open``).
+        self.pgvector = False
+        self._indexed_sizes: set[int] = set()
 
     @classmethod
     def connect(cls, url: str, encryption_key: str | None = None, timeout: float = 20.0) -> PostgresStore:
@@ -238,6 +270,7 @@ class PostgresStore:
             async with store.connection(write=True) as conn:
                 await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
                 await _migrate(conn)
+                store.pgvector = await _with_pgvector(conn)
         except BaseException:
             await store.close()
             raise
@@ -333,6 +366,20 @@ class PostgresStore:
                     await conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT_SECONDS}s'"))
                 yield conn
 
+    async def index_size(self, conn: AsyncConnection, size: int) -> None:
+        """An HNSW index for vectors of ``size`` numbers, made the first time a memory that large is searched."""
+        if size in self._indexed_sizes:
+            return
+        await conn.execute(
+            text(
+                f"""
+                CREATE INDEX IF NOT EXISTS idx_memchat_vectors_hnsw_{size} ON memchat_vectors
+                USING hnsw ((embedding::halfvec({size})) halfvec_cosine_ops) WHERE vector_dims(embedding) = {size}
+                """
+            )
+        )
+        self._indexed_sizes.add(size)
+
     async def query(self, sql: str, **params: Any) -> list[Any]:
         if (reading := self._reading.get()) is not None:
             with self._errors():
@@ -412,6 +459,15 @@ class PostgresMemory(MemoryBase):
     def __init__(self, store: PostgresStore, user: str) -> None:
         super().__init__(user, store.codecs(user))
         self._store = store
+
+    @property
+    def vector_search_note(self) -> str | None:
+        if self._store.pgvector:
+            return None
+        return (
+            f"{self._store.location} has no pgvector, so search by meaning reads each user's vectors into memory: "
+            "install pgvector on the server for a search in the database (see the README)"
+        )
 
     def reading(self) -> AbstractAsyncContextManager[None]:
         return self._store.reading()
@@ -559,14 +615,16 @@ class PostgresMemory(MemoryBase):
     async def save_vectors(self, model: str, vectors: Sequence[tuple[int, str, bytes]]) -> None:
         if not vectors:
             return
+        # A replaced vector's copy for pgvector is made again from the new one.
+        again = ", embedding = NULL" if self._store.pgvector else ""
         async with self._store.connection(write=True) as conn:
             await conn.execute(
                 text(
-                    """
+                    f"""
                     INSERT INTO memchat_vectors (message_id, session_id, model, vector)
                     SELECT id, session_id, :model, :vector FROM agent_messages WHERE id = :id AND session_id = :user
                     ON CONFLICT (message_id) DO UPDATE
-                    SET model = EXCLUDED.model, vector = EXCLUDED.vector, seq = nextval('memchat_vectors_seq_seq')
+                    SET model = EXCLUDED.model, vector = EXCLUDED.vector, seq = nextval('memchat_vectors_seq_seq'){again}
                     """
                 ),
                 [
@@ -574,6 +632,45 @@ class PostgresMemory(MemoryBase):
                     for position, _, vector in vectors
                 ],
             )
+            if self._store.pgvector:
+                await self._give_embeddings(conn, model)
+
+    async def nearest(self, model: str, query: bytes, limit: int, before: int | None = None) -> list[Hit] | None:
+        if not self._store.pgvector:
+            return None
+        size = len(query) // 4
+        params = {"user": self.session_id, "model": model, "before": min(before or END, 2**31 - 1)}
+        async with self._store.connection() as conn:
+            given = 0
+            while given < CATCH_UP_PER_SEARCH and (more := await self._give_embeddings(conn, model)):
+                given += more
+            few = (await conn.execute(text(COUNT_UP_TO), {**params, "most": EXACT_UP_TO + 1})).scalar_one()
+            if few > EXACT_UP_TO:
+                # HNSW, filtered to this user as it walks (an iterative scan goes on until enough of the
+                # nearest are theirs); the order it gives is re-ranked exactly below.
+                await conn.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
+                await conn.execute(text(f"SET LOCAL hnsw.ef_search = {min(1000, max(HNSW_SEARCH, limit * 2))}"))
+                sql = NEAREST_BY_INDEX.format(size=size)
+            else:
+                sql = NEAREST_EXACT
+            wanted = limit * 2 if few > EXACT_UP_TO else limit
+            rows = (await conn.execute(text(sql), {**params, "query": _as_text(query), "wanted": wanted})).all()
+        found = [(int(at), str(day), bytes(vector)) for at, day, vector in rows]
+        return vector_index.ranked(found, query, limit)
+
+    async def _give_embeddings(self, conn: AsyncConnection, model: str) -> int:
+        """Give pgvector's copy to some of this user's vectors that lack it (new ones, or from before pgvector).
+
+        A few hundred a call, so no search or save waits long on an older history; ``memchat index`` does the rest.
+        """
+        rows = (await conn.execute(text(WITHOUT_EMBEDDING), {"user": self.session_id, "model": model})).all()
+        if rows:
+            await conn.execute(
+                text("UPDATE memchat_vectors SET embedding = CAST(:embedding AS halfvec) WHERE message_id = :id"),
+                [{"id": row_id, "embedding": _as_text(bytes(vector))} for row_id, vector in rows],
+            )
+            await self._store.index_size(conn, len(rows[0][1]) // 4)
+        return len(rows)
 
     async def around(self, positions: Sequence[int]) -> list[tuple[int, str, Item]]:
         if not positions:
@@ -778,6 +875,38 @@ class PostgresMemory(MemoryBase):
                 text(SAVE_SUMMARY),
                 {"user": self.session_id, "summary": self.codec.encode_text(summary.text), "through": summary.through},
             )
+
+
+async def _with_pgvector(conn: AsyncConnection) -> bool:
+    """Whether vectors can be searched in the database: pgvector is there, or could be added, and has its column."""
+    installed = "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'vector')"
+    if not (await conn.execute(text(installed))).scalar_one():
+        available = "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector')"
+        if not (await conn.execute(text(available))).scalar_one():
+            return False
+        try:
+            async with conn.begin_nested():
+                await conn.execute(text("CREATE EXTENSION IF NOT EXISTS vector"))
+        except DBAPIError:
+            return False  # not allowed to: a superuser can (see the README)
+    # Beside the float32 vector (kept for exact ranking), half-precision for the index: half the size.
+    await conn.execute(text("ALTER TABLE memchat_vectors ADD COLUMN IF NOT EXISTS embedding halfvec"))
+    await conn.execute(
+        text(
+            """
+            CREATE INDEX IF NOT EXISTS idx_memchat_vectors_unindexed ON memchat_vectors (session_id, model)
+            WHERE embedding IS NULL AND octet_length(vector) > 0
+            """
+        )
+    )
+    return True
+
+
+def _as_text(vector: bytes) -> str:
+    """A float32 vector as pgvector reads it: '[0.1,0.2,...]'."""
+    import numpy as np
+
+    return "[" + ",".join(map(repr, np.frombuffer(vector, dtype=np.float32).tolist())) + "]"
 
 
 async def _migrate(conn: AsyncConnection) -> None:
