@@ -34,6 +34,8 @@ DEFAULT_MAX_TOKENS = 4096
 MIN_CONTEXT_TOKENS = 100
 # Embedding one message takes tens of milliseconds on a local server: a turn never waits longer than this for it.
 DEFAULT_EMBEDDING_TIMEOUT = 2.0
+# Search by meaning against OpenAI when no model is named: its cheapest embedding model.
+DEFAULT_EMBEDDING_MODEL = "text-embedding-3-small"
 DEFAULT_INSTRUCTIONS = (
     "You are a helpful assistant in a terminal chat. You remember earlier "
     "conversations with this user: use what they told you before."
@@ -59,7 +61,10 @@ ENVIRONMENT: dict[str, str] = {
     "MEMCHAT_ENCRYPTION_KEY": "a passphrase: store messages encrypted with it (off by default)",
     "MEMCHAT_RECALL": "off to send only the summary and the newest turns, without recalled older messages",
     "MEMCHAT_TOOLS": "off to not offer the model the search_memory tool (on by default)",
-    "MEMCHAT_EMBEDDING_MODEL": "an embedding model of the same server, for semantic search (off by default)",
+    "MEMCHAT_EMBEDDING_MODEL": (
+        f"an embedding model of the same server, for search by meaning ({DEFAULT_EMBEDDING_MODEL} against OpenAI, "
+        "off against another server unless named; off to turn it off)"
+    ),
     "MEMCHAT_EMBEDDING_TIMEOUT": f"seconds a turn waits to embed its message (default {DEFAULT_EMBEDDING_TIMEOUT:g})",
     "MEMCHAT_WEB_ORIGINS": "memchat web: other origins the page is reached at, comma-separated (a reverse proxy's)",
     "MEMCHAT_PLAIN": "1 to print replies as raw text, not rendered Markdown (also --plain, NO_COLOR)",
@@ -99,6 +104,8 @@ class Settings:
     tools: bool = True
     # Messages are embedded with this model of the same server, for semantic search (None: words only).
     embedding_model: str | None = None
+    # Search by meaning is off only because nobody named a model of this server: say how to turn it on.
+    suggest_embeddings: bool = False
     embedding_timeout: float = DEFAULT_EMBEDDING_TIMEOUT
     # memchat web: origins besides the page's own whose requests and sockets it takes (a reverse proxy's).
     web_origins: tuple[str, ...] = ()
@@ -183,7 +190,8 @@ def load_settings(
         raise ConfigError(
             f"OPENAI_BASE_URL is {base_url!r}: write it with its scheme, as in http://{base_url.lstrip('/')}"
         )
-    if env.get("MEMCHAT_EMBEDDING_MODEL", "").strip() and env.get("MEMCHAT_ENCRYPTION_KEY"):
+    embedding_model = _embedding_model(env, base_url)
+    if env.get("MEMCHAT_EMBEDDING_MODEL", "").strip() not in ("", "off") and env.get("MEMCHAT_ENCRYPTION_KEY"):
         # Text can be recovered from its embedding: vectors kept in the clear would undo the encryption.
         raise ConfigError(
             "MEMCHAT_EMBEDDING_MODEL and MEMCHAT_ENCRYPTION_KEY are both set: vectors are not encrypted, "
@@ -211,10 +219,27 @@ def load_settings(
         plain=plain or _flag(env, "MEMCHAT_PLAIN") or bool(env.get("NO_COLOR")),
         recall=_switch(env, "MEMCHAT_RECALL", default=True),
         tools=_switch(env, "MEMCHAT_TOOLS", default=True),
-        embedding_model=env.get("MEMCHAT_EMBEDDING_MODEL", "").strip() or None,
+        embedding_model=embedding_model,
+        suggest_embeddings=embedding_model is None and not env.get("MEMCHAT_EMBEDDING_MODEL", "").strip(),
         embedding_timeout=_number(env, "MEMCHAT_EMBEDDING_TIMEOUT", DEFAULT_EMBEDDING_TIMEOUT, float, positive=True),
         web_origins=_origins(env),
     )
+
+
+def _embedding_model(env: dict[str, str], base_url: str | None) -> str | None:
+    """MEMCHAT_EMBEDDING_MODEL, or OpenAI's small model where the server is OpenAI's; None for off.
+
+    Another server's embedding models have names of its own, so there it stays off until named; with
+    encryption at rest it stays off unless asked for (and then refused: vectors would undo the encryption).
+    """
+    named = env.get("MEMCHAT_EMBEDDING_MODEL", "").strip()
+    if named == "off":
+        return None
+    if named:
+        return named
+    if base_url is None and not env.get("MEMCHAT_ENCRYPTION_KEY"):
+        return DEFAULT_EMBEDDING_MODEL
+    return None
 
 
 def _origins(env: dict[str, str]) -> tuple[str, ...]:

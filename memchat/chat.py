@@ -210,6 +210,8 @@ class Chat:
             self.out.lines(shown.rows)
         elif isinstance(shown, Help):
             self.out.lines(help_rows())
+            if shown.tip:
+                self.out.notice(shown.tip)
         elif isinstance(shown, History):
             self.out.history(shown.items, shown.summary)
         elif isinstance(shown, SummaryText):

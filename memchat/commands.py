@@ -88,7 +88,9 @@ class Rows:
 
 @dataclass(frozen=True)
 class Help:
-    """The command list, as the front end showing it offers it (see ``help_rows``)."""
+    """The command list, as the front end showing it offers it (see ``help_rows``), and a tip under it."""
+
+    tip: str | None = None
 
 
 @dataclass(frozen=True)
@@ -281,6 +283,11 @@ def code_blocks(markdown: str) -> list[str]:
 
 @command("help", "show this list")
 async def _help(conv: Conversation, arg: str) -> Shown:
+    if conv.settings.suggest_embeddings:
+        return Help(
+            "recall goes by words alone here: set MEMCHAT_EMBEDDING_MODEL to an embedding model of this server "
+            "(nomic-embed-text on Ollama, for one) to search by meaning too"
+        )
     return Help()
 
 

@@ -36,10 +36,6 @@ class Models:
         self.settings = settings
         self._runners: dict[str, TurnRunner] = {}
         self._semantic: Semantic | None = None
-        if settings.embedding_model:
-            from .semantic import require_numpy
-
-            require_numpy()
 
     def runner(self, model: str) -> TurnRunner:
         if model not in self._runners:

@@ -20,13 +20,12 @@ query waits.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from config import ConfigError, Settings
+from config import Settings
 
 from .errors import MemchatError
 from .search import Hit
@@ -47,7 +46,6 @@ class Semantic:
 
     def __init__(self, settings: Settings) -> None:
         assert settings.embedding_model is not None
-        require_numpy()
         from .client import build_client
 
         self.model = settings.embedding_model
@@ -185,15 +183,6 @@ class Semantic:
 
 class EmbeddingError(Exception):
     """The server did not give the embeddings asked for."""
-
-
-def require_numpy() -> None:
-    """Refuse, in one line, to start semantic search where numpy is missing."""
-    if importlib.util.find_spec("numpy") is None:
-        raise ConfigError(
-            "MEMCHAT_EMBEDDING_MODEL needs numpy to compare vectors: pip install 'memchat[embeddings]', "
-            "or unset MEMCHAT_EMBEDDING_MODEL"
-        )
 
 
 def normalized(embedding: Sequence[float]) -> bytes:

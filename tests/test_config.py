@@ -20,6 +20,20 @@ def test_defaults_are_user1_conversion_db_and_a_small_openai_model() -> None:
     )
 
 
+def test_search_by_meaning_is_on_against_openai_and_named_elsewhere() -> None:
+    openai = load_settings(env={"OPENAI_API_KEY": "k"})
+    assert (openai.embedding_model, openai.suggest_embeddings) == ("text-embedding-3-small", False)
+    # Another server's embedding models have names of their own: off, with a tip in /help.
+    local = load_settings(env={"OPENAI_BASE_URL": "http://127.0.0.1:11434/v1"})
+    assert (local.embedding_model, local.suggest_embeddings) == (None, True)
+    named = load_settings(env={"OPENAI_BASE_URL": "http://x/v1", "MEMCHAT_EMBEDDING_MODEL": "nomic-embed-text"})
+    assert named.embedding_model == "nomic-embed-text"
+    off = load_settings(env={"OPENAI_API_KEY": "k", "MEMCHAT_EMBEDDING_MODEL": "off"})
+    assert (off.embedding_model, off.suggest_embeddings) == (None, False)
+    # Vectors would undo encryption at rest: not on by default there.
+    assert load_settings(env={"OPENAI_API_KEY": "k", "MEMCHAT_ENCRYPTION_KEY": "s" * 32}).embedding_model is None
+
+
 def test_flags_win_over_environment() -> None:
     env = {"MEMCHAT_USER": "env-user", "MEMCHAT_DB": "env.db", "OPENAI_DEFAULT_MODEL": "env-model"}
     settings = load_settings(user="flag-user", db="flag.db", model="flag-model", env=env)

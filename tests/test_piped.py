@@ -71,6 +71,12 @@ def test_help_command_lists_every_command(memchat: Memchat) -> None:
         assert command in out
 
 
+def test_help_says_how_to_search_by_meaning_on_a_server_that_names_its_own_models(memchat: Memchat) -> None:
+    run = memchat(input="/help\n")
+    assert "set MEMCHAT_EMBEDDING_MODEL to an embedding model of this server" in run.stderr
+    assert "MEMCHAT_EMBEDDING_MODEL" not in memchat(input="/help\n", MEMCHAT_EMBEDDING_MODEL="off").stderr
+
+
 def test_user_command_switches_memory_without_restarting(memchat: Memchat) -> None:
     run = memchat("--user", "sara", input="my name is Sara\n/user tom\nwhat's my name?\n/user sara\nwhat's my name?\n")
     assert run.stdout.splitlines()[1:] == ["I don't know your name yet.", "Your name is Sara."]

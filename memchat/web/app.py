@@ -309,7 +309,8 @@ async def show(conv: Conversation, shown: Shown) -> None:
         await note(shown.text[0].upper() + shown.text[1:] + ("" if shown.text.endswith((".", ")")) else "."))
     elif isinstance(shown, Rows | Help):
         rows = help_rows(web=True) if isinstance(shown, Help) else shown.rows
-        await note("\n".join(f"- **{key}**: {value}" for key, value in rows.items()))
+        tip = [f"\n{shown.tip[0].upper()}{shown.tip[1:]}."] if isinstance(shown, Help) and shown.tip else []
+        await note("\n".join([*(f"- **{key}**: {value}" for key, value in rows.items()), *tip]))
     elif isinstance(shown, History):
         await show_history(shown.items, shown.summary)
     elif isinstance(shown, SummaryText):
