@@ -7,7 +7,15 @@ import asyncio
 import sys
 from typing import NoReturn
 
-from config import DEFAULT_CONTEXT_TOKENS, DEFAULT_DB, DEFAULT_USER, ENVIRONMENT, check_user_id, load_settings
+from config import (
+    DEFAULT_CONTEXT_TOKENS,
+    DEFAULT_DB,
+    DEFAULT_USER,
+    ENVIRONMENT,
+    ConfigError,
+    check_user_id,
+    load_settings,
+)
 
 from .commands import help_rows
 from .errors import MemchatError
@@ -50,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
             "memchat copy --from SRC --to DST [--user ID]": "copy memories between stores",
             "memchat export [--user ID] [--to FILE]": "write a user's memory as JSON (a backup; .md: for reading)",
             "memchat import FILE [--user ID]": "bring an export back (- reads stdin)",
+            "memchat index [--user ID | --all]": "embed every message with no vector yet, for search by meaning",
             "memchat passwd USER": "set USER's password for the web page",
             "memchat web [--host H] [--port N]": "serve the chat page (needs the web extra)",
         },
@@ -120,6 +129,20 @@ def _import_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _index_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="memchat index",
+        description="Embed, through MEMCHAT_EMBEDDING_MODEL, every message that has no vector yet (an older "
+        "history, an import, a memory written with search by meaning off), a batch at a time. "
+        "Stopped, it goes on from there when run again; what new turns add is embedded as they go.",
+    )
+    who = parser.add_mutually_exclusive_group()
+    who.add_argument("--user", metavar="ID", help=f"whose memory (default: $MEMCHAT_USER or {DEFAULT_USER})")
+    who.add_argument("--all", action="store_true", help="every user in the store")
+    _store_option(parser)
+    return parser
+
+
 def _passwd_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="memchat passwd",
@@ -164,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_export(_export_parser().parse_args(args[1:])))
         if args[:1] == ["import"]:
             return asyncio.run(_import(_import_parser().parse_args(args[1:])))
+        if args[:1] == ["index"]:
+            return asyncio.run(_index(_index_parser().parse_args(args[1:])))
         if args[:1] == ["passwd"]:
             return asyncio.run(_passwd(_passwd_parser().parse_args(args[1:])))
         if args[:1] == ["web"]:
@@ -268,6 +293,36 @@ async def _import(args: argparse.Namespace) -> int:
     out.notice(
         f"{settings.user}: imported {result.added} messages" if result.added else f"{settings.user}: already up to date"
     )
+    return 0
+
+
+async def _index(args: argparse.Namespace) -> int:
+    from .semantic import Semantic
+    from .stores import open_store
+
+    settings = load_settings(user=args.user, db=args.db)
+    if settings.embedding_model is None:
+        raise ConfigError(
+            "search by meaning is off, so there is nothing to embed with: set MEMCHAT_EMBEDDING_MODEL to an "
+            "embedding model of the server"
+        )
+    settings.require_model_access()
+    out = Output()
+    store = await open_store(
+        settings.db, create=False, encryption_key=settings.encryption_key, timeout=settings.store_timeout
+    )
+    semantic = Semantic(settings)
+    try:
+        users = [stats.user for stats in await store.users()] if args.all else [settings.user]
+        for user in users:
+            memory = store.memory(user)
+            progress = Progress(out, f"embedding the messages of {user}")
+            done = await semantic.embed_all(memory, progress)
+            progress.finish(0)
+            out.notice(f"{user}: {done:,} messages embedded" if done else f"{user}: every message has its vector")
+    finally:
+        await semantic.aclose()
+        await store.close()
     return 0
 
 

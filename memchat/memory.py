@@ -177,6 +177,14 @@ class Memory(Protocol):
         """
         ...
 
+    async def index_vectors(self, model: str, progress: Callable[[int, int], None] | None = None) -> int:
+        """Bring the store's own index of this user's ``model`` vectors up to date (vectors from an older memchat).
+
+        Searches do it too, a bounded part at a time; this does all of it, ``progress(done, total)``
+        following it. Returns how many vectors it indexed (0 where the store keeps no index).
+        """
+        ...
+
     @property
     def vector_search_note(self) -> str | None:
         """Why ``nearest`` gives None here and how to change that, said once to the person; None if nothing to say."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from config import Settings
@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 # models take a few thousand tokens; what a message is about is in its first pages).
 EMBED_BATCH = 64
 MAX_CHARS = 4000
+# Past this many messages with no vector, a turn says that memchat index embeds them at once.
+MANY_MISSING = 1000
 
 
 class Semantic:
@@ -117,9 +119,39 @@ class Semantic:
             self._filling[memory.session_id] = task
         return task
 
+    async def embed_all(self, memory: Memory, progress: Callable[[int, int], None] | None = None) -> int:
+        """Embed every message of this user that has no vector yet, a batch at a time (``memchat index``).
+
+        Stopped and run again, it goes on where it stopped: the store knows what has no vector.
+        ``progress(done, total)`` follows it. Returns how many messages it embedded.
+        """
+        missing = await memory.unembedded(self.model, 2**31 - 1)
+        done = 0
+        try:
+            for start in range(0, len(missing), EMBED_BATCH):
+                batch = missing[start : start + EMBED_BATCH]
+                made = iter(await self._embed([text for _, text in batch if text], quick=False))
+                await memory.save_vectors(self.model, [(at, text, next(made) if text else b"") for at, text in batch])
+                done += len(batch)
+                if progress is not None:
+                    progress(done, len(missing))
+        except EmbeddingError as exc:
+            raise MemchatError(
+                f"embedding model {self.model!r} of {self.server} failed ({exc}) after {done:,} of "
+                f"{len(missing):,} messages: check MEMCHAT_EMBEDDING_MODEL and the server, then run it again "
+                "to go on from there"
+            ) from None
+        await memory.index_vectors(self.model, progress)
+        return done
+
     async def _fill(self, memory: Memory) -> int:
         done = 0
         try:
+            if len(await memory.unembedded(self.model, MANY_MISSING)) == MANY_MISSING:
+                self._notices.append(
+                    f"{memory.session_id} has more than {MANY_MISSING:,} messages with no vector yet: they are "
+                    f"embedded {EMBED_BATCH} a turn in the background, or all at once by memchat index"
+                )
             while batch := await memory.unembedded(self.model, EMBED_BATCH):
                 texts = [text for _, text in batch if text]
                 await self._no_query.wait()

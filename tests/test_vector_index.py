@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from test_semantic import semantic_for
 
-from conftest import fresh_store, opened
+from conftest import Memchat, fresh_store, opened
 from fake_openai import FakeOpenAI, meaning
 from memchat.memory import Memory, Vectors
 from memchat.semantic import Held, normalized
@@ -215,3 +215,46 @@ def test_postgresql_vectors_from_before_pgvector_are_searched_in_the_database(tm
 
     asyncio.run(plant())
     asyncio.run(search())
+
+
+def vectors_of(path: Path, user: str) -> int:
+    with sqlite3.connect(path) as db:
+        return int(db.execute("SELECT COUNT(*) FROM memchat_vectors WHERE session_id = ?", (user,)).fetchone()[0])
+
+
+def test_memchat_index_embeds_a_whole_history_at_once_and_goes_on_after_a_failure(
+    memchat: Memchat, server: FakeOpenAI
+) -> None:
+    async def plant() -> None:
+        async with opened(str(memchat.db)) as store:  # written with search by meaning off
+            await store.memory("ann").add_items([{"role": "user", "content": text} for text in texts(300)])
+            await store.memory("bob").add_items([{"role": "user", "content": "my Volvo is red"}])
+
+    asyncio.run(plant())
+    env = {"MEMCHAT_EMBEDDING_MODEL": EMBEDDER}
+    server.embedding_status = 500
+    failed = memchat("index", "--user", "ann", **env)
+    assert failed.returncode == 2 and failed.stderr.count("\n") == 1
+    assert failed.stderr.startswith("error: embedding model") and "run it again" in failed.stderr
+    server.embedding_status = None
+    done = memchat("index", "--user", "ann", **env)
+    assert done.returncode == 0 and "ann: 300 messages embedded" in done.stderr
+    assert vectors_of(memchat.db, "ann") == 300 and vectors_of(memchat.db, "bob") == 0
+    every = memchat("index", "--all", **env)
+    assert "ann: every message has its vector" in every.stderr and "bob: 1 messages embedded" in every.stderr
+
+
+def test_memchat_index_without_an_embedding_model_says_how_to_name_one(memchat: Memchat) -> None:
+    run = memchat("index")
+    assert run.returncode == 2
+    assert run.stderr.startswith("error: search by meaning is off") and "MEMCHAT_EMBEDDING_MODEL" in run.stderr
+
+
+def test_a_turn_says_once_that_memchat_index_embeds_a_long_history_at_once(memchat: Memchat) -> None:
+    async def plant() -> None:
+        async with opened(str(memchat.db)) as store:
+            await store.memory("user1").add_items([{"role": "user", "content": text} for text in texts(1200)])
+
+    asyncio.run(plant())
+    run = memchat(input="hello\n", MEMCHAT_EMBEDDING_MODEL=EMBEDDER)
+    assert run.stderr.count("memchat index") == 1 and "more than 1,000 messages with no vector" in run.stderr

@@ -55,6 +55,9 @@ class MemoryBase(ABC):
         # A store that cannot search its vectors in place: semantic search holds them (see semantic.Held).
         return None
 
+    async def index_vectors(self, model: str, progress: Callable[[int, int], None] | None = None) -> int:
+        return 0
+
     @property
     def vector_search_note(self) -> str | None:
         """Why ``nearest`` gives None here and how to change that, said once to the person; None if nothing to say."""

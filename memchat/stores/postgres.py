@@ -658,6 +658,27 @@ class PostgresMemory(MemoryBase):
         found = [(int(at), str(day), bytes(vector)) for at, day, vector in rows]
         return vector_index.ranked(found, query, limit)
 
+    async def index_vectors(self, model: str, progress: Callable[[int, int], None] | None = None) -> int:
+        if not self._store.pgvector:
+            return 0
+        (total,) = await self._store.query(
+            """
+            SELECT COUNT(*) FROM memchat_vectors
+            WHERE session_id = :user AND model = :model AND embedding IS NULL AND octet_length(vector) > 0
+            """,
+            user=self.session_id,
+            model=model,
+        )
+        done = 0
+        while True:
+            async with self._store.connection(write=True) as conn:
+                added = await self._give_embeddings(conn, model)
+            if not added:
+                return done
+            done += added
+            if progress is not None:
+                progress(min(done, total[0]), max(total[0], done))
+
     async def _give_embeddings(self, conn: AsyncConnection, model: str) -> int:
         """Give pgvector's copy to some of this user's vectors that lack it (new ones, or from before pgvector).
 

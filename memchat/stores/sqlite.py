@@ -557,6 +557,24 @@ class SQLiteMemory(MemoryBase):
 
         return await self._store.run(search)
 
+    async def index_vectors(self, model: str, progress: Callable[[int, int], None] | None = None) -> int:
+        (total,) = (
+            await self._store.query(
+                """
+                SELECT COUNT(*) FROM memchat_vectors WHERE session_id = ?1 AND model = ?2
+                AND seq > COALESCE((SELECT through_seq FROM memchat_coded WHERE session_id = ?1 AND model = ?2), 0)
+                """,
+                self.session_id,
+                model,
+            )
+        )[0]
+        done = 0
+        while added := await self._store.write(lambda conn: self._code(conn, model, CODE_BATCH)):
+            done += added
+            if progress is not None:
+                progress(min(done, total), max(total, done))
+        return done
+
     def _uncoded(self, conn: sqlite3.Connection, model: str) -> bool:
         """Whether some of this user's vectors have no bits yet, or some bits have no vector."""
         newest, through, gone = conn.execute(
