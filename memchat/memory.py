@@ -166,8 +166,11 @@ class Memory(Protocol):
         """
         ...
 
-    async def vectors(self, model: str, after: int = 0) -> Vectors:
-        """This user's vectors from ``model`` written after mark ``after`` (see ``Vectors``), read at one moment."""
+    async def vectors(self, model: str, after: int = 0, most: int | None = None) -> Vectors:
+        """This user's vectors from ``model`` written after mark ``after`` (see ``Vectors``), read at one moment.
+
+        With ``most``, only those of the ``most`` newest messages among them.
+        """
         ...
 
     async def nearest(self, model: str, query: bytes, limit: int, before: int | None = None) -> list[Hit] | None:

@@ -41,6 +41,9 @@ EMBED_BATCH = 64
 MAX_CHARS = 4000
 # Past this many messages with no vector, a turn says that memchat index embeds them at once.
 MANY_MISSING = 1000
+# Where a store cannot search its vectors (Redis, PostgreSQL without pgvector), the newest this many
+# of a user's are held in memory and searched: 120 MB of 1,536-number vectors, 30 MB of 384-number ones.
+HELD_MOST = 20_000
 
 
 class Semantic:
@@ -103,11 +106,13 @@ class Semantic:
         held = self._held.get(memory)
         if held is None:
             held = self._held[memory] = Held()
-        new = await memory.vectors(self.model, held.mark)
-        if held.total + len(new.rows) != new.total:
-            # Some were deleted or replaced meanwhile: read them all again.
-            held = self._held[memory] = Held()
-            new = await memory.vectors(self.model)
+            new = await memory.vectors(self.model, most=HELD_MOST)
+        else:
+            new = await memory.vectors(self.model, held.mark)
+            if held.total + len(new.rows) != new.total:
+                # Some were deleted or replaced meanwhile: read them all again.
+                held = self._held[memory] = Held()
+                new = await memory.vectors(self.model, most=HELD_MOST)
         held.add(new)
         return held
 
@@ -256,6 +261,12 @@ class Held:
             self.matrix = block if self.matrix is None else np.vstack([self.matrix, block])
             self.positions = np.concatenate([self.positions, np.array([row[0] for row in rows], dtype=np.int64)])
             self.days += [row[1] for row in rows]
+        if len(self.positions) > HELD_MOST:
+            # The newest messages are kept: what was said long ago is still found by its words.
+            keep = np.argsort(self.positions, kind="stable")[-HELD_MOST:]
+            keep.sort()
+            self.matrix, self.positions = self.matrix[keep], self.positions[keep]
+            self.days = [self.days[index] for index in keep.tolist()]
         self.mark = max(self.mark, new.mark)
         self.total = new.total
 

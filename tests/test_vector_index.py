@@ -14,6 +14,7 @@ from test_semantic import semantic_for
 
 from conftest import Memchat, fresh_store, opened
 from fake_openai import FakeOpenAI, meaning
+from memchat import semantic as semantic_module
 from memchat.memory import Memory, Vectors
 from memchat.semantic import Held, normalized
 from memchat.stores import postgres
@@ -258,3 +259,23 @@ def test_a_turn_says_once_that_memchat_index_embeds_a_long_history_at_once(memch
     asyncio.run(plant())
     run = memchat(input="hello\n", MEMCHAT_EMBEDDING_MODEL=EMBEDDER)
     assert run.stderr.count("memchat index") == 1 and "more than 1,000 messages with no vector" in run.stderr
+
+
+def test_redis_holds_only_the_newest_vectors_of_a_user_in_memory(
+    tmp_path: Path, server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(semantic_module, "HELD_MOST", 100)
+    location = fresh_store("redis", tmp_path)
+
+    async def run() -> None:
+        async with opened(location) as store:
+            memory = store.memory("ann")
+            await planted(memory, ["my Volvo is red", *texts(150), "my Volvo is blue"])
+            semantic = semantic_for(server, MEMCHAT_EMBEDDING_MODEL=EMBEDDER)
+            hits = await semantic.hits(memory, "which automobile do I own?", 200)
+            await semantic.aclose()
+            # The newest 100 are searched by meaning; the first Volvo, 152 messages back, is past the limit.
+            assert len(hits) == 100 and hits[0].position == 152
+            assert 1 not in {hit.position for hit in hits}
+
+    asyncio.run(run())

@@ -724,8 +724,8 @@ class PostgresMemory(MemoryBase):
         )
         return {int(row_id): str(stored_at) for row_id, stored_at in rows}
 
-    async def vectors(self, model: str, after: int = 0) -> Vectors:
-        params = {"user": self.session_id, "model": model, "after": after}
+    async def vectors(self, model: str, after: int = 0, most: int | None = None) -> Vectors:
+        params = {"user": self.session_id, "model": model, "after": after, "most": most}
         # One transaction, repeatable read: the count and the rows from one snapshot.
         async with self._store.connection() as conn:
             await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
@@ -742,6 +742,7 @@ class PostgresMemory(MemoryBase):
                         SELECT v.message_id, to_char(m.created_at, 'YYYY-MM-DD HH24:MI:SS'), v.vector
                         FROM memchat_vectors AS v JOIN agent_messages AS m ON m.id = v.message_id
                         WHERE v.session_id = :user AND v.model = :model AND v.seq > :after
+                        ORDER BY v.message_id DESC LIMIT :most
                         """
                     ),
                     params,

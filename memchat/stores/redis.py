@@ -520,7 +520,7 @@ class RedisMemory(MemoryBase):
         # The SDK's layout keeps no time for an item.
         return {}
 
-    async def vectors(self, model: str, after: int = 0) -> Vectors:
+    async def vectors(self, model: str, after: int = 0, most: int | None = None) -> Vectors:
         tag = _model_tag(model)
         with self._store.errors():
             reader = self._redis.pipeline(transaction=True)  # MULTI: the count and the rows of one moment
@@ -528,6 +528,9 @@ class RedisMemory(MemoryBase):
             reader.zcard(self._vector_order_key)
             reader.zrangebyscore(self._vector_order_key, f"({after}", "+inf", withscores=True)
             count, total, written = await reader.execute()
+            mark = int(max((seq for _, seq in written), default=after))
+            if most is not None:
+                written = sorted(written, key=lambda entry: -int(entry[0]))[:most]
             positions = [str(at) for at, _ in written]
             reader = self._redis.pipeline(transaction=False)
             reader.hmget(self._vector_models_key, positions)
@@ -540,7 +543,7 @@ class RedisMemory(MemoryBase):
             if found is not None and _tag_and_seq(found)[0] == tag and int(at) <= int(count)
         ]
         # Counted the way this store counts (every model's, every position's): a reader holding fewer reads all again.
-        return Vectors(rows, int(max((seq for _, seq in written), default=after)), int(total))
+        return Vectors(rows, mark, int(total))
 
     def _queue_unembed(self, pipe: Any, positions: Iterable[int]) -> None:
         if fields := [str(position) for position in positions]:

@@ -673,7 +673,7 @@ class SQLiteMemory(MemoryBase):
         )
         return {int(row_id): str(stored_at) for row_id, stored_at in rows}
 
-    async def vectors(self, model: str, after: int = 0) -> Vectors:
+    async def vectors(self, model: str, after: int = 0, most: int | None = None) -> Vectors:
         def read(conn: sqlite3.Connection) -> Vectors:
             conn.execute("BEGIN")  # the count and the rows from one snapshot
             try:
@@ -685,9 +685,9 @@ class SQLiteMemory(MemoryBase):
                     """
                     SELECT v.message_id, m.created_at, v.vector
                     FROM memchat_vectors AS v JOIN agent_messages AS m ON m.id = v.message_id
-                    WHERE v.session_id = ? AND v.model = ? AND v.seq > ?
+                    WHERE v.session_id = ? AND v.model = ? AND v.seq > ? ORDER BY v.message_id DESC LIMIT ?
                     """,
-                    (*params, after),
+                    (*params, after, -1 if most is None else most),
                 ).fetchall()
             finally:
                 conn.execute("COMMIT")
