@@ -103,3 +103,17 @@ def test_the_locomo_benchmark_runs_and_prints_its_table(tmp_path: Path) -> None:
             assert (budget, label) in rows, done.stdout
         # Every planted fact is found by its words in a conversation this small.
         assert rows[(budget, "memchat, words")] == "**100.0%**", done.stdout
+
+
+def test_the_vector_scale_benchmark_runs_and_prints_its_table() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "vectors.py"), "--smoke", "--stores", "sqlite"],
+        capture_output=True,
+        text=True,
+        timeout=170,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    cells = next(line for line in done.stdout.splitlines() if line.startswith("| sqlite | 3,000 |")).split(" | ")
+    # Searched in the store, every one of the true nearest 10 is found; the times are figures, never judged here.
+    assert cells[6] == "100.0%", done.stdout
+    assert float(cells[2]) > 0 and float(cells[4]) > 0, done.stdout

@@ -1,0 +1,267 @@
+"""Search by meaning at scale: one user's long history with 1,536-number vectors, on SQLite and PostgreSQL.
+
+Run from the repository root, after ``pip install -e '.[test]'``::
+
+    .venv/bin/python bench/vectors.py [--messages 100000] [--stores sqlite,postgres] [--code PATH]
+
+Each store gets one user's history of MESSAGES generated messages (nothing is downloaded), with the
+vectors the test server's ``fake-dense-1536`` model gives them (each word a fixed random direction, a
+message the sum of its words'), written through memchat's own store code. Then, in a fresh process,
+as a one-shot run would: the first search by meaning and the later ones (the question's embedding
+timed apart, from the test server on 127.0.0.1), that process's peak memory, and recall of the true
+nearest 10 (by an exact scan done here) among the 10 found. Last, whole one-shot piped turns
+(``python agent.py`` with a question on stdin) with search by meaning and with it off, run alternately.
+
+``--code PATH`` measures the memchat checked out at PATH instead of this one (the benchmark, the
+test server and the texts stay this checkout's), to put the code before a change beside the code after.
+PostgreSQL runs in a database of this run's own (``MEMCHAT_BENCH_POSTGRES``), dropped after it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "bench")]
+
+from scratch import postgres_database  # noqa: E402
+
+from fake_openai import FakeOpenAI, direction  # noqa: E402
+
+USER = "bench"
+MODEL = "fake-dense-1536"
+SIZE = 1536
+WORDS = [f"{a}{b}" for a in ("ka", "lo", "mi", "nu", "pe", "ro", "si", "tu", "va", "zo") for b in range(200)]
+QUESTIONS = 20
+BATCH = 2000
+
+
+def texts(count: int, seed: int) -> list[str]:
+    """Messages of 4 to 12 words from a vocabulary of 2,000, the same for every run of a seed."""
+    chance = random.Random(seed)
+    return [" ".join(chance.choices(WORDS, k=chance.randint(4, 12))) for _ in range(count)]
+
+
+def vectors(batch: list[str], table: Any) -> Any:
+    """What the test server answers for each text, computed here at once: the sum of its words' directions."""
+    import numpy as np
+
+    index = {word: n for n, word in enumerate(WORDS)}
+    counts = np.zeros((len(batch), len(WORDS)), dtype=np.float32)
+    for row, text in enumerate(batch):
+        for word in text.split():
+            counts[row, index[word]] += 1
+    made = counts @ table
+    return made / np.linalg.norm(made, axis=1, keepdims=True)
+
+
+def plant(location: str, count: int, questions: list[str]) -> list[list[int]]:
+    """The history, written through the measured code's store; the true nearest 10 of each question (by position)."""
+    import numpy as np
+
+    from memchat.stores import open_store
+
+    table = np.array([direction(word, SIZE) for word in WORDS], dtype=np.float32)
+    asked = vectors(questions, table)
+    best: list[list[tuple[float, int]]] = [[] for _ in questions]
+
+    async def write() -> None:
+        store = await open_store(location)
+        memory = store.memory(USER)
+        done = 0
+        for start, batch in enumerate_batches(texts(count, seed=1)):
+            await memory.add_items([{"role": "user", "content": text} for text in batch])
+            rows = sorted(await memory.unembedded(MODEL, len(batch)))
+            made = vectors([text for _, text in rows], table)
+            await memory.save_vectors(MODEL, [(at, text, made[n].tobytes()) for n, (at, text) in enumerate(rows)])
+            scores = asked @ made.T
+            for q in range(len(questions)):
+                top = np.argsort(-scores[q])[:10]
+                merged = best[q] + [(float(scores[q][n]), rows[n][0]) for n in top]
+                best[q] = sorted(merged, reverse=True)[:10]
+            done = start + len(batch)
+            print(f"  planted {done:,} of {count:,}", file=sys.stderr, flush=True)
+        # What a store indexes on its own (pgvector's copy) is brought up to date, as memchat index does.
+        await memory.index_vectors(MODEL) if hasattr(memory, "index_vectors") else None
+        await store.close()
+
+    asyncio.run(write())
+    return [[position for _, position in found] for found in best]
+
+
+def enumerate_batches(items: list[str]) -> Any:
+    for start in range(0, len(items), BATCH):
+        yield start, items[start : start + BATCH]
+
+
+def child(location: str, url: str, questions: list[str]) -> None:
+    """In a process of its own, as a one-shot run: search each question, print times, hits and peak memory."""
+    import resource
+
+    from config import load_settings
+    from memchat.semantic import Semantic
+    from memchat.stores import open_store
+
+    async def search() -> dict[str, Any]:
+        settings = load_settings(env={"OPENAI_BASE_URL": url, "MEMCHAT_EMBEDDING_MODEL": MODEL, "OPENAI_API_KEY": "x"})
+        store = await open_store(location)
+        memory = store.memory(USER)
+        semantic = Semantic(settings)
+        seconds, embedding, found = [], [], []
+        for question in questions:
+            started = time.perf_counter()
+            (vector,) = await semantic._embed([question], quick=True)
+            embedded = time.perf_counter()
+            # The search itself, as semantic.hits does it: in the store where it can, else on vectors held.
+            hits = await memory.nearest(MODEL, vector, 10) if hasattr(memory, "nearest") else None
+            if hits is None:
+                hits = (await semantic._held_for(memory)).nearest(vector, 10)
+            seconds.append(time.perf_counter() - embedded)
+            embedding.append(embedded - started)
+            found.append([hit.position for hit in hits])
+        await semantic.aclose()
+        await store.close()
+        return {"seconds": seconds, "embedding": embedding, "found": found}
+
+    result = asyncio.run(search())
+    result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+def one_shot(code: Path, location: str, url: str, meaning: bool) -> tuple[float, float]:
+    """Seconds and peak MB of ``python agent.py`` answering one question on a pipe."""
+    env = {
+        **os.environ,
+        "OPENAI_BASE_URL": url,
+        "OPENAI_API_KEY": "x",
+        "MEMCHAT_EMBEDDING_MODEL": MODEL if meaning else "off",
+        "HOME": tempfile.mkdtemp(),
+    }
+    env.pop("MEMCHAT_ENCRYPTION_KEY", None)
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, str(code / "agent.py"), "--db", location, "--user", USER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert process.stdin is not None and process.stderr is not None
+    process.stdin.write(b"which of my kalo notes mention pe12?\n")
+    process.stdin.close()
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    if status:
+        raise SystemExit(f"agent.py failed: {process.stderr.read().decode()[-500:]}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def measure(store: str, location: str, code: Path, count: int, url: str, turns: int) -> dict[str, Any]:
+    questions = texts(QUESTIONS, seed=2)
+    started = time.perf_counter()
+    truth = run_in(code, "plant", location, count, questions)
+    planted = time.perf_counter() - started
+    result = run_in(code, "child", location, url, questions)
+    found = sum(len(set(t) & set(f)) for t, f in zip(truth, result["found"], strict=True))
+    later = result["seconds"][1:]
+    size = Path(location).stat().st_size if store == "sqlite" else None
+    with_meaning, by_words = [], []
+    for _ in range(turns):  # alternately, so a busy moment of the machine falls on both
+        with_meaning.append(one_shot(code, location, url, True))
+        by_words.append(one_shot(code, location, url, False))
+    return {
+        "store": store,
+        "messages": count,
+        "planted_s": planted,
+        "first_ms": result["seconds"][0] * 1000,
+        "later_p50_ms": statistics.median(later) * 1000,
+        "later_p95_ms": sorted(later)[max(0, round(0.95 * len(later)) - 1)] * 1000,
+        "embedding_ms": statistics.median(result["embedding"]) * 1000,
+        "recall_at_10": found / (10 * len(questions)),
+        "search_peak_mb": result["peak_mb"],
+        "file_mb": None if size is None else size / 1e6,
+        "turn_meaning_s": statistics.median(s for s, _ in with_meaning),
+        "turn_words_s": statistics.median(s for s, _ in by_words),
+        "turn_meaning_peak_mb": max(mb for _, mb in with_meaning),
+    }
+
+
+def run_in(code: Path, role: str, *args: Any) -> Any:
+    """This file, run as ``role`` with the memchat at ``code`` first on the path; its JSON answer."""
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    done = subprocess.run(
+        [sys.executable, __file__, f"--{role}", json.dumps(args)], env=env, capture_output=True, text=True
+    )
+    if done.returncode:
+        raise SystemExit(f"{role} failed: {done.stderr[-2000:]}")
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def row(result: dict[str, Any]) -> str:
+    file_mb = "-" if result["file_mb"] is None else f"{result['file_mb']:,.0f}"
+    return (
+        f"| {result['store']} | {result['messages']:,} | {result['first_ms']:.1f} | "
+        f"{result['later_p50_ms']:.1f} / {result['later_p95_ms']:.1f} | "
+        f"{result['first_ms'] / result['later_p50_ms']:.2f} | {result['embedding_ms']:.1f} | {result['recall_at_10']:.1%} | "
+        f"{result['search_peak_mb']:,.0f} | {result['turn_meaning_s']:.2f} / {result['turn_words_s']:.2f} | "
+        f"{result['turn_meaning_s'] / result['turn_words_s']:.2f} | {result['turn_meaning_peak_mb']:,.0f} | "
+        f"{file_mb} | {result['planted_s']:,.0f} |"
+    )
+
+
+HEADER = (
+    "| store | messages | first search ms | later p50 / p95 ms | first / later | question embedding p50 ms | "
+    "recall of the true 10 | "
+    "search process peak MB | one-shot turn s, meaning / words | ratio | turn peak MB | file MB | planting s |\n"
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--stores", default="sqlite,postgres", help="comma-separated: sqlite, postgres")
+    parser.add_argument("--code", type=Path, default=ROOT, help="the memchat checkout to measure")
+    parser.add_argument("--turns", type=int, default=3, help="one-shot turns of each kind")
+    parser.add_argument("--smoke", action="store_true", help="a small, quick run (the test suite's)")
+    parser.add_argument("--plant", help=argparse.SUPPRESS)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.plant:
+        print(json.dumps(plant(*json.loads(args.plant))))
+        return
+    if args.child:
+        child(*json.loads(args.child))
+        return
+    count, turns = (3000, 1) if args.smoke else (args.messages, args.turns)
+    server = FakeOpenAI().start()
+    print(f"{count:,} messages of one user, {SIZE}-number vectors ({MODEL}), code: {args.code}\n")
+    print(HEADER, flush=True)
+    with tempfile.TemporaryDirectory() as work:
+        for store in args.stores.split(","):
+            if store == "sqlite":
+                print(row(measure(store, str(Path(work) / "m.db"), args.code, count, server.url, turns)), flush=True)
+            else:
+
+                async def database(kind: str) -> None:
+                    async with postgres_database("vectors") as location:
+                        result = await asyncio.to_thread(measure, kind, location, args.code, count, server.url, turns)
+                        print(row(result), flush=True)
+
+                asyncio.run(database(store))
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()
