@@ -6,6 +6,7 @@ import asyncio
 import os
 import random
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -279,3 +280,39 @@ def test_redis_holds_only_the_newest_vectors_of_a_user_in_memory(
             assert 1 not in {hit.position for hit in hits}
 
     asyncio.run(run())
+
+
+def test_a_long_postgresql_history_is_searched_through_the_index_not_read_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(postgres, "EXACT_UP_TO", 100)
+    location = fresh_store("postgres", tmp_path)
+    require_pgvector(location)
+
+    async def run() -> None:
+        async with opened(location) as store:
+            memory = store.memory("ann")
+            await planted(memory, texts(1500))
+            await memory.nearest(EMBEDDER, vector("w1 w2 w3"), 10)
+
+    asyncio.run(run())
+
+    async def scans() -> int:
+        import asyncpg
+
+        conn = await asyncpg.connect(location)
+        try:
+            # The planner, seeing the user's filter, had read every row of the user and sorted them.
+            return int(
+                await conn.fetchval(
+                    "SELECT COALESCE(SUM(idx_scan), 0) FROM pg_stat_user_indexes "
+                    "WHERE indexrelname LIKE 'idx_memchat_vectors_bits_%'"
+                )
+            )
+        finally:
+            await conn.close()
+
+    deadline = time.monotonic() + 5  # a server reports an index's scans within a second or so
+    while asyncio.run(scans()) < 1:
+        assert time.monotonic() < deadline, "the search never went through the index"
+        time.sleep(0.2)
