@@ -316,3 +316,21 @@ def test_a_long_postgresql_history_is_searched_through_the_index_not_read_whole(
     while asyncio.run(scans()) < 1:
         assert time.monotonic() < deadline, "the search never went through the index"
         time.sleep(0.2)
+
+
+def test_what_has_no_vector_is_found_among_the_newest_and_in_older_gaps(location: str) -> None:
+    async def run() -> None:
+        async with opened(location) as store:
+            memory = store.memory("ann")
+            written = texts(20)
+            positions = await planted(memory, written)
+            assert await memory.unembedded(EMBEDDER, 10) == []
+            await memory.add_items([{"role": "user", "content": "new one"}])
+            newest = await memory.unembedded(EMBEDDER, 10)
+            assert [text for _, text in newest] == ["new one"]
+            # A vector written for another model leaves an older message without one of this model.
+            await memory.save_vectors("another", [(positions[3], written[3], vector("x"))])
+            found = await memory.unembedded(EMBEDDER, 10)
+            assert [at for at, _ in found] == [newest[0][0], positions[3]]
+
+    asyncio.run(run())

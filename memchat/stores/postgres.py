@@ -199,6 +199,20 @@ FROM memchat_vectors AS v JOIN agent_messages AS m ON m.id = v.message_id
 WHERE vector_dims(v.embedding) = {size} AND v.session_id = :user AND v.model = :model AND v.message_id < :before
 ORDER BY binary_quantize(v.embedding)::bit({size}) <~> binary_quantize(CAST(:query AS halfvec({size}))) LIMIT :wanted
 """
+UNEMBEDDED_COUNT = """
+SELECT (SELECT COUNT(*) FROM agent_messages WHERE session_id = :user)
+    - (SELECT COUNT(*) FROM memchat_vectors WHERE session_id = :user AND model = :model)
+"""
+UNEMBEDDED_NEWEST = """
+SELECT id, message_data FROM agent_messages WHERE session_id = :user AND id > COALESCE(
+    (SELECT MAX(message_id) FROM memchat_vectors WHERE session_id = :user AND model = :model), 0
+) ORDER BY id DESC LIMIT :limit
+"""
+UNEMBEDDED_ANY = """
+SELECT id, message_data FROM agent_messages AS m WHERE session_id = :user
+AND NOT EXISTS (SELECT 1 FROM memchat_vectors AS v WHERE v.message_id = m.id AND v.model = :model)
+ORDER BY id DESC LIMIT :limit
+"""
 SAVE_VECTOR = """
 INSERT INTO memchat_vectors (message_id, session_id, model, vector{columns})
 SELECT id, session_id, :model, :vector{values} FROM agent_messages WHERE id = :id AND session_id = :user
@@ -616,16 +630,15 @@ class PostgresMemory(MemoryBase):
         return [Hit(int(row_id), str(stored_at), -float(rank)) for row_id, stored_at, rank in rows]
 
     async def unembedded(self, model: str, limit: int) -> list[tuple[int, str]]:
-        rows = await self._store.query(
-            """
-            SELECT id, message_data FROM agent_messages AS m WHERE session_id = :user
-            AND NOT EXISTS (SELECT 1 FROM memchat_vectors AS v WHERE v.message_id = m.id AND v.model = :model)
-            ORDER BY id DESC LIMIT :limit
-            """,
-            user=self.session_id,
-            model=model,
-            limit=limit,
-        )
+        params = {"user": self.session_id, "model": model, "limit": limit}
+        # As on SQLite: two counts say how many lack a vector, nearly always the newest, after the last one.
+        async with self._store.connection() as conn:
+            missing = (await conn.execute(text(UNEMBEDDED_COUNT), params)).scalar_one()
+            if missing <= 0:
+                return []
+            rows = (await conn.execute(text(UNEMBEDDED_NEWEST), params)).all()
+            if len(rows) < min(missing, limit):
+                rows = (await conn.execute(text(UNEMBEDDED_ANY), params)).all()
         return self.texts(rows)
 
     async def save_vectors(self, model: str, vectors: Sequence[tuple[int, str, bytes]]) -> None:
