@@ -204,9 +204,10 @@ SELECT (SELECT COUNT(*) FROM agent_messages WHERE session_id = :user)
     - (SELECT COUNT(*) FROM memchat_vectors WHERE session_id = :user AND model = :model)
 """
 UNEMBEDDED_NEWEST = """
-SELECT id, message_data FROM agent_messages WHERE session_id = :user AND id > COALESCE(
-    (SELECT MAX(message_id) FROM memchat_vectors WHERE session_id = :user AND model = :model), 0
-) ORDER BY id DESC LIMIT :limit
+SELECT id, message_data FROM (
+    SELECT id, message_data FROM agent_messages WHERE session_id = :user ORDER BY id DESC LIMIT :missing
+) AS m WHERE NOT EXISTS (SELECT 1 FROM memchat_vectors AS v WHERE v.message_id = m.id AND v.model = :model)
+ORDER BY id DESC LIMIT :limit
 """
 UNEMBEDDED_ANY = """
 SELECT id, message_data FROM agent_messages AS m WHERE session_id = :user
@@ -631,12 +632,12 @@ class PostgresMemory(MemoryBase):
 
     async def unembedded(self, model: str, limit: int) -> list[tuple[int, str]]:
         params = {"user": self.session_id, "model": model, "limit": limit}
-        # As on SQLite: two counts say how many lack a vector, nearly always the newest, after the last one.
+        # As on SQLite: two counts say how many lack a vector, nearly always among as many of the newest.
         async with self._store.connection() as conn:
             missing = (await conn.execute(text(UNEMBEDDED_COUNT), params)).scalar_one()
             if missing <= 0:
                 return []
-            rows = (await conn.execute(text(UNEMBEDDED_NEWEST), params)).all()
+            rows = (await conn.execute(text(UNEMBEDDED_NEWEST), {**params, "missing": missing})).all()
             if len(rows) < min(missing, limit):
                 rows = (await conn.execute(text(UNEMBEDDED_ANY), params)).all()
         return self.texts(rows)

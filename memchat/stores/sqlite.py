@@ -52,9 +52,10 @@ SELECT (SELECT COUNT(*) FROM agent_messages WHERE session_id = ?1)
     - (SELECT COUNT(*) FROM memchat_vectors WHERE session_id = ?1 AND model = ?2)
 """
 UNEMBEDDED_NEWEST = """
-SELECT id, message_data FROM agent_messages WHERE session_id = ?1 AND id > COALESCE(
-    (SELECT MAX(message_id) FROM memchat_vectors WHERE session_id = ?1 AND model = ?2), 0
-) ORDER BY id DESC LIMIT ?3
+SELECT id, message_data FROM (
+    SELECT id, message_data FROM agent_messages WHERE session_id = ?1 ORDER BY id DESC LIMIT ?4
+) AS m WHERE NOT EXISTS (SELECT 1 FROM memchat_vectors AS v WHERE v.message_id = m.id AND v.model = ?2)
+ORDER BY id DESC LIMIT ?3
 """
 UNEMBEDDED_ANY = """
 SELECT id, message_data FROM agent_messages AS m WHERE session_id = ?1
@@ -518,11 +519,11 @@ class SQLiteMemory(MemoryBase):
         def find(conn: sqlite3.Connection) -> list[RawRow]:
             params = (self.session_id, model)
             # Looking at every message for the few without a vector took 100 ms at 100,000: two counts
-            # tell how many there are, and they are nearly always the newest, after the last vector.
+            # tell how many there are, and they are nearly always among as many of the newest messages.
             (missing,) = conn.execute(UNEMBEDDED_COUNT, params).fetchone()
             if missing <= 0:
                 return []
-            newest = conn.execute(UNEMBEDDED_NEWEST, (*params, limit)).fetchall()
+            newest = conn.execute(UNEMBEDDED_NEWEST, (*params, limit, missing)).fetchall()
             if len(newest) >= min(missing, limit):
                 return newest
             return conn.execute(UNEMBEDDED_ANY, (*params, limit)).fetchall()
