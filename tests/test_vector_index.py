@@ -106,8 +106,9 @@ def test_the_search_in_the_store_finds_the_true_nearest_among_thousands(in_place
                 truth = exact(everything, query, 10)
                 hits = await memory.nearest(EMBEDDER, vector(query), 10)
                 assert hits is not None and {hit.position for hit in hits} <= mine
-                # A hit as near as the tenth true one is as right as it (many messages tie).
-                found += sum(-hit.rank >= min(truth.values()) - 1e-6 for hit in hits)
+                # A hit as near as the tenth true one is as right as it (many messages tie; PostgreSQL
+                # ranks by its half-precision copies, exact to about three digits).
+                found += sum(-hit.rank >= min(truth.values()) - 2e-3 for hit in hits)
                 total += len(truth)
             # Far more messages than SQLite re-ranks exactly (400), and than PostgreSQL scans exactly here.
             assert found / total >= 0.95
