@@ -145,7 +145,8 @@ def one_shot(code: Path, location: str, url: str, meaning: bool) -> tuple[float,
         **os.environ,
         "OPENAI_BASE_URL": url,
         "OPENAI_API_KEY": "x",
-        "MEMCHAT_EMBEDDING_MODEL": MODEL if meaning else "off",
+        # Unset, not "off", which code before that setting would take for a model's name.
+        "MEMCHAT_EMBEDDING_MODEL": MODEL if meaning else "",
         "HOME": tempfile.mkdtemp(),
     }
     env.pop("MEMCHAT_ENCRYPTION_KEY", None)
