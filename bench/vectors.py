@@ -118,6 +118,8 @@ def child(location: str, url: str, questions: list[str]) -> None:
         store = await open_store(location)
         memory = store.memory(USER)
         semantic = Semantic(settings)
+        # As a run does before its first search: the memory is read (its size, for the banner).
+        await memory.count()
         seconds, embedding, found = [], [], []
         for question in questions:
             started = time.perf_counter()
