@@ -7,7 +7,7 @@ Run from the repository root, after ``pip install -e '.[test]'``::
 Each store gets one user's history of MESSAGES generated messages (nothing is downloaded), with the
 vectors the test server's ``fake-dense-1536`` model gives them (each word a fixed random direction, a
 message the sum of its words'), written through memchat's own store code. Then, in a fresh process,
-as a one-shot run would: the first search by meaning and the later ones (the question's embedding
+as a one-shot run would (after reading the memory, as a run does): the first search by meaning and the later ones (the question's embedding
 timed apart, from the test server on 127.0.0.1), that process's peak memory, and recall of the true
 nearest 10 (by an exact scan done here) among the 10 found. Last, whole one-shot piped turns
 (``python agent.py`` with a question on stdin) with search by meaning and with it off, run alternately.
