@@ -10,44 +10,41 @@ from pathlib import Path
 from conftest import ROOT
 
 
-def test_the_turn_benchmark_runs_and_prints_its_table() -> None:
+def bench(script: str, *args: str) -> str:
+    """What ``bench/SCRIPT`` printed on a small run; the run must succeed."""
     done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "bench.py"), "--smoke"], capture_output=True, text=True, timeout=170
+        [sys.executable, str(ROOT / "bench" / script), *args], capture_output=True, text=True, timeout=170
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    rows = [line for line in done.stdout.splitlines() if line.startswith("| 10 |") or line.startswith("| 200 |")]
-    assert len(rows) == 2, done.stdout
-    assert "time to prompt: memchat" in done.stdout
+    return done.stdout
+
+
+def test_the_turn_benchmark_runs_and_prints_its_table() -> None:
+    out = bench("bench.py", "--smoke")
+    rows = [line for line in out.splitlines() if line.startswith("| 10 |") or line.startswith("| 200 |")]
+    assert len(rows) == 2, out
+    assert "time to prompt: memchat" in out
 
 
 def test_the_startup_benchmark_runs_and_prints_its_table() -> None:
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "startup.py"), "--smoke"], capture_output=True, text=True, timeout=170
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    out = bench("startup.py", "--smoke")
     for measure in ("time to prompt (s)", "first reply, typed at once (s)", "one-shot piped turn, CPU (s)"):
-        row = next((line for line in done.stdout.splitlines() if line.startswith(f"| {measure} |")), None)
-        assert row is not None, done.stdout
+        row = next((line for line in out.splitlines() if line.startswith(f"| {measure} |")), None)
+        assert row is not None, out
         ratio = float(row.rstrip(" |").rsplit("|", 1)[1])
         assert ratio > 0
 
 
 def test_the_recall_benchmark_runs_and_prints_its_table() -> None:
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "recall.py"), "--smoke", "--embeddings", "fake"],
-        capture_output=True,
-        text=True,
-        timeout=170,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    rows = [line.split(" | ")[2:7] for line in done.stdout.splitlines() if line.startswith("| sqlite | 600 |")]
-    assert [row[0] for row in rows] == ["summary only", "words", "words + meaning (fake-embedder)"], done.stdout
+    out = bench("recall.py", "--smoke", "--embeddings", "fake")
+    rows = [line.split(" | ")[2:7] for line in out.splitlines() if line.startswith("| sqlite | 600 |")]
+    assert [row[0] for row in rows] == ["summary only", "words", "words + meaning (fake-embedder)"], out
     # The run itself checks the evidence: with search every planted fact's exchange reaches the request,
     # and only search by meaning finds the facts asked about in other words (the oldest ones, out of the window).
     words, meaning = rows[1], rows[2]
-    assert words[1:3] == ["100% (4/4)", "100% (4/4)"] and words[4] == "100% (4/4)", done.stdout
-    assert meaning[1:] == ["100% (4/4)", "100% (4/4)", "100% (3/3)", "100% (4/4)"], done.stdout
-    assert words[3] != "100% (3/3)", done.stdout
+    assert words[1:3] == ["100% (4/4)", "100% (4/4)"] and words[4] == "100% (4/4)", out
+    assert meaning[1:] == ["100% (4/4)", "100% (4/4)", "100% (3/3)", "100% (4/4)"], out
+    assert words[3] != "100% (3/3)", out
 
 
 def locomo_shaped(path: Path) -> Path:
@@ -93,27 +90,19 @@ def locomo_shaped(path: Path) -> Path:
 
 def test_the_locomo_benchmark_runs_and_prints_its_table(tmp_path: Path) -> None:
     conversation = str(locomo_shaped(tmp_path / "1.json"))
-    command = [sys.executable, str(ROOT / "bench" / "locomo.py"), conversation, "--smoke", "--embeddings", "fake"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=170)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "1 conversations, 64 messages, 1 multi-hop, 1 temporal, 1 single-hop, 1 adversarial questions" in done.stdout
-    rows = {tuple(line.split(" | ")[:2]): line.split(" | ")[2] for line in done.stdout.splitlines() if "%" in line}
+    out = bench("locomo.py", conversation, "--smoke", "--embeddings", "fake")
+    assert "1 conversations, 64 messages, 1 multi-hop, 1 temporal, 1 single-hop, 1 adversarial questions" in out
+    rows = {tuple(line.split(" | ")[:2]): line.split(" | ")[2] for line in out.splitlines() if "%" in line}
     for budget in ("| 2,000", "| 8,000"):
         for label in ("memchat, words", "memchat, words + meaning", "baseline: BM25", "baseline: nearest by meaning"):
-            assert (budget, label) in rows, done.stdout
+            assert (budget, label) in rows, out
         # Every planted fact is found by its words in a conversation this small.
-        assert rows[(budget, "memchat, words")] == "**100.0%**", done.stdout
+        assert rows[(budget, "memchat, words")] == "**100.0%**", out
 
 
 def test_the_vector_scale_benchmark_runs_and_prints_its_table() -> None:
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "vectors.py"), "--smoke", "--stores", "sqlite"],
-        capture_output=True,
-        text=True,
-        timeout=170,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    cells = next(line for line in done.stdout.splitlines() if line.startswith("| sqlite | 3,000 |")).split(" | ")
+    out = bench("vectors.py", "--smoke", "--stores", "sqlite")
+    cells = next(line for line in out.splitlines() if line.startswith("| sqlite | 3,000 |")).split(" | ")
     # Searched in the store, every one of the true nearest 10 is found; the times are figures, never judged here.
-    assert cells[6] == "100.0%", done.stdout
-    assert float(cells[2]) > 0 and float(cells[4]) > 0, done.stdout
+    assert cells[6] == "100.0%", out
+    assert float(cells[2]) > 0 and float(cells[4]) > 0, out
