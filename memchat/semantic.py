@@ -134,10 +134,7 @@ class Semantic:
         done = 0
         try:
             for start in range(0, len(missing), EMBED_BATCH):
-                batch = missing[start : start + EMBED_BATCH]
-                made = iter(await self._embed([text for _, text in batch if text], quick=False))
-                await memory.save_vectors(self.model, [(at, text, next(made) if text else b"") for at, text in batch])
-                done += len(batch)
+                done += await self._embed_and_save(memory, missing[start : start + EMBED_BATCH])
                 if progress is not None:
                     progress(done, len(missing))
         except EmbeddingError as exc:
@@ -161,21 +158,25 @@ class Semantic:
                         "embedded in the background as memchat runs, or all at once by memchat index"
                     )
                 for start in range(0, len(missing), EMBED_BATCH):
-                    batch = missing[start : start + EMBED_BATCH]
-                    texts = [text for _, text in batch if text]
-                    await self._no_query.wait()
-                    async with self._batch:
-                        made = iter(await self._embed(texts, quick=False) if texts else [])
-                    # A message with no text gets an empty vector: it is done, and never matches.
-                    await memory.save_vectors(
-                        self.model, [(at, text, next(made) if text else b"") for at, text in batch]
-                    )
-                    done += len(batch)
+                    done += await self._embed_and_save(memory, missing[start : start + EMBED_BATCH])
                 if len(missing) < MANY_MISSING:
                     break
         except (EmbeddingError, MemchatError) as exc:
             self._failed(str(exc))
         return done
+
+    async def _embed_and_save(self, memory: Memory, batch: list[tuple[int, str]]) -> int:
+        """Embed one batch of (position, text) and keep the vectors; how many messages it covered.
+
+        Sent only while no question waits, and never beside another batch (see ``hits``).
+        """
+        texts = [text for _, text in batch if text]
+        await self._no_query.wait()
+        async with self._batch:
+            made = iter(await self._embed(texts, quick=False) if texts else [])
+        # A message with no text gets an empty vector: it is done, and never matches.
+        await memory.save_vectors(self.model, [(at, text, next(made) if text else b"") for at, text in batch])
+        return len(batch)
 
     async def _embed(self, texts: list[str], *, quick: bool) -> list[bytes]:
         import openai

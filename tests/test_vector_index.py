@@ -247,6 +247,20 @@ def test_memchat_index_embeds_a_whole_history_at_once_and_goes_on_after_a_failur
     assert "ann: every message has its vector" in every.stderr and "bob: 1 messages embedded" in every.stderr
 
 
+def test_memchat_index_gives_messages_without_text_an_empty_vector_without_asking_the_server(
+    memchat: Memchat, server: FakeOpenAI
+) -> None:
+    async def plant() -> None:
+        async with opened(str(memchat.db)) as store:
+            await store.memory("ann").add_items([{"role": "assistant", "content": ""}] * 3)
+
+    asyncio.run(plant())
+    run = memchat("index", "--user", "ann", MEMCHAT_EMBEDDING_MODEL=EMBEDDER)
+    assert run.returncode == 0 and "ann: 3 messages embedded" in run.stderr, run.stderr
+    assert vectors_of(memchat.db, "ann") == 3
+    assert not [r for r in server.requests if r.path.endswith("/embeddings")]
+
+
 def test_memchat_index_without_an_embedding_model_says_how_to_name_one(memchat: Memchat) -> None:
     run = memchat("index")
     assert run.returncode == 2
