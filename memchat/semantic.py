@@ -29,6 +29,7 @@ from config import Settings
 
 from .errors import MemchatError
 from .search import Hit
+from .vector_index import by_cosine
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -281,19 +282,7 @@ class Held:
 
     def nearest(self, query: bytes, limit: int, before: int | None = None) -> list[Hit]:
         """The ``limit`` vectors most like ``query`` (cosine), best first, of messages before ``before``."""
-        import numpy as np
-
-        if self.matrix is None or len(query) != self.matrix.shape[1] * 4 or limit <= 0:
-            return []
-        scores = self.matrix @ np.frombuffer(query, dtype=np.float32)
-        if before is not None:
-            scores = np.where(self.positions < before, scores, -np.inf)
-        wanted = min(limit, int(np.isfinite(scores).sum()))
-        if not wanted:
-            return []
-        best = np.argpartition(-scores, wanted - 1)[:wanted]
-        ordered = sorted(best.tolist(), key=lambda index: (-scores[index], -self.positions[index]))
-        return [Hit(int(self.positions[index]), self.days[index], -float(scores[index])) for index in ordered]
+        return by_cosine(self.matrix, self.positions, self.days, query, limit, before)
 
 
 def _short(text: str) -> str:

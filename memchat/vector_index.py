@@ -119,9 +119,25 @@ def ranked(rows: Sequence[tuple[int, str, bytes]], query: bytes, limit: int) -> 
     import numpy as np
 
     rows = [row for row in rows if len(row[2]) == len(query)]
-    if not rows or limit <= 0:
+    if not rows:
         return []
     matrix = np.frombuffer(b"".join(row[2] for row in rows), dtype=np.float32).reshape(len(rows), -1)
+    positions = np.array([row[0] for row in rows], dtype=np.int64)
+    return by_cosine(matrix, positions, [row[1] for row in rows], query, limit)
+
+
+def by_cosine(
+    matrix: Any, positions: Any, days: Sequence[str], query: bytes, limit: int, before: int | None = None
+) -> list[Hit]:
+    """The ``limit`` rows of ``matrix`` (vectors of length 1) nearest ``query``, of messages before ``before``.
+
+    Best first; among equals, the newest message first.
+    """
+    import numpy as np
+
+    if matrix is None or len(query) != matrix.shape[1] * 4 or limit <= 0:
+        return []
     scores = matrix @ np.frombuffer(query, dtype=np.float32)
-    order = sorted(range(len(rows)), key=lambda index: (-scores[index], -rows[index][0]))[:limit]
-    return [Hit(rows[index][0], rows[index][1], -float(scores[index])) for index in order]
+    kept = np.arange(len(scores)) if before is None else np.flatnonzero(positions < before)
+    order = kept[np.lexsort((-positions[kept], -scores[kept]))][:limit]
+    return [Hit(int(positions[index]), days[index], -float(scores[index])) for index in order.tolist()]
