@@ -400,7 +400,7 @@ class PostgresStore:
 
         Bits, not the numbers: Hamming distance is far cheaper than cosine, so adding a vector to the
         index takes a fraction of the time (1,536 numbers: 14 ms a vector for cosine on this project's
-        machine); the candidates it gives are ranked exactly afterwards, as on SQLite.
+        machine); the candidates it gives are then ranked by cosine (see ``NEAREST_BY_INDEX``).
         """
         if size in self._indexed_sizes:
             return
@@ -654,6 +654,7 @@ class PostgresMemory(MemoryBase):
             for position, _, vector in vectors
         ]
         sql = SAVE_VECTOR.format(columns="", values="", again="")
+        sizes: set[int] = set()
         if self._store.pgvector:
             # pgvector's copy written with the vector, in the same row version (an update after would write it twice).
             sql = SAVE_VECTOR.format(
@@ -663,8 +664,9 @@ class PostgresMemory(MemoryBase):
             )
             for row, (_, _, vector) in zip(rows, vectors, strict=True):
                 row["embedding"] = _as_text(vector) if vector else None
+            sizes = {len(vector) // 4 for _, _, vector in vectors if vector}
         async with self._store.connection(write=True) as conn:
-            for size in {len(vector) // 4 for _, _, vector in vectors if vector} if self._store.pgvector else ():
+            for size in sizes:
                 await self._store.index_size(conn, size)
             await conn.execute(text(sql), rows)
 
@@ -700,7 +702,7 @@ class PostgresMemory(MemoryBase):
     async def index_vectors(self, model: str, progress: Callable[[int, int], None] | None = None) -> int:
         if not self._store.pgvector:
             return 0
-        (total,) = await self._store.query(
+        ((total,),) = await self._store.query(
             """
             SELECT COUNT(*) FROM memchat_vectors
             WHERE session_id = :user AND model = :model AND embedding IS NULL AND octet_length(vector) > 0
@@ -716,7 +718,7 @@ class PostgresMemory(MemoryBase):
                 return done
             done += added
             if progress is not None:
-                progress(min(done, total[0]), max(total[0], done))
+                progress(min(done, total), max(total, done))
 
     async def _give_embeddings(self, conn: AsyncConnection, model: str) -> int:
         """Give pgvector's copy to some of this user's vectors that lack it (new ones, or from before pgvector).
@@ -950,7 +952,8 @@ async def _with_pgvector(conn: AsyncConnection) -> bool:
                 await conn.execute(text("CREATE EXTENSION IF NOT EXISTS vector"))
         except DBAPIError:
             return False  # not allowed to: a superuser can (see the README)
-    # Beside the float32 vector (kept for exact ranking), half-precision for the index: half the size.
+    # Beside the float32 vector (what a store without pgvector, or a copy, reads), half-precision for the
+    # search: half the size.
     await conn.execute(text("ALTER TABLE memchat_vectors ADD COLUMN IF NOT EXISTS embedding halfvec"))
     # Kept in the row, not moved out to TOAST (3 KB for 1,536 numbers), so a scan reads it with the row.
     await conn.execute(text("ALTER TABLE memchat_vectors ALTER COLUMN embedding SET STORAGE PLAIN"))
