@@ -190,8 +190,9 @@ def load_settings(
         raise ConfigError(
             f"OPENAI_BASE_URL is {base_url!r}: write it with its scheme, as in http://{base_url.lstrip('/')}"
         )
-    embedding_model = _embedding_model(env, base_url)
-    if env.get("MEMCHAT_EMBEDDING_MODEL", "").strip() not in ("", "off") and env.get("MEMCHAT_ENCRYPTION_KEY"):
+    named_embedding = env.get("MEMCHAT_EMBEDDING_MODEL", "").strip()
+    embedding_model = _embedding_model(named_embedding, base_url, encrypted=bool(env.get("MEMCHAT_ENCRYPTION_KEY")))
+    if named_embedding not in ("", "off") and env.get("MEMCHAT_ENCRYPTION_KEY"):
         # Text can be recovered from its embedding: vectors kept in the clear would undo the encryption.
         raise ConfigError(
             "MEMCHAT_EMBEDDING_MODEL and MEMCHAT_ENCRYPTION_KEY are both set: vectors are not encrypted, "
@@ -220,24 +221,23 @@ def load_settings(
         recall=_switch(env, "MEMCHAT_RECALL", default=True),
         tools=_switch(env, "MEMCHAT_TOOLS", default=True),
         embedding_model=embedding_model,
-        suggest_embeddings=embedding_model is None and not env.get("MEMCHAT_EMBEDDING_MODEL", "").strip(),
+        suggest_embeddings=embedding_model is None and not named_embedding,
         embedding_timeout=_number(env, "MEMCHAT_EMBEDDING_TIMEOUT", DEFAULT_EMBEDDING_TIMEOUT, float, positive=True),
         web_origins=_origins(env),
     )
 
 
-def _embedding_model(env: dict[str, str], base_url: str | None) -> str | None:
-    """MEMCHAT_EMBEDDING_MODEL, or OpenAI's small model where the server is OpenAI's; None for off.
+def _embedding_model(named: str, base_url: str | None, *, encrypted: bool) -> str | None:
+    """The model ``named`` by MEMCHAT_EMBEDDING_MODEL, or OpenAI's small one where the server is OpenAI's; None for off.
 
     Another server's embedding models have names of its own, so there it stays off until named; with
     encryption at rest it stays off unless asked for (and then refused: vectors would undo the encryption).
     """
-    named = env.get("MEMCHAT_EMBEDDING_MODEL", "").strip()
     if named == "off":
         return None
     if named:
         return named
-    if base_url is None and not env.get("MEMCHAT_ENCRYPTION_KEY"):
+    if base_url is None and not encrypted:
         return DEFAULT_EMBEDDING_MODEL
     return None
 
