@@ -303,13 +303,18 @@ async def command(conv: Conversation, parsed: Command) -> None:
     await show(conv, shown)
 
 
+def sentence(text: str) -> str:
+    """A terminal's lower-case notice as the page writes it: a sentence, capitalised and ended."""
+    return text[0].upper() + text[1:] + ("" if text.endswith((".", ")")) else ".")
+
+
 async def show(conv: Conversation, shown: Shown) -> None:
     """The page's way of showing what a command returned."""
     if isinstance(shown, Note):
-        await note(shown.text[0].upper() + shown.text[1:] + ("" if shown.text.endswith((".", ")")) else "."))
+        await note(sentence(shown.text))
     elif isinstance(shown, Rows | Help):
         rows = help_rows(web=True) if isinstance(shown, Help) else shown.rows
-        tip = [f"\n{shown.tip[0].upper()}{shown.tip[1:]}."] if isinstance(shown, Help) and shown.tip else []
+        tip = ["\n" + sentence(shown.tip)] if isinstance(shown, Help) and shown.tip else []
         await note("\n".join([*(f"- **{key}**: {value}" for key, value in rows.items()), *tip]))
     elif isinstance(shown, History):
         await show_history(shown.items, shown.summary)
