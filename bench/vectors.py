@@ -79,8 +79,9 @@ def plant(location: str, count: int, questions: list[str]) -> list[list[int]]:
     async def write() -> None:
         store = await open_store(location)
         memory = store.memory(USER)
-        done = 0
-        for start, batch in enumerate_batches(texts(count, seed=1)):
+        planted = texts(count, seed=1)
+        for start in range(0, count, BATCH):
+            batch = planted[start : start + BATCH]
             await memory.add_items([{"role": "user", "content": text} for text in batch])
             rows = sorted(await memory.unembedded(MODEL, len(batch)))
             made = vectors([text for _, text in rows], table)
@@ -90,19 +91,13 @@ def plant(location: str, count: int, questions: list[str]) -> list[list[int]]:
                 top = np.argsort(-scores[q])[:10]
                 merged = best[q] + [(float(scores[q][n]), rows[n][0]) for n in top]
                 best[q] = sorted(merged, reverse=True)[:10]
-            done = start + len(batch)
-            print(f"  planted {done:,} of {count:,}", file=sys.stderr, flush=True)
         # What a store indexes on its own (pgvector's copy) is brought up to date, as memchat index does.
-        await memory.index_vectors(MODEL) if hasattr(memory, "index_vectors") else None
+        if hasattr(memory, "index_vectors"):  # code from before it had none
+            await memory.index_vectors(MODEL)
         await store.close()
 
     asyncio.run(write())
     return [[position for _, position in found] for found in best]
-
-
-def enumerate_batches(items: list[str]) -> Any:
-    for start in range(0, len(items), BATCH):
-        yield start, items[start : start + BATCH]
 
 
 def child(location: str, url: str, questions: list[str]) -> None:
@@ -126,7 +121,7 @@ def child(location: str, url: str, questions: list[str]) -> None:
             (vector,) = await semantic._embed([question], quick=True)
             embedded = time.perf_counter()
             # The search itself, as semantic.hits does it: in the store where it can, else on vectors held.
-            hits = await memory.nearest(MODEL, vector, 10) if hasattr(memory, "nearest") else None
+            hits = await memory.nearest(MODEL, vector, 10) if hasattr(memory, "nearest") else None  # code from before
             if hits is None:
                 hits = (await semantic._held_for(memory)).nearest(vector, 10)
             seconds.append(time.perf_counter() - embedded)

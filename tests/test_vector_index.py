@@ -16,6 +16,7 @@ from test_semantic import semantic_for
 from conftest import Memchat, fresh_store, opened
 from fake_openai import FakeOpenAI, meaning
 from memchat import semantic as semantic_module
+from memchat import vector_index
 from memchat.memory import Memory, Vectors
 from memchat.semantic import Held, normalized
 from memchat.stores import postgres
@@ -132,7 +133,7 @@ def codes(path: Path, user: str) -> int:
     """How many vectors of ``user`` have bits in the file."""
     with sqlite3.connect(path) as db:
         rows = db.execute("SELECT size, entries FROM memchat_codes WHERE session_id = ?", (user,)).fetchall()
-    return sum(len(entries) // (16 + -(-(size // 4) // 64) * 8) for size, entries in rows)
+    return sum(vector_index.count(entries, size) for size, entries in rows)
 
 
 def test_bits_go_with_their_vectors_whoever_deletes_them(tmp_path: Path) -> None:
