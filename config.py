@@ -42,7 +42,7 @@ DEFAULT_INSTRUCTIONS = (
 )
 MAX_USER_ID_LENGTH = 200
 
-# Documented in --help and the README; the single list of what memchat reads.
+# Documented in --help and docs/configuration.md (a test holds them together); the single list of what memchat reads.
 ENVIRONMENT: dict[str, str] = {
     "OPENAI_API_KEY": "API key for the model server",
     "OPENAI_BASE_URL": "OpenAI-compatible server URL (switches to Chat Completions)",

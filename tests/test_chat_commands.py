@@ -178,11 +178,11 @@ def test_import_of_a_file_that_is_not_an_export_is_one_line(memchat: Memchat) ->
     assert missing.stderr.startswith("error: cannot read absent.json (")
 
 
-def test_every_command_is_in_the_help_and_the_readme() -> None:
-    readme = (ROOT / "README.md").read_text()
+def test_every_command_is_in_the_help_and_the_docs() -> None:
+    page = (ROOT / "docs" / "commands.md").read_text()
     for spec in REGISTRY.values():
         assert spec.usage in help_rows()
-        assert f"`{spec.usage}`" in readme, f"{spec.usage} is not documented in the README"
+        assert f"`{spec.usage}`" in page, f"{spec.usage} is not documented in docs/commands.md"
     web = help_rows(web=True)
     assert "/user ID" not in web and "/copy [N]" not in web and "/retry" in web
 

@@ -1,7 +1,7 @@
 """Crash safety: memchat killed with SIGKILL at random moments loses no finished turn and shows no half one.
 
 The default test command runs a reduced number of trials; the full count is
-one command away (see the README's reliability section):
+one command away (see docs/reliability.md):
 
     MEMCHAT_CRASH_TRIALS=50 MEMCHAT_STORE_CRASH_TRIALS=500 .venv/bin/pytest tests/test_crash.py
 

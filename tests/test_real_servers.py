@@ -5,7 +5,7 @@ small model: an empty stream instead of an error when the history outgrows the
 context, llama-server's own overflow error, a model that never stops, usage
 reported in streams only when asked, placeholder keys, a URL without /v1.
 
-With ``MEMCHAT_TEST_SERVER_URL`` set (see the README), the last test talks to a
+With ``MEMCHAT_TEST_SERVER_URL`` set (see docs/local-servers.md), the last test talks to a
 real server as well.
 """
 
@@ -124,7 +124,9 @@ def test_a_base_url_without_v1_is_told_to_add_it(memchat: Memchat, server: FakeO
 REAL_SERVER = os.environ.get("MEMCHAT_TEST_SERVER_URL")
 
 
-@pytest.mark.skipif(not REAL_SERVER, reason="set MEMCHAT_TEST_SERVER_URL to a running llama.cpp server (see README)")
+@pytest.mark.skipif(
+    not REAL_SERVER, reason="set MEMCHAT_TEST_SERVER_URL to a running llama.cpp server (see docs/local-servers.md)"
+)
 def test_a_real_llama_cpp_server_keeps_the_history_whole_past_its_context(memchat: Memchat) -> None:
     lines = ["My name is Sara."] + [f"Tell me one short fact about the number {n}." for n in range(30)]
     run = memchat(

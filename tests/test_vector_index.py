@@ -198,7 +198,7 @@ def test_postgresql_without_pgvector_searches_in_memory_and_says_so_once(tmp_pat
                 assert hits and hits[0].position == 1
             notices = semantic.notices()
             await semantic.aclose()
-            assert len(notices) == 1 and "has no pgvector" in notices[0] and "README" in notices[0]
+            assert len(notices) == 1 and "has no pgvector" in notices[0] and "docs/recall.md says how" in notices[0]
 
     asyncio.run(run())
 

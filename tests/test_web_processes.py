@@ -1,7 +1,7 @@
 """Several ``memchat web`` on one store, as behind a proxy: the same users, the same memory, the same logins.
 
 Also the load test: fifty logged-in pages chatting at once lose and mix no turn
-(``bench/web_load.py``, whose figures are in the README, in a small run).
+(``bench/web_load.py``, whose figures are in docs/web.md, in a small run).
 """
 
 from __future__ import annotations

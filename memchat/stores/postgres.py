@@ -501,7 +501,7 @@ class PostgresMemory(MemoryBase):
             return None
         return (
             f"{self._store.location} has no pgvector, so search by meaning reads each user's vectors into memory: "
-            "install pgvector on the server for a search in the database (see the README)"
+            "install pgvector on the server for a search in the database (docs/recall.md says how)"
         )
 
     def reading(self) -> AbstractAsyncContextManager[None]:
@@ -951,7 +951,7 @@ async def _with_pgvector(conn: AsyncConnection) -> bool:
             async with conn.begin_nested():
                 await conn.execute(text("CREATE EXTENSION IF NOT EXISTS vector"))
         except DBAPIError:
-            return False  # not allowed to: a superuser can (see the README)
+            return False  # not allowed to: a superuser can (see docs/recall.md)
     # Beside the float32 vector (what a store without pgvector, or a copy, reads), half-precision for the
     # search: half the size.
     await conn.execute(text("ALTER TABLE memchat_vectors ADD COLUMN IF NOT EXISTS embedding halfvec"))
