@@ -41,7 +41,7 @@ from agents import Runner, SQLiteSession  # noqa: E402
 
 from config import load_settings  # noqa: E402
 from fake_openai import FakeOpenAI  # noqa: E402
-from memchat.budget import build_context  # noqa: E402
+from memchat.context.budget import build_context  # noqa: E402
 from memchat.stores.sqlite import SQLiteMemory, SQLiteStore  # noqa: E402
 from memchat.turn import TurnRunner  # noqa: E402
 

@@ -54,9 +54,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 from embedder import KINDS, started  # noqa: E402
 
 from config import load_settings  # noqa: E402
-from memchat.search import STOPWORDS, words  # noqa: E402
 from memchat.stores import open_store  # noqa: E402
 from memchat.stores.base import END  # noqa: E402
+from memchat.stores.search import STOPWORDS, words  # noqa: E402
 
 USER = "locomo"
 CHARS_PER_TOKEN = 4.0
@@ -303,8 +303,8 @@ def row(budget: int, label: str, tally: Tally) -> str:
 
 async def ask_memchat(runner: Any, memory: Any, question: str) -> tuple[str, str, int, int, float]:
     """The first request's text, what search_memory adds, both requests' tokens, and the build time."""
+    from memchat.context.tools import Searched, search
     from memchat.items import describe
-    from memchat.memory_tool import Searched, search
 
     started = time.perf_counter()
     request = await runner.request_for(memory, question)
@@ -334,7 +334,7 @@ async def measure(
     rows: Rows,
     progress: Callable[[str], None],
 ) -> None:
-    from memchat.semantic import Semantic
+    from memchat.context.semantic import Semantic
     from memchat.turn import TurnRunner
 
     messages = conversation.messages

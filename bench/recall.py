@@ -39,9 +39,9 @@ from embedder import KINDS, started  # noqa: E402
 from scratch import postgres_database, redis_keys  # noqa: E402
 
 from config import load_settings  # noqa: E402
-from memchat.memory import Memory, Store, Summary  # noqa: E402
-from memchat.semantic import Semantic  # noqa: E402
+from memchat.context.semantic import Semantic  # noqa: E402
 from memchat.stores import open_store  # noqa: E402
+from memchat.stores.protocol import Memory, Store, Summary  # noqa: E402
 from memchat.turn import TurnRunner  # noqa: E402
 
 USER = "bench"
@@ -166,7 +166,7 @@ async def ideal_summary(memory: Memory, messages: list[str], runner: TurnRunner)
             break
         kept.append(fact)
     # It covers everything older than the newest turns that fill the rest of the budget, as a real fold would.
-    from memchat.budget import build_context
+    from memchat.context.budget import build_context
 
     window = await build_context(memory, BUDGET * 3 // 4, runner.estimator)
     await memory.save_summary(Summary(" ".join(kept), window.turns[0].start - 1))

@@ -105,7 +105,7 @@ def child(location: str, url: str, questions: list[str]) -> None:
     import resource
 
     from config import load_settings
-    from memchat.semantic import Semantic
+    from memchat.context.semantic import Semantic
     from memchat.stores import open_store
 
     async def search() -> dict[str, Any]:

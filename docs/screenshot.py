@@ -16,7 +16,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
-from memchat.output import Output
+from memchat.terminal.output import Output
 
 REPLY = """## Counting words in a file
 

@@ -16,10 +16,9 @@ from config import (
     check_user_id,
     load_settings,
 )
-
-from .commands import help_rows
-from .errors import MemchatError
-from .output import Output, Progress
+from memchat.commands import help_rows
+from memchat.errors import MemchatError
+from memchat.terminal.output import Output, Progress
 
 DB_FORMS = "sqlite:///PATH, postgresql://USER@HOST/DB (extra: postgres), redis://HOST:PORT/N (extra: redis)"
 
@@ -155,7 +154,7 @@ def _passwd_parser() -> argparse.ArgumentParser:
 
 
 def _web_parser() -> argparse.ArgumentParser:
-    from .web.serve import DEFAULT_HOST, DEFAULT_PORT
+    from memchat.web.serve import DEFAULT_HOST, DEFAULT_PORT
 
     parser = _Parser(
         prog="memchat web",
@@ -194,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         if args[:1] == ["web"]:
             return _web(_web_parser().parse_args(args[1:]))
         parsed = _parser().parse_args(args)
-        from .terminal import typeahead_unechoed
+        from memchat.terminal.repl import typeahead_unechoed
 
         with typeahead_unechoed():
             return asyncio.run(_run(parsed))
@@ -206,9 +205,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from .chat import Chat
-    from .stores import open_store
-    from .terminal import banner, interactive, piped
+    from memchat.stores import open_store
+    from memchat.terminal.chat import Chat
+    from memchat.terminal.repl import banner, interactive, piped
 
     settings = load_settings(
         user=args.user, db=args.db, model=args.model, context_tokens=args.context_tokens, plain=args.plain
@@ -236,8 +235,8 @@ async def _run(args: argparse.Namespace) -> int:
 async def _export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .copy import Snapshot
-    from .stores import open_store
+    from memchat.stores import open_store
+    from memchat.stores.transfer import Snapshot
 
     settings = load_settings(user=args.user, db=args.db)
     store = await open_store(
@@ -265,8 +264,8 @@ async def _export(args: argparse.Namespace) -> int:
 async def _import(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .copy import Snapshot, restore
-    from .stores import open_store
+    from memchat.stores import open_store
+    from memchat.stores.transfer import Snapshot, restore
 
     where = "stdin" if args.file == "-" else args.file
     try:
@@ -297,8 +296,8 @@ async def _import(args: argparse.Namespace) -> int:
 
 
 async def _index(args: argparse.Namespace) -> int:
-    from .semantic import Semantic
-    from .stores import open_store
+    from memchat.context.semantic import Semantic
+    from memchat.stores import open_store
 
     settings = load_settings(user=args.user, db=args.db)
     if settings.embedding_model is None:
@@ -327,8 +326,8 @@ async def _index(args: argparse.Namespace) -> int:
 
 
 async def _passwd(args: argparse.Namespace) -> int:
-    from .passwords import PasswordError, hash_password, login_failure_key
-    from .stores import open_store
+    from memchat.stores import open_store
+    from memchat.web.passwords import PasswordError, hash_password, login_failure_key
 
     settings = load_settings(user=args.user, db=args.db)
     if sys.stdin.isatty():
@@ -352,7 +351,7 @@ async def _passwd(args: argparse.Namespace) -> int:
 
 
 def _web(args: argparse.Namespace) -> int:
-    from .web.serve import serve
+    from memchat.web.serve import serve
 
     settings = load_settings(db=args.db, model=args.model)
     settings.require_model_access()
@@ -360,8 +359,8 @@ def _web(args: argparse.Namespace) -> int:
 
 
 async def _copy(args: argparse.Namespace) -> int:
-    from .copy import copy_store
-    from .stores import open_store, redact
+    from memchat.stores import hide_password, open_store
+    from memchat.stores.transfer import copy_store
 
     users = None if args.user is None else [check_user_id(args.user)]
     if args.source == args.target:
@@ -381,7 +380,7 @@ async def _copy(args: argparse.Namespace) -> int:
     for result in results:
         if not result.copied:
             out.error(
-                f"{result.user}: not copied: {redact(args.target)} already holds a different conversation for "
+                f"{result.user}: not copied: {hide_password(args.target)} already holds a different conversation for "
                 f"{result.user}; clear it there (memchat --db DST --user ID --clear) and copy again"
             )
         elif result.added:
@@ -389,5 +388,5 @@ async def _copy(args: argparse.Namespace) -> int:
         else:
             out.reply(f"{result.user}: already up to date")
     if not results:
-        out.notice(f"{redact(args.source)} holds no memories: nothing to copy")
+        out.notice(f"{hide_password(args.source)} holds no memories: nothing to copy")
     return 0 if all(result.copied for result in results) else 1

@@ -12,17 +12,16 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from config import Settings, check_user_id
-
-from .errors import MemchatError
-from .items import is_user_message, item_text
-from .loading import load_model_code
-from .memory import Memory, Store, Turn
+from memchat.errors import MemchatError
+from memchat.items import is_user_message, item_text
+from memchat.loading import load_model_code
+from memchat.stores.protocol import Memory, Store, Turn
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from .semantic import Semantic
-    from .turn import TurnResult, TurnRunner, Usage
+    from memchat.context.semantic import Semantic
+    from memchat.turn import TurnResult, TurnRunner, Usage
 
 
 class Models:
@@ -41,7 +40,7 @@ class Models:
         if model not in self._runners:
             # The SDK loads here, on first use, not when memchat starts.
             load_model_code()
-            from .turn import TurnRunner
+            from memchat.turn import TurnRunner
 
             self._runners[model] = TurnRunner(dataclasses.replace(self.settings, model=model), semantic=self.semantic)
         return self._runners[model]
@@ -50,7 +49,7 @@ class Models:
     def semantic(self) -> Semantic | None:
         """Search by meaning, when an embedding model is set; made on first use (it loads the HTTP client)."""
         if self._semantic is None and self.settings.embedding_model:
-            from .semantic import Semantic
+            from memchat.context.semantic import Semantic
 
             self._semantic = Semantic(self.settings)
         return self._semantic

@@ -28,8 +28,7 @@ from agents.result import RunResultBase
 from openai.types.responses import ResponseTextDeltaEvent
 
 from config import MIN_CONTEXT_TOKENS, Settings
-
-from .budget import (
+from memchat.context.budget import (
     MESSAGE_TOKENS,
     Context,
     TokenEstimator,
@@ -39,18 +38,18 @@ from .budget import (
     spoken_day,
     turn_items,
 )
-from .client import build_client
-from .errors import StoreError
-from .items import Item, is_user_message
-from .memory import Memory, Summary
-from .memory_tool import Searched, search_memory
-from .model import build_agent, run_config
-from .model_errors import EmptyReplyError, is_context_overflow, server_context_size
-from .recall import HEADING, Recalled, recall
-from .repair import repaired
-from .semantic import Semantic
-from .stores.base import END
-from .summary import Summarizer
+from memchat.context.recall import HEADING, Recalled, recall
+from memchat.context.repair import repaired
+from memchat.context.semantic import Semantic
+from memchat.context.summary import Summarizer
+from memchat.context.tools import Searched, search_memory
+from memchat.errors import StoreError
+from memchat.items import Item, is_user_message
+from memchat.model.agent import build_agent, run_config
+from memchat.model.client import build_client
+from memchat.model.errors import EmptyReplyError, is_context_overflow, server_context_size
+from memchat.stores.base import END
+from memchat.stores.protocol import Memory, Summary
 
 # The newest turns take at least this share of the budget (a sixth), and what recall leaves: the
 # conversation under way. A quarter found the evidence for 1 to 3 fewer questions in 100 on LoCoMo.

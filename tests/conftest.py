@@ -21,8 +21,8 @@ import pytest
 
 from fake_openai import FakeOpenAI
 from memchat.items import Item
-from memchat.memory import Store
 from memchat.stores import open_store
+from memchat.stores.protocol import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 # The chat page's fixtures (web, browser, page), for every module that drives it.

@@ -12,7 +12,7 @@ import pytest
 from conftest import Memchat, clean_env, opened, stored_items
 from fake_openai import FakeOpenAI
 from memchat.commands import REGISTRY, help_rows
-from memchat.memory import Summary
+from memchat.stores.protocol import Summary
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -18,8 +18,8 @@ import pytest
 
 from conftest import AGENT, Memchat, assert_alternates, close_sdk_session, opened, sdk_session_for, stored_items
 from memchat.items import Item, describe
-from memchat.memory import Summary
 from memchat.stores.base import END, PAGE_ROWS
+from memchat.stores.protocol import Summary
 
 ODD_IDS = [
     "x'); DROP TABLE agent_messages;--",

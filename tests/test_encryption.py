@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from conftest import Memchat, opened
-from memchat.codec import Codec
 from memchat.errors import StoreError
-from memchat.memory import Summary
 from memchat.stores import open_store
+from memchat.stores.codec import Codec
+from memchat.stores.protocol import Summary
 
 KEY = "correct horse battery staple"
 SECRET_WORDS = ("Quinn", "lighthouse", "Hokkaido")

@@ -21,11 +21,11 @@ from hypothesis import strategies as st
 from config import ConfigError, check_user_id, load_settings
 from conftest import Memchat
 from fake_openai import FakeOpenAI
-from memchat.chat import Chat
 from memchat.commands import Blank, Command, CommandError, Hint, Leave, Message, parse
-from memchat.output import Output
 from memchat.stores.sqlite import SQLiteStore
-from memchat.terminal import piped
+from memchat.terminal.chat import Chat
+from memchat.terminal.output import Output
+from memchat.terminal.repl import piped
 
 BYSTANDER = "bystander-7f3a"
 NOTICES = (

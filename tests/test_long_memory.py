@@ -12,9 +12,9 @@ import pytest
 
 from conftest import Memchat, assert_alternates
 from fake_openai import FakeOpenAI, conversation
-from memchat.budget import TokenEstimator, build_context
-from memchat.memory import Summary
+from memchat.context.budget import TokenEstimator, build_context
 from memchat.stores.base import PAGE_ROWS, RawRow
+from memchat.stores.protocol import Summary
 from memchat.stores.sqlite import SQLiteStore
 
 

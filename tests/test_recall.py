@@ -222,7 +222,7 @@ def test_a_memory_written_by_the_sdks_own_session_is_indexed_on_first_use(locati
 
 def test_forget_deletes_whole_exchanges_with_their_index_entries_on_every_store(location: str) -> None:
     from memchat.errors import StoreError
-    from memchat.memory import Summary, Turn
+    from memchat.stores.protocol import Summary, Turn
 
     async def run() -> None:
         async with opened(location) as store:

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from fake_openai import MARKDOWN_REPLY
-from memchat import render
-from memchat.render import MarkdownStream, markdown
+from memchat.terminal import render
+from memchat.terminal.render import MarkdownStream, markdown
 
 
 def _screenshot_script() -> ModuleType:

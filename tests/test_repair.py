@@ -10,7 +10,7 @@ import pytest
 
 from conftest import Memchat
 from fake_openai import FakeOpenAI
-from memchat.repair import repaired
+from memchat.context.repair import repaired
 
 BROKEN = [
     {"role": "user", "content": "my name is Noor"},

@@ -14,10 +14,10 @@ from agents.testing import ScriptedModel, assistant_message
 from config import load_settings
 from conftest import opened
 from fake_openai import FakeOpenAI
-from memchat.budget import TokenEstimator, build_context
+from memchat.context.budget import TokenEstimator, build_context
+from memchat.context.tools import Searched, search
 from memchat.items import describe
-from memchat.memory import Memory
-from memchat.memory_tool import Searched, search
+from memchat.stores.protocol import Memory
 from memchat.turn import Request, TurnRunner
 from test_recall import exchange
 

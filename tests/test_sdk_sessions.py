@@ -16,10 +16,10 @@ from agents.memory import Session
 from agents.testing import ScriptedModel
 
 from conftest import close_sdk_session, fresh_store, opened, sdk_session_for
-from memchat.budget import TokenEstimator, build_context
+from memchat.context.budget import TokenEstimator, build_context
 from memchat.errors import StoreError
-from memchat.memory import Summary
 from memchat.stores.base import END
+from memchat.stores.protocol import Summary
 from memchat.stores.redis import split_url
 
 

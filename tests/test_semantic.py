@@ -13,10 +13,10 @@ import pytest
 from config import load_settings
 from conftest import Memchat, close_sdk_session, opened, sdk_session_for
 from fake_openai import FakeOpenAI
-from memchat.memory import Vectors
-from memchat.recall import matching
-from memchat.search import Hit, fuse
-from memchat.semantic import Held, Semantic, normalized
+from memchat.context.recall import matching
+from memchat.context.semantic import Held, Semantic, normalized
+from memchat.stores.protocol import Vectors
+from memchat.stores.search import Hit, fuse
 from test_recall import exchange
 
 EMBEDDER = "fake-embedder"

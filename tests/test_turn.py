@@ -11,7 +11,7 @@ from agents import function_tool
 from agents.testing import ScriptedModel, assistant_message, function_call
 
 from config import load_settings
-from memchat.budget import spoken_day
+from memchat.context.budget import spoken_day
 from memchat.items import describe
 from memchat.stores.sqlite import SQLiteStore
 from memchat.turn import TurnRunner

@@ -15,11 +15,10 @@ from test_semantic import semantic_for
 
 from conftest import Memchat, fresh_store, opened
 from fake_openai import FakeOpenAI, meaning
-from memchat import semantic as semantic_module
-from memchat import vector_index
-from memchat.memory import Memory, Vectors
-from memchat.semantic import Held, normalized
-from memchat.stores import postgres
+from memchat.context import semantic as semantic_module
+from memchat.context.semantic import Held, normalized
+from memchat.stores import postgres, vector_index
+from memchat.stores.protocol import Memory, Vectors
 from memchat.stores.sqlite import MIGRATIONS
 
 WORDS = [f"w{n}" for n in range(400)]

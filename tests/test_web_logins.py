@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import opened
-from memchat.memory import LoginFailures, Store
+from memchat.stores.protocol import LoginFailures, Store
 from memchat.web.logins import (
     FORGET_SECONDS,
     FREE_FAILURES,

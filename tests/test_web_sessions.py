@@ -11,8 +11,8 @@ import sys
 import time
 
 from conftest import AGENT, opened
-from memchat.passwords import login_failure_key
 from memchat.web.logins import LOCKOUT_FAILURES
+from memchat.web.passwords import login_failure_key
 from web_page import PASSWORDS, Web, login_cookie, page_socket, post_login, run_async, status_with
 
 

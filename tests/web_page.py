@@ -244,8 +244,8 @@ def status_with(url: str, cookie: str, path: str = "/user", method: str = "GET")
 
 async def give_passwords(db: str, users: list[str], password: str) -> None:
     """Let ``users`` log in to the store ``db`` with ``password``, as ``memchat passwd`` would (one hash: quicker)."""
-    from memchat.passwords import hash_password
     from memchat.stores import open_store
+    from memchat.web.passwords import hash_password
 
     store = await open_store(db)
     hashed = hash_password(password)

@@ -14,9 +14,9 @@ import importlib
 import re
 
 from config import DEFAULT_STORE_TIMEOUT
-
-from ..errors import StoreError
-from ..memory import Store
+from memchat.errors import StoreError
+from memchat.stores.base import hide_password as hide_password
+from memchat.stores.protocol import Store
 
 # What each kind of server needs installed, and the extra that installs it.
 EXTRAS = {"postgres": ("sqlalchemy", "asyncpg"), "redis": ("redis",)}
@@ -31,13 +31,6 @@ SCHEMES = {
 }
 
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$", re.DOTALL)
-# Up to the last "@" of the URL: a password may hold "@" itself.
-_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)\S*@")
-
-
-def redact(text: str) -> str:
-    """``text`` with the password of every URL in it replaced by ``***``."""
-    return _PASSWORD.sub(r"\1***@", text)
 
 
 def kind_of(location: str) -> str:
@@ -48,7 +41,7 @@ def kind_of(location: str) -> str:
     scheme = match.group(1).lower()
     if scheme not in SCHEMES:
         raise StoreError(
-            f"--db {redact(location)}: unknown kind of database {scheme!r}: "
+            f"--db {hide_password(location)}: unknown kind of database {scheme!r}: "
             "use a file path, sqlite:///PATH, postgresql://USER@HOST/DB or redis://HOST:PORT/N"
         )
     return SCHEMES[scheme]
@@ -75,15 +68,15 @@ async def open_store(
     """
     kind = kind_of(location)
     if kind == "sqlite":
-        from .sqlite import SQLiteStore
+        from memchat.stores.sqlite import SQLiteStore
 
         return SQLiteStore(sqlite_path(location), create=create, encryption_key=encryption_key)
     _require_extra(kind, location)
     if kind == "postgres":
-        from .postgres import PostgresStore
+        from memchat.stores.postgres import PostgresStore
 
         return await PostgresStore.open(location, encryption_key, timeout)
-    from .redis import RedisStore
+    from memchat.stores.redis import RedisStore
 
     return await RedisStore.open(location, encryption_key, timeout)
 
@@ -94,6 +87,6 @@ def _require_extra(kind: str, location: str) -> None:
             importlib.import_module(module)
         except ImportError:
             raise StoreError(
-                f"--db {redact(location)} needs the {kind} extra, which is not installed: "
+                f"--db {hide_password(location)} needs the {kind} extra, which is not installed: "
                 f"pip install 'memchat[{kind}]' (in a checkout: .venv/bin/pip install -e '.[{kind}]')"
             ) from None

@@ -11,16 +11,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import re
 import secrets
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
-from ..codec import Codec, UnreadableError
-from ..errors import StoreError, StoreUnreachableError
-from ..items import Item, is_user_message
-from ..memory import Summary, Turn
-from ..search import Hit, item_words
+from memchat.errors import StoreError, StoreUnreachableError
+from memchat.items import Item, is_user_message
+from memchat.stores.codec import Codec, UnreadableError
+from memchat.stores.protocol import Summary, Turn
+from memchat.stores.search import Hit, item_words
+
+# Up to the last "@" of the URL: a password may hold "@" itself.
+_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)\S*@")
+
+
+def hide_password(text: str) -> str:
+    """``text`` with the password of every URL in it replaced by ``***``."""
+    return _PASSWORD.sub(r"\1***@", text)
+
 
 if TYPE_CHECKING:
     from agents import SessionSettings, TResponseInputItem

@@ -37,23 +37,23 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from ..codec import Codecs, UnreadableError
-from ..errors import StoreError, StoreUnreachableError
-from ..items import Item
-from ..memory import LoginFailures, Summary, Turn, UserStats, Vectors
-from ..search import Hit, index_body, index_query
-from ..stores import redact
-from .base import (
+from memchat.errors import StoreError, StoreUnreachableError
+from memchat.items import Item
+from memchat.stores.base import (
     END,
     PAGE_ROWS,
     MemoryBase,
     RawRow,
     changed_meanwhile,
+    hide_password,
     last_turn_start,
     new_mark,
     uninterrupted,
     write_surely,
 )
+from memchat.stores.codec import Codecs, UnreadableError
+from memchat.stores.protocol import LoginFailures, Summary, Turn, UserStats, Vectors
+from memchat.stores.search import Hit, index_body, index_query
 
 CONNECT_TIMEOUT_SECONDS = 10
 LOCK_TIMEOUT_SECONDS = 10
@@ -289,7 +289,7 @@ class PostgresStore:
             },
             pool_pre_ping=True,
         )
-        return cls(engine, redact(url), encryption_key, timeout)
+        return cls(engine, hide_password(url), encryption_key, timeout)
 
     @classmethod
     async def open(cls, url: str, encryption_key: str | None = None, timeout: float = 20.0) -> PostgresStore:
@@ -463,7 +463,7 @@ class PostgresStore:
         if isinstance(exc, (OSError, TimeoutError)):
             return self._unreachable(exc)
         code = getattr(exc, "sqlstate", None)
-        message = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        message = hide_password(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
         if code == "57014":  # query_canceled: the statement timeout
             return StoreUnreachableError(
                 f"PostgreSQL at {self.location} did not finish within {self.timeout:g} s: "
@@ -482,7 +482,7 @@ class PostgresStore:
         return StoreError(f"PostgreSQL at {self.location} failed: {message}")
 
     def _unreachable(self, exc: BaseException) -> StoreError:
-        reason = redact(str(exc)) or f"no answer within {self.timeout:g} s"
+        reason = hide_password(str(exc)) or f"no answer within {self.timeout:g} s"
         return StoreUnreachableError(
             f"cannot reach PostgreSQL at {self.location} ({reason}): start the server or check the host and port in --db"
         )
@@ -1005,7 +1005,7 @@ def _checked_url(url: str) -> URL:
         _ = parsed.port
     except (ArgumentError, ValueError) as exc:
         raise StoreError(
-            f"--db {redact(url)} is not a usable PostgreSQL URL ({redact(str(exc))}): "
+            f"--db {hide_password(url)} is not a usable PostgreSQL URL ({hide_password(str(exc))}): "
             "write it as postgresql://USER:PASSWORD@HOST:PORT/DB"
         ) from None
     return parsed

@@ -42,21 +42,21 @@ from redis.exceptions import AuthenticationError, RedisError, ResponseError, Wat
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..codec import Codecs, UnreadableError
-from ..errors import StoreError, StoreUnreachableError
-from ..items import Item
-from ..memory import LoginFailures, Summary, Turn, UserStats, Vectors
-from ..search import Hit, index_query, item_words, words
-from ..stores import redact
-from .base import (
+from memchat.errors import StoreError, StoreUnreachableError
+from memchat.items import Item
+from memchat.stores.base import (
     PAGE_ROWS,
     MemoryBase,
     RawRow,
+    hide_password,
     last_turn_start,
     new_mark,
     uninterrupted,
     write_surely,
 )
+from memchat.stores.codec import Codecs, UnreadableError
+from memchat.stores.protocol import LoginFailures, Summary, Turn, UserStats, Vectors
+from memchat.stores.search import Hit, index_query, item_words, words
 
 PREFIX = "agents:session"
 # Web password hashes, one field per user id (outside the SDK's prefix, so no user id can reach it).
@@ -112,7 +112,7 @@ class RedisStore:
             retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), READ_RETRIES),
             retry_on_error=[RedisConnectionError, RedisTimeoutError],
         )
-        return cls(client, redact(url), encryption_key, prefix)
+        return cls(client, hide_password(url), encryption_key, prefix)
 
     @classmethod
     async def open(cls, url: str, encryption_key: str | None = None, timeout: float = 20.0) -> RedisStore:
@@ -208,14 +208,16 @@ class RedisStore:
         try:
             yield
         except AuthenticationError as exc:
-            raise StoreError(f"Redis refused the login ({redact(str(exc))}): check the password in --db") from None
+            raise StoreError(
+                f"Redis refused the login ({hide_password(str(exc))}): check the password in --db"
+            ) from None
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise StoreUnreachableError(
-                f"cannot reach Redis at {self.location} ({redact(str(exc)) or 'timed out'}): "
+                f"cannot reach Redis at {self.location} ({hide_password(str(exc)) or 'timed out'}): "
                 "start the server or check the host and port in --db"
             ) from None
         except ResponseError as exc:
-            message = redact(str(exc))
+            message = hide_password(str(exc))
             if message.startswith(("NOAUTH", "WRONGPASS", "AUTH")):
                 raise StoreError(f"Redis refused the login ({message}): check the password in --db") from None
             if message.startswith("WRONGTYPE"):
@@ -225,7 +227,7 @@ class RedisStore:
                 ) from None
             raise StoreError(f"Redis at {self.location} failed: {message}") from None
         except RedisError as exc:
-            raise StoreError(f"Redis at {self.location} failed: {redact(str(exc))}") from None
+            raise StoreError(f"Redis at {self.location} failed: {hide_password(str(exc))}") from None
 
     async def watched(self, keys: tuple[str, ...], change: Callable[[Any], Awaitable[T]]) -> T:
         """Run ``change(pipe)`` with ``keys`` watched, again from the start if another client wrote to them.
@@ -684,16 +686,16 @@ def split_url(url: str) -> tuple[str, str]:
     try:
         _ = parts.port
     except ValueError:
-        raise StoreError(f"--db {redact(url)}: the port is not a number: write redis://HOST:PORT/N") from None
+        raise StoreError(f"--db {hide_password(url)}: the port is not a number: write redis://HOST:PORT/N") from None
     path = parts.path.strip("/")
     if path and not path.isdigit():
         raise StoreError(
-            f"--db {redact(url)}: the Redis database must be a number, as in redis://HOST:PORT/0, not {path!r}"
+            f"--db {hide_password(url)}: the Redis database must be a number, as in redis://HOST:PORT/0, not {path!r}"
         )
     query = parse_qsl(parts.query, keep_blank_values=True)
     prefix = next((value for key, value in query if key == "key_prefix"), PREFIX)
     if not prefix:
-        raise StoreError(f"--db {redact(url)}: key_prefix is empty: leave it out for the default, or name one")
+        raise StoreError(f"--db {hide_password(url)}: key_prefix is empty: leave it out for the default, or name one")
     rest = urlencode([(key, value) for key, value in query if key != "key_prefix"])
     return urlunsplit(parts._replace(query=rest)), prefix
 

@@ -33,13 +33,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .. import vector_index
-from ..codec import Codecs, UnreadableError
-from ..errors import StoreError, StoreLostError
-from ..items import Item, is_user_message
-from ..memory import LoginFailures, Summary, Turn, UserStats, Vectors
-from ..search import Hit, fts_match, index_body, index_query
-from .base import END, PAGE_ROWS, MemoryBase, RawRow, new_mark, uninterrupted
+from memchat.errors import StoreError, StoreLostError
+from memchat.items import Item, is_user_message
+from memchat.stores import vector_index
+from memchat.stores.base import END, PAGE_ROWS, MemoryBase, RawRow, new_mark, uninterrupted
+from memchat.stores.codec import Codecs, UnreadableError
+from memchat.stores.protocol import LoginFailures, Summary, Turn, UserStats, Vectors
+from memchat.stores.search import Hit, fts_match, index_body, index_query
 
 # Messages indexed per transaction when catching up on an older file.
 INDEX_BATCH = 2000

@@ -47,12 +47,12 @@ from memchat.commands import (
 from memchat.conversation import Conversation, Models
 from memchat.errors import MemchatError
 from memchat.items import describe
-from memchat.memory import Store, Summary
-from memchat.model_errors import describe_failed_turn
-from memchat.passwords import verify_password
+from memchat.model.errors import describe_failed_turn
 from memchat.stores import open_store
+from memchat.stores.protocol import Store, Summary
 from memchat.web.guard import WebGuard, inline_scripts
 from memchat.web.logins import LoginLimit, SessionCheck
+from memchat.web.passwords import verify_password
 
 SETTINGS = load_settings()
 # Exchanges shown when the page opens.

@@ -35,10 +35,9 @@ import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from memchat.errors import StoreError
-from memchat.memory import LoginFailures, Store
-from memchat.passwords import login_failure_key
-
-from .guard import App, Message, Receive, Scope, Send, headers_of, refuse
+from memchat.stores.protocol import LoginFailures, Store
+from memchat.web.guard import App, Message, Receive, Scope, Send, headers_of, refuse
+from memchat.web.passwords import login_failure_key
 
 FREE_FAILURES = 5
 MAX_DELAY = 60.0

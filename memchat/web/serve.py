@@ -20,11 +20,10 @@ import socket
 from pathlib import Path
 
 from config import Settings
-
-from ..errors import MemchatError
-from ..output import Output
-from ..stores import kind_of, open_store, redact, sqlite_path
-from .face import dress
+from memchat.errors import MemchatError
+from memchat.stores import hide_password, kind_of, open_store, sqlite_path
+from memchat.terminal.output import Output
+from memchat.web.face import dress
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -53,7 +52,7 @@ def serve(settings: Settings, host: str, port: int, out: Output) -> int:
         OPENAI_DEFAULT_MODEL=settings.model,
     )
     out.notice(
-        f"memchat web on http://{host}:{port} · memory in {redact(settings.db)} · "
+        f"memchat web on http://{host}:{port} · memory in {hide_password(settings.db)} · "
         "log in with a user id and the password set by memchat passwd ID · Ctrl-C stops"
     )
     # Imported only now: Chainlit reads CHAINLIT_APP_ROOT and the rest when it is first imported.

@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import secrets
 
-from .errors import MemchatError
+from memchat.errors import MemchatError
 
 COST = {"n": 2**15, "r": 8, "p": 1}
 MIN_LENGTH = 8

@@ -22,8 +22,7 @@ from agents import (
 from openai import AsyncOpenAI
 
 from config import Settings
-
-from .client import build_client
+from memchat.model.client import build_client
 
 
 def build_agent(settings: Settings, model: Model | None = None, client: AsyncOpenAI | None = None) -> Agent[None]:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from .chat import Chat, Outcome, preload_model_code
+from memchat.terminal.chat import Chat, Outcome, preload_model_code
 
 
 async def interactive(chat: Chat) -> int:
@@ -20,7 +20,7 @@ async def interactive(chat: Chat) -> int:
     from prompt_toolkit import PromptSession
     from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 
-    from .prompt import CommandCompleter, bindings, toolbar, yes_or_no
+    from memchat.terminal.prompt import CommandCompleter, bindings, toolbar, yes_or_no
 
     history: History
     try:

@@ -18,14 +18,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .budget import MESSAGE_TOKENS, TokenEstimator, clip, spoken_day
-from .items import Item, describe
-from .memory import Memory, Turn
-from .search import Hit, fuse
-from .stores.base import END
+from memchat.context.budget import MESSAGE_TOKENS, TokenEstimator, clip, spoken_day
+from memchat.items import Item, describe
+from memchat.stores.base import END
+from memchat.stores.protocol import Memory, Turn
+from memchat.stores.search import Hit, fuse
 
 if TYPE_CHECKING:
-    from .semantic import Semantic
+    from memchat.context.semantic import Semantic
 
 # Matches looked at: one per this many tokens of room (a short excerpt's size), within these bounds.
 TOKENS_PER_CANDIDATE = 25

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .search import Hit
+from memchat.stores.search import Hit
 
 # Entries a block holds: about 200 KB with 1,536-number vectors.
 BLOCK_ENTRIES = 1024

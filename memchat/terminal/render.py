@@ -17,7 +17,7 @@ from rich.live import Live
 from rich.markdown import Markdown
 from rich.segment import Segment
 
-from .output import shown, spinner
+from memchat.terminal.text import shown, spinner
 
 # Redraws at most this often: a fast server sends hundreds of pieces a second.
 FRAME_SECONDS = 1 / 15

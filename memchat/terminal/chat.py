@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from config import Settings
-
-from .commands import (
+from memchat.commands import (
     REGISTRY,
     Blank,
     Clipboard,
@@ -41,14 +40,14 @@ from .commands import (
     help_rows,
     parse,
 )
-from .conversation import Conversation
-from .errors import MemchatError, StoreLostError
-from .loading import load_model_code, load_model_code_aside, model_code_loaded
-from .memory import Memory, Store
-from .output import Output
+from memchat.conversation import Conversation
+from memchat.errors import MemchatError, StoreLostError
+from memchat.loading import load_model_code, load_model_code_aside, model_code_loaded
+from memchat.stores.protocol import Memory, Store
+from memchat.terminal.output import Output
 
 if TYPE_CHECKING:
-    from .turn import TurnResult
+    from memchat.turn import TurnResult
 
 
 class Outcome(enum.Enum):
@@ -67,7 +66,7 @@ def preload_model_code() -> None:
         with contextlib.suppress(Exception):
             load_model_code()
             # The renderer of replies too, while the prompt waits, not when the first words arrive.
-            importlib.import_module("memchat.render")
+            importlib.import_module("memchat.terminal.render")
 
     threading.Thread(target=load, name="memchat-preload", daemon=True).start()
 
@@ -153,7 +152,7 @@ class Chat:
             raise
         except Exception as exc:  # noqa: BLE001 - any model failure becomes one line
             # Imported here: it loads openai, which the turn loads aside, off this thread.
-            from .model_errors import describe_failed_turn
+            from memchat.model.errors import describe_failed_turn
 
             self.out.error(describe_failed_turn(exc, self.settings))
             return Outcome.FAILED
@@ -172,7 +171,7 @@ class Chat:
 
     async def _update_summary(self, result: TurnResult, *, quiet: bool) -> None:
         """Fold turns that no longer fit into the summary; on failure, retry after a later turn."""
-        from .model_errors import describe_model_error
+        from memchat.model.errors import describe_model_error
 
         try:
             await self.conv.fold(result)

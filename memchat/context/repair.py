@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .items import Item, is_user_message
+from memchat.items import Item, is_user_message
 
 
 def repaired(items: list[Item]) -> list[Item]:

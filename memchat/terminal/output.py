@@ -10,42 +10,17 @@ from __future__ import annotations
 
 import base64
 import functools
-import re
 import sys
 import time
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-from .items import Item, describe
-from .memory import Summary, UserStats
+from memchat.items import Item, describe
+from memchat.stores.protocol import Summary, UserStats
+from memchat.terminal.text import plain, shown, spinner
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.live import Live
-    from rich.spinner import Spinner
-    from rich.text import Text
-
-# Control characters other than newline and tab: in a terminal they would move the cursor,
-# recolour or clear the screen, whether they came from the user, a stored message or the model.
-CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def shown(text: str) -> str:
-    """``text`` with control characters made visible (``\\x1b``) instead of obeyed."""
-    return CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
-
-
-def plain(text: str, style: str = "") -> Text:
-    """Text that is printed as it reads: never markup, never a control sequence."""
-    from rich.text import Text
-
-    return Text(shown(text), style=style)
-
-
-def spinner(text: str) -> Spinner:
-    """What shows while a reply is awaited, in every kind of stream."""
-    from rich.spinner import Spinner
-
-    return Spinner("dots", text=text, style="dim")
 
 
 def _is_terminal(stream: TextIO) -> bool:
@@ -151,7 +126,7 @@ class Output:
 
     def reply_stream(self, waiting: str = "thinking…") -> ReplyStream:
         if self.rendered:
-            from .render import MarkdownStream
+            from memchat.terminal.render import MarkdownStream
 
             return MarkdownStream(self.out, waiting)
         return PlainStream(self, waiting)
@@ -174,7 +149,7 @@ class Output:
 
     def reply(self, text: str) -> None:
         if self.rendered:
-            from .render import markdown
+            from memchat.terminal.render import markdown
 
             self.out.print(markdown(shown(text)))
         else:

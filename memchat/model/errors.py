@@ -98,7 +98,7 @@ def server_context_size(exc: BaseException) -> int | None:
     return None
 
 
-def redact(text: str, settings: Settings) -> str:
+def hide_key(text: str, settings: Settings) -> str:
     """Remove the API key from text that came from outside (a server may echo it back); fold white space."""
     if settings.api_key and len(settings.api_key) >= MIN_SECRET_LENGTH:
         text = text.replace(settings.api_key, "***")
@@ -107,7 +107,7 @@ def redact(text: str, settings: Settings) -> str:
 
 def _server_text(exc: BaseException, settings: Settings) -> str:
     text = str((getattr(exc, "body", None) and _body_message(exc)) or exc) or type(exc).__name__
-    text = redact(text, settings)
+    text = hide_key(text, settings)
     return text if len(text) <= MAX_SERVER_TEXT else text[: MAX_SERVER_TEXT - 1] + "…"
 
 

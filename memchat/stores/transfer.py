@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from .errors import MemchatError
-from .items import Item, describe, is_user_message
-from .memory import Memory, Store, Summary, Turn
-from .stores.base import END
+from memchat.errors import MemchatError
+from memchat.items import Item, describe, is_user_message
+from memchat.stores.base import END
+from memchat.stores.protocol import Memory, Store, Summary, Turn
 
 FORMAT = "memchat-export"
 VERSION = 1

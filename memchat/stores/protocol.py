@@ -14,13 +14,13 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .items import Item
+from memchat.items import Item
 
 if TYPE_CHECKING:
     # For the type checker only: importing the SDK takes seconds, and the database paths never need it.
     from agents import SessionSettings, TResponseInputItem
 
-    from .search import Hit
+    from memchat.stores.search import Hit
 
 
 @dataclass(frozen=True)

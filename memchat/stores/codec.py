@@ -21,8 +21,8 @@ import hmac
 import json
 from typing import Any
 
-from .errors import StoreError
-from .items import Item
+from memchat.errors import StoreError
+from memchat.items import Item
 
 ENVELOPE = "memchat_encrypted"
 

@@ -12,8 +12,8 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from .items import Item, describe, without_memory_searches
-from .memory import Memory, Summary, Turn
+from memchat.items import Item, describe, without_memory_searches
+from memchat.stores.protocol import Memory, Summary, Turn
 
 # Cautious until the server reports real counts: fewer characters a token means more tokens counted.
 INITIAL_CHARS_PER_TOKEN = 3.0

@@ -10,10 +10,10 @@ from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 
-from .commands import help_rows
-from .conversation import Conversation
-from .errors import MemchatError
-from .memory import Store
+from memchat.commands import help_rows
+from memchat.conversation import Conversation
+from memchat.errors import MemchatError
+from memchat.stores.protocol import Store
 
 
 class CommandCompleter(Completer):

@@ -26,15 +26,14 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from config import Settings
-
-from .errors import MemchatError
-from .search import Hit
-from .vector_index import by_cosine
+from memchat.errors import MemchatError
+from memchat.stores.search import Hit
+from memchat.stores.vector_index import by_cosine
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
 
-    from .memory import Memory, Vectors
+    from memchat.stores.protocol import Memory, Vectors
 
 # Messages embedded per request when filling in, and the most characters of one sent (embedding
 # models take a few thousand tokens; what a message is about is in its first pages).
@@ -52,7 +51,7 @@ class Semantic:
 
     def __init__(self, settings: Settings) -> None:
         assert settings.embedding_model is not None
-        from .client import build_client
+        from memchat.model.client import build_client
 
         self.model = settings.embedding_model
         self.server = settings.base_url or "the server"

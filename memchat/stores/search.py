@@ -13,8 +13,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from .codec import Codec
-from .items import Item, describe
+from memchat.items import Item, describe
+from memchat.stores.codec import Codec
 
 WORD = re.compile(r"\w+")
 

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 
 from agents import RunContextWrapper, function_tool
 
-from .budget import MESSAGE_TOKENS, TokenEstimator
-from .items import MEMORY_TOOL
-from .memory import Memory
-from .recall import HEADING, recall
-from .semantic import Semantic
-from .stores.base import END
+from memchat.context.budget import MESSAGE_TOKENS, TokenEstimator
+from memchat.context.recall import HEADING, recall
+from memchat.context.semantic import Semantic
+from memchat.items import MEMORY_TOOL
+from memchat.stores.base import END
+from memchat.stores.protocol import Memory
 
 
 @dataclass

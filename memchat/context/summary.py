@@ -11,9 +11,9 @@ import re
 
 from agents import Agent, ModelSettings, RunConfig, Runner
 
-from .budget import TokenEstimator, clip, opening_days, turn_items
-from .items import describe
-from .memory import Memory, Summary, Turn
+from memchat.context.budget import TokenEstimator, clip, opening_days, turn_items
+from memchat.items import describe
+from memchat.stores.protocol import Memory, Summary, Turn
 
 SUMMARY_INSTRUCTIONS = (
     "Update the memory summary of a chat with one user. Keep what the user told about "
