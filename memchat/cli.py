@@ -327,6 +327,7 @@ async def _index(args: argparse.Namespace) -> int:
 
 async def _passwd(args: argparse.Namespace) -> int:
     from memchat.stores import open_store
+    from memchat.web.accounts import accounts
     from memchat.web.passwords import PasswordError, hash_password, login_failure_key
 
     settings = load_settings(user=args.user, db=args.db)
@@ -341,9 +342,10 @@ async def _passwd(args: argparse.Namespace) -> int:
     hashed = hash_password(password)
     store = await open_store(settings.db, timeout=settings.store_timeout)
     try:
-        await store.set_password_hash(settings.user, hashed)
+        records = accounts(store)
+        await records.set_password_hash(settings.user, hashed)
         # A user locked out by their own typos (or a guesser's) can log in with the new password at once.
-        await store.forget_login_failures([login_failure_key("user", settings.user)])
+        await records.forget_login_failures([login_failure_key("user", settings.user)])
     finally:
         await store.close()
     Output().notice(f"password set for {settings.user}: log in on memchat web with it")

@@ -15,7 +15,7 @@ from conftest import Memchat, close_sdk_session, opened, sdk_session_for
 from fake_openai import FakeOpenAI
 from memchat.context.recall import matching
 from memchat.context.semantic import Held, Semantic, normalized
-from memchat.stores.protocol import Vectors
+from memchat.stores.protocol import VectorMemory, Vectors
 from memchat.stores.search import Hit, fuse
 from test_recall import exchange
 
@@ -45,6 +45,45 @@ def test_a_paraphrase_sharing_no_word_is_found_by_meaning_on_every_store(locatio
         await semantic.aclose()
 
     asyncio.run(run())
+
+
+class WordsOnly:
+    """A memory of a store that keeps no vectors: everything but ``VectorMemory``'s part."""
+
+    def __init__(self, memory: object) -> None:
+        self._memory = memory
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("unembedded", "save_vectors", "vectors", "nearest", "index_vectors", "vector_search_note"):
+            raise AttributeError(name)
+        return getattr(self._memory, name)
+
+
+def test_every_store_keeps_vectors_for_search_by_meaning(location: str) -> None:
+    async def run() -> bool:
+        async with opened(location) as store:
+            return isinstance(store.memory("ann"), VectorMemory)
+
+    assert asyncio.run(run())
+
+
+def test_a_store_that_keeps_no_vectors_is_searched_by_words_alone_and_nothing_is_embedded(
+    server: FakeOpenAI, tmp_path: Any
+) -> None:
+    async def run() -> None:
+        semantic = semantic_for(server)
+        async with opened(str(tmp_path / "m.db")) as store:
+            memory = WordsOnly(store.memory("ann"))
+            for text in ("my Volvo is red", "the weather is mild"):
+                await store.memory("ann").add_items(exchange(text))
+            assert await semantic.fill(memory) == 0  # type: ignore[arg-type]
+            assert await matching(memory, "what car do I own?", 3, semantic) == []  # type: ignore[arg-type]
+            found = await matching(memory, "is my Volvo red?", 1, semantic)  # type: ignore[arg-type]
+            assert [turn.items[0]["content"] for _, turn in found] == ["my Volvo is red"]
+        await semantic.aclose()
+
+    asyncio.run(run())
+    assert [request.path for request in server.requests if request.path.endswith("/embeddings")] == []
 
 
 def test_vectors_go_with_their_messages_whoever_deletes_them(location: str) -> None:

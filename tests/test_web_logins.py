@@ -12,7 +12,9 @@ import time
 import pytest
 
 from conftest import opened
-from memchat.stores.protocol import LoginFailures, Store
+from memchat.errors import StoreError
+from memchat.stores.protocol import Store
+from memchat.web.accounts import Accounts, LoginFailures, accounts
 from memchat.web.logins import (
     FORGET_SECONDS,
     FREE_FAILURES,
@@ -49,6 +51,25 @@ def test_guessing_many_user_ids_from_one_address_is_slowed_for_that_address(web:
     assert post_login(web, "bob", PASSWORDS["bob"], **{"X-Forwarded-For": "203.0.113.9"})[0] == 200
     time.sleep(1.1)
     assert post_login(web, "bob", PASSWORDS["bob"])[0] == 200
+
+
+def test_every_store_keeps_the_pages_accounts(location: str) -> None:
+    async def check() -> bool:
+        async with opened(location) as store:
+            return isinstance(store, Accounts) and accounts(store) is store
+
+    assert run_async(check())
+
+
+def test_a_store_that_keeps_no_accounts_is_refused_with_one_line() -> None:
+    class MemoriesOnly:
+        location = "/tmp/elsewhere.db"
+
+    with pytest.raises(StoreError) as refused:
+        accounts(MemoriesOnly())  # type: ignore[arg-type]
+    assert str(refused.value) == (
+        "/tmp/elsewhere.db keeps no web logins: memchat web and memchat passwd need SQLite, PostgreSQL or Redis"
+    )
 
 
 def test_twenty_failures_lock_a_user_id_for_fifteen_minutes(location: str) -> None:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from config import Settings
 from memchat.errors import MemchatError
+from memchat.stores.protocol import VectorMemory
 from memchat.stores.search import Hit
 from memchat.stores.vector_index import by_cosine
 
@@ -69,10 +70,12 @@ class Semantic:
         # Held by the fill while a batch is at the server; a query waits for it before being sent.
         self._batch = asyncio.Lock()
         # Each memory's vectors, kept between searches (they go with the memory object).
-        self._held: weakref.WeakKeyDictionary[Memory, Held] = weakref.WeakKeyDictionary()
+        self._held: weakref.WeakKeyDictionary[VectorMemory, Held] = weakref.WeakKeyDictionary()
 
     async def hits(self, memory: Memory, query: str, limit: int, before: int | None = None) -> list[Hit]:
         """The ``limit`` stored messages nearest in meaning to ``query``; none if it cannot be embedded in time."""
+        if not isinstance(memory, VectorMemory):
+            return []
         self._queries += 1
         self._no_query.clear()
         try:
@@ -101,7 +104,7 @@ class Semantic:
             self._notices.append(note)
         return (await self._held_for(memory)).nearest(vector, limit, before)
 
-    async def _held_for(self, memory: Memory) -> Held:
+    async def _held_for(self, memory: VectorMemory) -> Held:
         """This user's vectors, as held since the last search, with what was written since added."""
         held = self._held.get(memory)
         if held is None:
@@ -130,6 +133,8 @@ class Semantic:
         Stopped and run again, it goes on where it stopped: the store knows what has no vector.
         ``progress(done, total)`` follows it. Returns how many messages it embedded.
         """
+        if not isinstance(memory, VectorMemory):
+            raise MemchatError("this store keeps no vectors: search by meaning needs SQLite, PostgreSQL or Redis")
         missing = await memory.unembedded(self.model, 2**31 - 1)
         done = 0
         try:
@@ -147,6 +152,8 @@ class Semantic:
         return done
 
     async def _fill(self, memory: Memory) -> int:
+        if not isinstance(memory, VectorMemory):
+            return 0
         done = 0
         try:
             # Each look for what has no vector reads the whole history when little is missing (100 ms at
@@ -165,7 +172,7 @@ class Semantic:
             self._failed(str(exc))
         return done
 
-    async def _embed_and_save(self, memory: Memory, batch: list[tuple[int, str]]) -> int:
+    async def _embed_and_save(self, memory: VectorMemory, batch: list[tuple[int, str]]) -> int:
         """Embed one batch of (position, text) and keep the vectors; how many messages it covered.
 
         Sent only while no question waits, and never beside another batch (see ``hits``).

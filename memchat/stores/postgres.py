@@ -52,8 +52,9 @@ from memchat.stores.base import (
     write_surely,
 )
 from memchat.stores.codec import Codecs, UnreadableError
-from memchat.stores.protocol import LoginFailures, Summary, Turn, UserStats, Vectors
+from memchat.stores.protocol import Summary, Turn, UserStats, Vectors
 from memchat.stores.search import Hit, index_body, index_query
+from memchat.web.accounts import LoginFailures
 
 CONNECT_TIMEOUT_SECONDS = 10
 LOCK_TIMEOUT_SECONDS = 10

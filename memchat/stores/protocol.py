@@ -3,8 +3,10 @@
 ``Memory`` is one user's conversation. It is a structural match for the Agents
 SDK's ``Session`` protocol (``session_settings``, ``get_items``, ``add_items``,
 ``pop_item``, ``clear_session``), so it can be handed to the SDK where a Session is expected,
-plus the few operations memchat needs on top: whole-turn reads and undo.
-``Store`` holds every user's memory and knows who is in it.
+plus what memchat needs on top: whole-turn reads, undo, the summary, search by words.
+``VectorMemory`` is what a memory adds for search by meaning, where the store keeps vectors.
+``Store`` holds every user's memory and knows who is in it. What the web page keeps
+about its users (passwords, logins) is a protocol of its own: ``memchat.web.accounts``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from memchat.items import Item
 
@@ -71,15 +73,6 @@ class Summary:
 
     text: str
     through: int
-
-
-@dataclass(frozen=True)
-class LoginFailures:
-    """Failed web logins counted under one key (a hashed user id or address), and the time of the last."""
-
-    count: int
-    # Seconds since the epoch (time.time()): the web processes sharing a store share no other clock.
-    last: float
 
 
 class Memory(Protocol):
@@ -151,48 +144,6 @@ class Memory(Protocol):
         """
         ...
 
-    async def unembedded(self, model: str, limit: int) -> list[tuple[int, str]]:
-        """Up to ``limit`` of this user's messages with no vector from embedding ``model`` yet, newest first.
-
-        Each as (position, text); the text is "" for a message that holds none.
-        """
-        ...
-
-    async def save_vectors(self, model: str, vectors: Sequence[tuple[int, str, bytes]]) -> None:
-        """Keep each (position, text, vector) beside its message, replacing one from another model.
-
-        A message deleted or changed meanwhile (its text no longer the one given) gets none.
-        The vectors go with their messages, whoever deletes them.
-        """
-        ...
-
-    async def vectors(self, model: str, after: int = 0, most: int | None = None) -> Vectors:
-        """This user's vectors from ``model`` written after mark ``after`` (see ``Vectors``), read at one moment.
-
-        With ``most``, only those of the ``most`` newest messages among them.
-        """
-        ...
-
-    async def nearest(self, model: str, query: bytes, limit: int, before: int | None = None) -> list[Hit] | None:
-        """The ``limit`` messages before ``before`` whose ``model`` vectors are nearest ``query``, best first.
-
-        None where the store cannot search its vectors itself: the caller then reads them (``vectors``).
-        """
-        ...
-
-    async def index_vectors(self, model: str, progress: Callable[[int, int], None] | None = None) -> int:
-        """Bring the store's own index of this user's ``model`` vectors up to date (vectors from an older memchat).
-
-        Searches do it too, a bounded part at a time; this does all of it, ``progress(done, total)``
-        following it. Returns how many vectors it indexed (0 where the store keeps no index).
-        """
-        ...
-
-    @property
-    def vector_search_note(self) -> str | None:
-        """Why ``nearest`` gives None here and how to change that, said once to the person; None if nothing to say."""
-        ...
-
     async def around(self, positions: Sequence[int]) -> list[tuple[int, str, Item]]:
         """The messages at ``positions`` with this user's message just before and just after each, oldest first.
 
@@ -248,6 +199,56 @@ class Memory(Protocol):
         ...
 
 
+@runtime_checkable
+class VectorMemory(Protocol):
+    """What a memory offers for search by meaning: its messages' vectors, kept and searched beside them.
+
+    A capability of its own, as the SDK's sessions have theirs: a store without it is searched by words alone.
+    """
+
+    async def unembedded(self, model: str, limit: int) -> list[tuple[int, str]]:
+        """Up to ``limit`` of this user's messages with no vector from embedding ``model`` yet, newest first.
+
+        Each as (position, text); the text is "" for a message that holds none.
+        """
+        ...
+
+    async def save_vectors(self, model: str, vectors: Sequence[tuple[int, str, bytes]]) -> None:
+        """Keep each (position, text, vector) beside its message, replacing one from another model.
+
+        A message deleted or changed meanwhile (its text no longer the one given) gets none.
+        The vectors go with their messages, whoever deletes them.
+        """
+        ...
+
+    async def vectors(self, model: str, after: int = 0, most: int | None = None) -> Vectors:
+        """This user's vectors from ``model`` written after mark ``after`` (see ``Vectors``), read at one moment.
+
+        With ``most``, only those of the ``most`` newest messages among them.
+        """
+        ...
+
+    async def nearest(self, model: str, query: bytes, limit: int, before: int | None = None) -> list[Hit] | None:
+        """The ``limit`` messages before ``before`` whose ``model`` vectors are nearest ``query``, best first.
+
+        None where the store cannot search its vectors itself: the caller then reads them (``vectors``).
+        """
+        ...
+
+    async def index_vectors(self, model: str, progress: Callable[[int, int], None] | None = None) -> int:
+        """Bring the store's own index of this user's ``model`` vectors up to date (vectors from an older memchat).
+
+        Searches do it too, a bounded part at a time; this does all of it, ``progress(done, total)``
+        following it. Returns how many vectors it indexed (0 where the store keeps no index).
+        """
+        ...
+
+    @property
+    def vector_search_note(self) -> str | None:
+        """Why ``nearest`` gives None here and how to change that, said once to the person; None if nothing to say."""
+        ...
+
+
 class Store(Protocol):
     """Every user's memory in one place."""
 
@@ -262,35 +263,6 @@ class Store(Protocol):
 
     async def users(self) -> list[UserStats]:
         """Users with stored messages, most recently active first."""
-        ...
-
-    async def password_hash(self, user: str) -> str | None:
-        """The stored hash of ``user``'s web password (see ``passwords``), if one was set."""
-        ...
-
-    async def set_password_hash(self, user: str, password_hash: str) -> None:
-        """Store or replace ``user``'s password hash, ending their web sessions; their memory is untouched."""
-        ...
-
-    async def web_sessions(self, user: str) -> str | None:
-        """The mark ``user``'s web logins carry while they count (None: no password); see ``end_web_sessions``."""
-        ...
-
-    async def end_web_sessions(self, user: str) -> None:
-        """End every web login of ``user`` (a logout ends them all): a new mark, so earlier logins no longer count."""
-        ...
-
-    async def login_failures(self, keys: Sequence[str], since: float) -> dict[str, LoginFailures]:
-        """The failed logins counted under each of ``keys`` whose last failure is not before ``since``."""
-        ...
-
-    async def count_login_failure(self, keys: Sequence[str], at: float, since: float) -> dict[str, LoginFailures]:
-        """One more failure under each of ``keys``, at ``at``; a count whose last failure is before ``since``
-        starts again, and may be dropped with every other such count. The new counts."""
-        ...
-
-    async def forget_login_failures(self, keys: Sequence[str]) -> None:
-        """Drop the counts of ``keys`` (a login succeeded)."""
         ...
 
     async def close(self) -> None:

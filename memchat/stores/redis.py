@@ -55,8 +55,9 @@ from memchat.stores.base import (
     write_surely,
 )
 from memchat.stores.codec import Codecs, UnreadableError
-from memchat.stores.protocol import LoginFailures, Summary, Turn, UserStats, Vectors
+from memchat.stores.protocol import Summary, Turn, UserStats, Vectors
 from memchat.stores.search import Hit, index_query, item_words, words
+from memchat.web.accounts import LoginFailures
 
 PREFIX = "agents:session"
 # Web password hashes, one field per user id (outside the SDK's prefix, so no user id can reach it).

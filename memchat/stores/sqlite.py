@@ -38,8 +38,9 @@ from memchat.items import Item, is_user_message
 from memchat.stores import vector_index
 from memchat.stores.base import END, PAGE_ROWS, MemoryBase, RawRow, new_mark, uninterrupted
 from memchat.stores.codec import Codecs, UnreadableError
-from memchat.stores.protocol import LoginFailures, Summary, Turn, UserStats, Vectors
+from memchat.stores.protocol import Summary, Turn, UserStats, Vectors
 from memchat.stores.search import Hit, fts_match, index_body, index_query
+from memchat.web.accounts import LoginFailures
 
 # Messages indexed per transaction when catching up on an older file.
 INDEX_BATCH = 2000

@@ -50,6 +50,7 @@ from memchat.items import describe
 from memchat.model.errors import describe_failed_turn
 from memchat.stores import open_store
 from memchat.stores.protocol import Store, Summary
+from memchat.web.accounts import accounts
 from memchat.web.guard import WebGuard, inline_scripts
 from memchat.web.logins import LoginLimit, SessionCheck
 from memchat.web.passwords import verify_password
@@ -106,11 +107,11 @@ async def store() -> Store:
 
 async def login_mark(user: str) -> str | None:
     """The mark ``user``'s logins carry while they count (see ``logins.SessionCheck``)."""
-    return await (await store()).web_sessions(user)
+    return await accounts(await store()).web_sessions(user)
 
 
 async def end_logins(user: str) -> None:
-    await (await store()).end_web_sessions(user)
+    await accounts(await store()).end_web_sessions(user)
 
 
 # Chainlit answers any origin with credentials and its socket checks none: only the page's own
@@ -142,7 +143,7 @@ async def login(username: str, password: str) -> cl.User | None:
     """Only a user id with a password set by ``memchat passwd`` gets in."""
     try:
         user = check_user_id(username)
-        stored = await (await store()).password_hash(user)
+        stored = await accounts(await store()).password_hash(user)
     except (ConfigError, MemchatError):
         stored, user = None, ""
     # scrypt takes tens of milliseconds: off the event loop, so other sessions keep streaming.

@@ -11,7 +11,7 @@ the wait (1 s, 2 s, 4 s... up to ``MAX_DELAY``); at ``LOCKOUT_FAILURES`` the use
 or the address, is locked for ``LOCKOUT_SECONDS``. A successful login clears both.
 Each refusal and lockout is logged, one line each, with the user id and the address.
 
-The counts live in the store (``Store.count_login_failure``), so every web process
+The counts live in the store (``Accounts.count_login_failure``), so every web process
 on it counts the same failures; a count is forgotten ``FORGET_SECONDS`` after its
 last failure. The store sees only hashes of the user ids and addresses. Attempts
 on the same keys go one at a time in a process (``KeyLocks``), and a failure is
@@ -19,7 +19,7 @@ counted before its answer leaves, so guesses sent at once get no more tries.
 
 **Logins that end.** Chainlit's login is a signed token good for 15 days, which a
 logout or a new password did not end. Each login now carries the user's mark from
-the store (``Store.web_sessions``); a logout, or ``memchat passwd``, writes a new
+the store (``Accounts.web_sessions``); a logout, or ``memchat passwd``, writes a new
 one, and every request or socket whose token carries an older mark is refused.
 The mark is read from the store each time, so a logout in one web process ends
 the user's sessions in every other on the same store.
@@ -35,7 +35,8 @@ import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from memchat.errors import StoreError
-from memchat.stores.protocol import LoginFailures, Store
+from memchat.stores.protocol import Store
+from memchat.web.accounts import LoginFailures, accounts
 from memchat.web.guard import App, Message, Receive, Scope, Send, headers_of, refuse
 from memchat.web.passwords import login_failure_key
 
@@ -78,17 +79,17 @@ class LoginLimiter:
     async def wait(self, keys: list[str]) -> float:
         """Seconds before these keys may try again (0: now)."""
         now = time.time()
-        found = await (await self._store()).login_failures(keys, since=now - FORGET_SECONDS)
+        found = await accounts(await self._store()).login_failures(keys, since=now - FORGET_SECONDS)
         return max([0.0, *(counted.last + delay_after(counted.count) - now for counted in found.values())])
 
     async def failed(self, keys: list[str]) -> LoginFailures:
         """Count a failure for each key; the count of the one that now waits longest."""
         now = time.time()
-        counts = await (await self._store()).count_login_failure(keys, at=now, since=now - FORGET_SECONDS)
+        counts = await accounts(await self._store()).count_login_failure(keys, at=now, since=now - FORGET_SECONDS)
         return max(counts.values(), key=lambda counted: counted.last + delay_after(counted.count))
 
     async def succeeded(self, keys: list[str]) -> None:
-        await (await self._store()).forget_login_failures(keys)
+        await accounts(await self._store()).forget_login_failures(keys)
 
 
 class KeyLocks:
