@@ -1,7 +1,7 @@
 """The Chainlit chat page: the same memory and the same turns as the terminal, behind a password.
 
-Started by ``memchat web`` (see ``serve``), which sets the environment this
-module reads. Who is talking comes only from the login (Chainlit's signed
+Started by ``memchat web`` (see ``serve``), in its process, with its settings
+(``served_settings``). Who is talking comes only from the login (Chainlit's signed
 session), never from a message, an id or a URL, so a session reaches only its
 own user's memory. There is no Chainlit data layer: the store is the history.
 
@@ -25,7 +25,7 @@ from fastapi import Request, Response
 from fastapi.exception_handlers import http_exception_handler
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from config import ConfigError, check_user_id, load_settings
+from config import ConfigError, check_user_id
 from memchat.commands import (
     REGISTRY,
     Command,
@@ -54,8 +54,9 @@ from memchat.web.accounts import accounts
 from memchat.web.guard import WebGuard, inline_scripts
 from memchat.web.logins import LoginLimit, SessionCheck
 from memchat.web.passwords import verify_password
+from memchat.web.serve import served_settings
 
-SETTINGS = load_settings()
+SETTINGS = served_settings()
 # Exchanges shown when the page opens.
 SHOWN_TURNS = 20
 # Lucide icons for the commands the page offers; undo and clear also get a button by the input.

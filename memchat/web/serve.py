@@ -11,6 +11,7 @@ only its owner can read.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import importlib.util
 import logging
@@ -30,6 +31,16 @@ DEFAULT_PORT = 8000
 HOST_FIX = "pass --host an address of this machine, such as 127.0.0.1 (this machine only) or 0.0.0.0 (every network)"
 
 
+_served: Settings | None = None
+
+
+def served_settings() -> Settings:
+    """The settings ``serve`` was started with, for the page it serves."""
+    if _served is None:
+        raise MemchatError("memchat/web/app.py is the page of memchat web: start it with memchat web, not on its own")
+    return _served
+
+
 def serve(settings: Settings, host: str, port: int, out: Output) -> int:
     """Run the page until Ctrl-C; return the exit code."""
     if importlib.util.find_spec("chainlit") is None:
@@ -47,10 +58,10 @@ def serve(settings: Settings, host: str, port: int, out: Output) -> int:
         CHAINLIT_HOST=host,
         CHAINLIT_PORT=str(port),
         CHAINLIT_AUTH_SECRET=os.environ.get("CHAINLIT_AUTH_SECRET") or auth_secret(root / "auth_secret"),
-        # app.py reads its settings again, in Chainlit's process: the same ones, flags included.
-        MEMCHAT_DB=db,
-        OPENAI_DEFAULT_MODEL=settings.model,
     )
+    global _served
+    # The page runs in this process (Chainlit loads app.py by its path) and takes these, flags included.
+    _served = dataclasses.replace(settings, db=db)
     out.notice(
         f"memchat web on http://{host}:{port} · memory in {hide_password(settings.db)} · "
         "log in with a user id and the password set by memchat passwd ID · Ctrl-C stops"
