@@ -42,6 +42,10 @@ DEFAULT_INSTRUCTIONS = (
 )
 MAX_USER_ID_LENGTH = 200
 
+# Where memchat web listens unless told otherwise: this machine only.
+DEFAULT_WEB_HOST = "127.0.0.1"
+DEFAULT_WEB_PORT = 8000
+
 # Documented in --help and docs/configuration.md (a test holds them together); the single list of what memchat reads.
 ENVIRONMENT: dict[str, str] = {
     "OPENAI_API_KEY": "API key for the model server",

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import sys
-from typing import NoReturn
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, NoReturn
 
 from config import (
     DEFAULT_CONTEXT_TOKENS,
     DEFAULT_DB,
     DEFAULT_USER,
+    DEFAULT_WEB_HOST,
+    DEFAULT_WEB_PORT,
     ENVIRONMENT,
     ConfigError,
     check_user_id,
@@ -54,12 +59,7 @@ def _parser() -> argparse.ArgumentParser:
         "commands",
         {
             "memchat [options]": "chat (the options below)",
-            "memchat copy --from SRC --to DST [--user ID]": "copy memories between stores",
-            "memchat export [--user ID] [--to FILE]": "write a user's memory as JSON (a backup; .md: for reading)",
-            "memchat import FILE [--user ID]": "bring an export back (- reads stdin)",
-            "memchat index [--user ID | --all]": "embed every message with no vector yet, for search by meaning",
-            "memchat passwd USER": "set USER's password for the web page",
-            "memchat web [--host H] [--port N]": "serve the chat page (needs the web extra)",
+            **{f"memchat {spec.name} {spec.usage}".rstrip(): spec.summary for spec in SUBCOMMANDS.values()},
         },
     )
     parser = _Parser(
@@ -86,87 +86,74 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _store_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", metavar="PATH|URL", help=f"the store (default: $MEMCHAT_DB or {DEFAULT_DB})")
+# The subcommands: each declared once, with @subcommand on the function that runs it; the
+# parser, ``main`` and the top --help all take it from SUBCOMMANDS.
 
 
-def _copy_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="memchat copy",
-        description="Copy memories from one store to another. Running it again adds only what is new.",
-        epilog=f"a store is a SQLite file path or a URL: {DB_FORMS}\n\n"
-        "example: memchat copy --from conversion.db --to postgresql://me@dbhost/memchat",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--from", dest="source", metavar="SRC", required=True, help="the store to copy from")
-    parser.add_argument("--to", dest="target", metavar="DST", required=True, help="the store to copy to")
-    parser.add_argument("--user", metavar="ID", help="copy only this user (default: everyone)")
-    return parser
+@dataclass(frozen=True)
+class Option:
+    """One argument of a subcommand, in argparse's words."""
+
+    flags: tuple[str, ...]
+    settings: dict[str, Any]
 
 
-def _export_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="memchat export",
-        description="Write one user's whole memory (messages, summary, instructions) to stdout or a file: "
-        "JSON, which memchat import brings back exactly, or Markdown for reading if FILE ends in .md.",
-    )
-    parser.add_argument("--user", metavar="ID", help=f"whose memory (default: $MEMCHAT_USER or {DEFAULT_USER})")
-    _store_option(parser)
-    parser.add_argument("--to", metavar="FILE", help="write here instead of stdout")
-    return parser
+def option(*flags: str, **settings: Any) -> Option:
+    return Option(flags, settings)
 
 
-def _import_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="memchat import",
-        description="Bring back a memory written by memchat export. Into an empty memory it comes whole; "
-        "into one that holds the start of it, only what is missing is added; a different memory is left alone.",
-    )
-    parser.add_argument("file", metavar="FILE", help="the export file (- for stdin)")
-    parser.add_argument("--user", metavar="ID", help="import as this user (default: the user in the file)")
-    _store_option(parser)
-    return parser
+@dataclass(frozen=True)
+class OneOf:
+    """Options of which at most one may be given."""
+
+    options: tuple[Option, ...]
 
 
-def _index_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="memchat index",
-        description="Embed, through MEMCHAT_EMBEDDING_MODEL, every message that has no vector yet (an older "
-        "history, an import, a memory written with search by meaning off), a batch at a time. "
-        "Stopped, it goes on from there when run again; what new turns add is embedded as they go.",
-    )
-    who = parser.add_mutually_exclusive_group()
-    who.add_argument("--user", metavar="ID", help=f"whose memory (default: $MEMCHAT_USER or {DEFAULT_USER})")
-    who.add_argument("--all", action="store_true", help="every user in the store")
-    _store_option(parser)
-    return parser
+Handler = Callable[[argparse.Namespace], "int | Coroutine[Any, Any, int]"]
 
 
-def _passwd_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="memchat passwd",
-        description="Set or change the password USER logs in with on the web page (memchat web). "
-        "Asks twice in a terminal; reads one line from a pipe.",
-    )
-    parser.add_argument("user", metavar="USER", help="the user id")
-    _store_option(parser)
-    return parser
+@dataclass(frozen=True)
+class Subcommand:
+    name: str
+    # What the top --help shows after ``memchat NAME``.
+    usage: str
+    summary: str
+    description: str
+    options: tuple[Option | OneOf, ...]
+    run: Handler
+    epilog: str = ""
+
+    def parser(self) -> argparse.ArgumentParser:
+        parser = _Parser(
+            prog=f"memchat {self.name}",
+            description=self.description,
+            epilog=self.epilog or None,
+            # An epilog keeps its line breaks (an example on a line of its own); a description is wrapped.
+            formatter_class=argparse.RawDescriptionHelpFormatter if self.epilog else argparse.HelpFormatter,
+        )
+        for entry in self.options:
+            if isinstance(entry, OneOf):
+                group = parser.add_mutually_exclusive_group()
+                for one in entry.options:
+                    group.add_argument(*one.flags, **one.settings)
+            else:
+                parser.add_argument(*entry.flags, **entry.settings)
+        return parser
 
 
-def _web_parser() -> argparse.ArgumentParser:
-    from memchat.web.serve import DEFAULT_HOST, DEFAULT_PORT
+SUBCOMMANDS: dict[str, Subcommand] = {}
 
-    parser = _Parser(
-        prog="memchat web",
-        description="Serve the chat page: the same memory as the terminal, behind a password (memchat passwd USER).",
-    )
-    parser.add_argument(
-        "--host", default=DEFAULT_HOST, help=f"address to listen on (default: {DEFAULT_HOST}, this machine only)"
-    )
-    parser.add_argument("--port", type=_port, default=DEFAULT_PORT, help=f"port, 1 to 65535 (default: {DEFAULT_PORT})")
-    _store_option(parser)
-    parser.add_argument("--model", metavar="NAME", help="model name (default: $OPENAI_DEFAULT_MODEL)")
-    return parser
+
+def subcommand(
+    name: str, usage: str, summary: str, description: str, *options: Option | OneOf, epilog: str = ""
+) -> Callable[[Handler], Handler]:
+    """Declare ``memchat NAME``; the decorated function runs it and returns the exit code."""
+
+    def register(run: Handler) -> Handler:
+        SUBCOMMANDS[name] = Subcommand(name, usage, summary, description, options, run, epilog)
+        return run
+
+    return register
 
 
 def _port(text: str) -> int:
@@ -176,22 +163,18 @@ def _port(text: str) -> int:
     return int(text)
 
 
+USER = option("--user", metavar="ID", help=f"whose memory (default: $MEMCHAT_USER or {DEFAULT_USER})")
+STORE = option("--db", metavar="PATH|URL", help=f"the store (default: $MEMCHAT_DB or {DEFAULT_DB})")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run memchat; return the process exit code."""
     args = sys.argv[1:] if argv is None else argv
     try:
-        if args[:1] == ["copy"]:
-            return asyncio.run(_copy(_copy_parser().parse_args(args[1:])))
-        if args[:1] == ["export"]:
-            return asyncio.run(_export(_export_parser().parse_args(args[1:])))
-        if args[:1] == ["import"]:
-            return asyncio.run(_import(_import_parser().parse_args(args[1:])))
-        if args[:1] == ["index"]:
-            return asyncio.run(_index(_index_parser().parse_args(args[1:])))
-        if args[:1] == ["passwd"]:
-            return asyncio.run(_passwd(_passwd_parser().parse_args(args[1:])))
-        if args[:1] == ["web"]:
-            return _web(_web_parser().parse_args(args[1:]))
+        spec = SUBCOMMANDS.get(args[0]) if args else None
+        if spec is not None:
+            result = spec.run(spec.parser().parse_args(args[1:]))
+            return asyncio.run(result) if inspect.iscoroutine(result) else result  # type: ignore[return-value]
         parsed = _parser().parse_args(args)
         from memchat.terminal.repl import typeahead_unechoed
 
@@ -232,6 +215,61 @@ async def _run(args: argparse.Namespace) -> int:
         await store.close()
 
 
+@subcommand(
+    "copy",
+    "--from SRC --to DST [--user ID]",
+    "copy memories between stores",
+    "Copy memories from one store to another. Running it again adds only what is new.",
+    option("--from", dest="source", metavar="SRC", required=True, help="the store to copy from"),
+    option("--to", dest="target", metavar="DST", required=True, help="the store to copy to"),
+    option("--user", metavar="ID", help="copy only this user (default: everyone)"),
+    epilog=f"a store is a SQLite file path or a URL: {DB_FORMS}\n\n"
+    "example: memchat copy --from conversion.db --to postgresql://me@dbhost/memchat",
+)
+async def _copy(args: argparse.Namespace) -> int:
+    from memchat.stores import hide_password, open_store
+    from memchat.stores.transfer import copy_store
+
+    users = None if args.user is None else [check_user_id(args.user)]
+    if args.source == args.target:
+        raise MemchatError("--from and --to name the same store: nothing to copy")
+    out = Output()
+    settings = load_settings()
+    key, timeout = settings.encryption_key, settings.store_timeout
+    source = await open_store(args.source, create=False, encryption_key=key, timeout=timeout)
+    try:
+        target = await open_store(args.target, encryption_key=key, timeout=timeout)
+        try:
+            results = await copy_store(source, target, users)
+        finally:
+            await target.close()
+    finally:
+        await source.close()
+    for result in results:
+        if not result.copied:
+            out.error(
+                f"{result.user}: not copied: {hide_password(args.target)} already holds a different conversation for "
+                f"{result.user}; clear it there (memchat --db DST --user ID --clear) and copy again"
+            )
+        elif result.added:
+            out.reply(f"{result.user}: copied {result.added} messages")
+        else:
+            out.reply(f"{result.user}: already up to date")
+    if not results:
+        out.notice(f"{hide_password(args.source)} holds no memories: nothing to copy")
+    return 0 if all(result.copied for result in results) else 1
+
+
+@subcommand(
+    "export",
+    "[--user ID] [--to FILE]",
+    "write a user's memory as JSON (a backup; .md: for reading)",
+    "Write one user's whole memory (messages, summary, instructions) to stdout or a file: "
+    "JSON, which memchat import brings back exactly, or Markdown for reading if FILE ends in .md.",
+    USER,
+    STORE,
+    option("--to", metavar="FILE", help="write here instead of stdout"),
+)
 async def _export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -261,6 +299,16 @@ async def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+@subcommand(
+    "import",
+    "FILE [--user ID]",
+    "bring an export back (- reads stdin)",
+    "Bring back a memory written by memchat export. Into an empty memory it comes whole; "
+    "into one that holds the start of it, only what is missing is added; a different memory is left alone.",
+    option("file", metavar="FILE", help="the export file (- for stdin)"),
+    option("--user", metavar="ID", help="import as this user (default: the user in the file)"),
+    STORE,
+)
 async def _import(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -295,6 +343,16 @@ async def _import(args: argparse.Namespace) -> int:
     return 0
 
 
+@subcommand(
+    "index",
+    "[--user ID | --all]",
+    "embed every message with no vector yet, for search by meaning",
+    "Embed, through MEMCHAT_EMBEDDING_MODEL, every message that has no vector yet (an older "
+    "history, an import, a memory written with search by meaning off), a batch at a time. "
+    "Stopped, it goes on from there when run again; what new turns add is embedded as they go.",
+    OneOf((USER, option("--all", action="store_true", help="every user in the store"))),
+    STORE,
+)
 async def _index(args: argparse.Namespace) -> int:
     from memchat.context.semantic import Semantic
     from memchat.stores import open_store
@@ -325,6 +383,15 @@ async def _index(args: argparse.Namespace) -> int:
     return 0
 
 
+@subcommand(
+    "passwd",
+    "USER",
+    "set USER's password for the web page",
+    "Set or change the password USER logs in with on the web page (memchat web). "
+    "Asks twice in a terminal; reads one line from a pipe.",
+    option("user", metavar="USER", help="the user id"),
+    STORE,
+)
 async def _passwd(args: argparse.Namespace) -> int:
     from memchat.stores import open_store
     from memchat.web.accounts import accounts
@@ -352,43 +419,23 @@ async def _passwd(args: argparse.Namespace) -> int:
     return 0
 
 
+@subcommand(
+    "web",
+    "[--host H] [--port N]",
+    "serve the chat page (needs the web extra)",
+    "Serve the chat page: the same memory as the terminal, behind a password (memchat passwd USER).",
+    option(
+        "--host",
+        default=DEFAULT_WEB_HOST,
+        help=f"address to listen on (default: {DEFAULT_WEB_HOST}, this machine only)",
+    ),
+    option("--port", type=_port, default=DEFAULT_WEB_PORT, help=f"port, 1 to 65535 (default: {DEFAULT_WEB_PORT})"),
+    STORE,
+    option("--model", metavar="NAME", help="model name (default: $OPENAI_DEFAULT_MODEL)"),
+)
 def _web(args: argparse.Namespace) -> int:
     from memchat.web.serve import serve
 
     settings = load_settings(db=args.db, model=args.model)
     settings.require_model_access()
     return serve(settings, args.host, args.port, Output())
-
-
-async def _copy(args: argparse.Namespace) -> int:
-    from memchat.stores import hide_password, open_store
-    from memchat.stores.transfer import copy_store
-
-    users = None if args.user is None else [check_user_id(args.user)]
-    if args.source == args.target:
-        raise MemchatError("--from and --to name the same store: nothing to copy")
-    out = Output()
-    settings = load_settings()
-    key, timeout = settings.encryption_key, settings.store_timeout
-    source = await open_store(args.source, create=False, encryption_key=key, timeout=timeout)
-    try:
-        target = await open_store(args.target, encryption_key=key, timeout=timeout)
-        try:
-            results = await copy_store(source, target, users)
-        finally:
-            await target.close()
-    finally:
-        await source.close()
-    for result in results:
-        if not result.copied:
-            out.error(
-                f"{result.user}: not copied: {hide_password(args.target)} already holds a different conversation for "
-                f"{result.user}; clear it there (memchat --db DST --user ID --clear) and copy again"
-            )
-        elif result.added:
-            out.reply(f"{result.user}: copied {result.added} messages")
-        else:
-            out.reply(f"{result.user}: already up to date")
-    if not results:
-        out.notice(f"{hide_password(args.source)} holds no memories: nothing to copy")
-    return 0 if all(result.copied for result in results) else 1

@@ -11,6 +11,7 @@ from pathlib import Path
 from markdown.extensions.toc import slugify
 
 import config
+from memchat.cli import SUBCOMMANDS
 from memchat.commands import REGISTRY
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,3 +101,10 @@ def test_the_readme_names_only_commands_that_exist() -> None:
     text = (ROOT / "README.md").read_text()
     named = set(re.findall(r"`/([a-z]+)", text))
     assert named and named <= {*REGISTRY, "exit"}
+
+
+def test_the_usage_page_and_the_readme_show_every_subcommand() -> None:
+    for page in (DOCS / "usage.md", ROOT / "README.md"):
+        text = page.read_text()
+        missing = [name for name in SUBCOMMANDS if f"memchat {name} " not in text]
+        assert missing == [], f"{page.name} does not show memchat {missing}"

@@ -10,6 +10,7 @@ import pytest
 
 from conftest import Memchat, assert_alternates
 from fake_openai import FakeOpenAI
+from memchat.cli import SUBCOMMANDS
 
 
 def test_a_fact_told_today_is_remembered_after_a_restart(memchat: Memchat) -> None:
@@ -288,6 +289,15 @@ def test_help_lists_the_subcommands_before_the_options(memchat: Memchat) -> None
     out = memchat("--help").stdout
     assert out.index("memchat copy --from") < out.index("options:")
     assert out.index("memchat web") < out.index("--user ID  ")
+
+
+def test_every_subcommand_is_in_the_help_and_answers_its_own_help(memchat: Memchat) -> None:
+    out = memchat("--help").stdout
+    for name, spec in SUBCOMMANDS.items():
+        assert f"memchat {name} {spec.usage}" in out
+        run = memchat(name, "--help")
+        assert run.returncode == 0 and run.stdout.startswith(f"usage: memchat {name} "), run.stderr
+        assert spec.description.split(".")[0] in " ".join(run.stdout.split())
 
 
 @pytest.mark.parametrize("word", ["clear", "Clear", "undo", "help"])

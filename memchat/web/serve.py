@@ -26,8 +26,6 @@ from memchat.stores import hide_password, kind_of, open_store, sqlite_path
 from memchat.terminal.output import Output
 from memchat.web.face import dress
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8000
 HOST_FIX = "pass --host an address of this machine, such as 127.0.0.1 (this machine only) or 0.0.0.0 (every network)"
 
 
