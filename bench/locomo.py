@@ -303,7 +303,7 @@ def row(budget: int, label: str, tally: Tally) -> str:
 
 async def ask_memchat(runner: Any, memory: Any, question: str) -> tuple[str, str, int, int, float]:
     """The first request's text, what search_memory adds, both requests' tokens, and the build time."""
-    from memchat.context.tools import Searched, search
+    from memchat.context.tools import ToolContext, search
     from memchat.items import describe
 
     started = time.perf_counter()
@@ -312,7 +312,7 @@ async def ask_memchat(runner: Any, memory: Any, question: str) -> tuple[str, str
     texts = [describe(item)[1] for item in request.items]
     first = message_tokens(request.instructions) + sum(map(message_tokens, texts)) + message_tokens(question)
     # The tool called with the question, as a model would, in the room the request left for it.
-    searched = Searched(memory, runner.semantic, runner.estimator, request.room, set(request.positions))
+    searched = ToolContext(memory, runner.semantic, runner.estimator, request.room, set(request.positions))
     found = await search(searched, question)
     answering = first + message_tokens(found) + message_tokens(json.dumps({"query": question}))
     return "\n".join([request.instructions, *texts]), found, first, answering, seconds

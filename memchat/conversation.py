@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from memchat.turn import TurnResult, TurnRunner, Usage
 
 
-class Models:
+class Runners:
     """One turn runner per model name, shared by every conversation of a process.
 
     A runner learns about its server as it goes (how many tokens it holds, how
@@ -80,10 +80,10 @@ class SessionUsage:
 class Conversation:
     """A user's memory in a store, the model they talk to, and what this session has done."""
 
-    def __init__(self, settings: Settings, store: Store, models: Models | None = None) -> None:
+    def __init__(self, settings: Settings, store: Store, runners: Runners | None = None) -> None:
         self.settings = settings
         self.store = store
-        self.models = models or Models(settings)
+        self.runners = runners or Runners(settings)
         self.user = settings.user
         self.memory: Memory = store.memory(self.user)
         self.model = settings.model
@@ -105,8 +105,8 @@ class Conversation:
         Messages with no vector yet are embedded in the background, when an embedding model is set.
         """
         indexed = await self.memory.index_missing(progress)
-        if self.models.semantic is not None:
-            self.models.semantic.fill(self.memory)
+        if self.runners.semantic is not None:
+            self.runners.semantic.fill(self.memory)
         return indexed
 
     async def turn(
@@ -119,8 +119,8 @@ class Conversation:
             if newest is None:
                 raise MemchatError("there is no earlier message to replace: send one first")
             start = newest.start
-        result = await self.models.runner(self.model).run(self.memory, text, on_text, replacing=start)
-        if (semantic := self.models.semantic) is not None:
+        result = await self.runners.runner(self.model).run(self.memory, text, on_text, replacing=start)
+        if (semantic := self.runners.semantic) is not None:
             # The new messages are embedded after the reply, never before it.
             semantic.fill(self.memory)
             result = dataclasses.replace(result, notices=result.notices + semantic.notices())
@@ -130,7 +130,7 @@ class Conversation:
 
     async def fold(self, result: TurnResult) -> None:
         """Bring the summary up to date after ``result``'s turn; raises what the model raised."""
-        await self.models.runner(self.model).fold_if_needed(self.memory, result.context)
+        await self.runners.runner(self.model).fold_if_needed(self.memory, result.context)
 
     async def newest_turn(self) -> Turn | None:
         """The newest exchange, if the memory has one that starts with a message of the user."""
@@ -144,4 +144,4 @@ class Conversation:
         return None if newest is None else item_text(newest.items[0])
 
     async def aclose(self) -> None:
-        await self.models.aclose()
+        await self.runners.aclose()

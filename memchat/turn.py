@@ -42,7 +42,7 @@ from memchat.context.recall import HEADING, Recalled, recall
 from memchat.context.repair import repaired
 from memchat.context.semantic import Semantic
 from memchat.context.summary import Summarizer
-from memchat.context.tools import Searched, search_memory
+from memchat.context.tools import MODEL_TOOLS, ToolContext
 from memchat.errors import StoreError
 from memchat.items import Item, is_user_message
 from memchat.model.agent import build_agent, run_config
@@ -194,11 +194,11 @@ class TurnRunner:
             built = await self.request_for(memory, text, own, replacing)
             # What other programs left broken in the history is mended here, as sent; the store keeps it as it is.
             request: list[Any] = repaired([*built.items, user_item])
-            searched = Searched(
+            searched = ToolContext(
                 memory, self.semantic, self.estimator, built.room, set(built.positions), replacing or END
             )
             try:
-                tools = [*self.agent.tools, search_memory] if self.tools else self.agent.tools
+                tools = [*self.agent.tools, *MODEL_TOOLS] if self.tools else self.agent.tools
                 agent = self.agent.clone(instructions=built.instructions, tools=tools)
                 result = await self._call(agent, request, on_text, searched)
                 break
@@ -283,7 +283,7 @@ class TurnRunner:
         return context, recalled, budget - context.tokens - recalled.tokens
 
     async def _call(
-        self, agent: Agent[Any], request: list[Any], on_text: Callable[[str], None] | None, searched: Searched
+        self, agent: Agent[Any], request: list[Any], on_text: Callable[[str], None] | None, searched: ToolContext
     ) -> RunResultBase:
         if on_text is None:
             return await Runner.run(agent, request, context=searched, run_config=self._run_config)

@@ -4,7 +4,7 @@ A command is a name, its argument, a help line and a handler, declared with
 ``@command`` in the module of its group (``general``, ``memory``, ``session``);
 importing this package registers them all, in the order ``/help`` lists them.
 The handler acts on a ``Conversation`` and returns what to show as a value (see
-``Shown``); the terminal and the web page each display those values their own
+``CommandOutput``); the terminal and the web page each display those values their own
 way and never carry a command out themselves.
 """
 
@@ -16,6 +16,8 @@ from memchat.commands.registry import (
     Clipboard,
     Command,
     CommandError,
+    CommandOutput,
+    CommandSpec,
     Document,
     EditLast,
     Found,
@@ -28,8 +30,6 @@ from memchat.commands.registry import (
     Note,
     Resend,
     Rows,
-    Shown,
-    Spec,
     SummaryText,
     Users,
     help_rows,
@@ -44,6 +44,8 @@ __all__ = [
     "Clipboard",
     "Command",
     "CommandError",
+    "CommandOutput",
+    "CommandSpec",
     "Document",
     "EditLast",
     "Found",
@@ -56,8 +58,6 @@ __all__ = [
     "Note",
     "Resend",
     "Rows",
-    "Shown",
-    "Spec",
     "SummaryText",
     "Users",
     "describe_undo",

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from memchat.commands.registry import Arg, EditLast, Found, History, Note, Resend, Shown, SummaryText, command, plural
+from memchat.commands.registry import (
+    Arg,
+    CommandOutput,
+    EditLast,
+    Found,
+    History,
+    Note,
+    Resend,
+    SummaryText,
+    command,
+    plural,
+)
 
 if TYPE_CHECKING:
     from memchat.conversation import Conversation
@@ -34,7 +45,7 @@ def describe_undo(removed: int) -> str:
     arg_error="/history takes a positive number of exchanges: type /history 5",
     default=str(DEFAULT_HISTORY_TURNS),
 )
-async def _history(conv: Conversation, arg: str) -> Shown:
+async def _history(conv: Conversation, arg: str) -> CommandOutput:
     return History(await conv.memory.last_turns(int(arg)), await conv.memory.summary())
 
 
@@ -45,7 +56,7 @@ async def _history(conv: Conversation, arg: str) -> Shown:
     arg_help="QUERY",
     arg_error="/search needs words to look for: type /search QUERY",
 )
-async def _search(conv: Conversation, arg: str) -> Shown:
+async def _search(conv: Conversation, arg: str) -> CommandOutput:
     from memchat.stores.search import query_words
 
     found = await _matching(conv, arg, by_meaning=True)
@@ -61,7 +72,7 @@ async def _matching(conv: Conversation, query: str, *, by_meaning: bool = False)
     """
     from memchat.context.recall import matching
 
-    return await matching(conv.memory, query, SEARCH_RESULTS, conv.models.semantic if by_meaning else None)
+    return await matching(conv.memory, query, SEARCH_RESULTS, conv.runners.semantic if by_meaning else None)
 
 
 async def _ask_forget(conv: Conversation, query: str) -> str:
@@ -83,7 +94,7 @@ async def _ask_forget(conv: Conversation, query: str) -> str:
     confirm=_ask_forget,
     rewrites=True,
 )
-async def _forget(conv: Conversation, arg: str) -> Shown:
+async def _forget(conv: Conversation, arg: str) -> CommandOutput:
     found = await _matching(conv, arg)
     if not found:
         return Note(f"nothing in the memory of {conv.user} matches {arg!r}: nothing was forgotten")
@@ -95,7 +106,7 @@ async def _forget(conv: Conversation, arg: str) -> Shown:
 
 
 @command("summary", "show what is remembered of turns too old to send in full")
-async def _summary(conv: Conversation, arg: str) -> Shown:
+async def _summary(conv: Conversation, arg: str) -> CommandOutput:
     summary = await conv.memory.summary()
     return SummaryText(summary.text if summary else None)
 
@@ -107,18 +118,18 @@ async def _ask_clear(conv: Conversation, arg: str) -> str:
 @command(
     "clear", "wipe the current user's memory: messages, summary and instructions", confirm=_ask_clear, rewrites=True
 )
-async def _clear(conv: Conversation, arg: str) -> Shown:
+async def _clear(conv: Conversation, arg: str) -> CommandOutput:
     await conv.memory.clear_session()
     return Note(f"cleared the memory of {conv.user}")
 
 
 @command("undo", "remove the last exchange (your last message and its reply)", rewrites=True)
-async def _undo(conv: Conversation, arg: str) -> Shown:
+async def _undo(conv: Conversation, arg: str) -> CommandOutput:
     return Note(describe_undo(await conv.memory.undo()))
 
 
 @command("retry", "ask again for your last message; the new reply replaces the old one (kept if this fails)")
-async def _retry(conv: Conversation, arg: str) -> Shown:
+async def _retry(conv: Conversation, arg: str) -> CommandOutput:
     text = await conv.last_message()
     if text is None:
         return Note("nothing to retry: send a message first")
@@ -130,7 +141,7 @@ async def _retry(conv: Conversation, arg: str) -> Shown:
     "put your last message in the input line; sending it replaces the last exchange",
     terminal_only=True,
 )
-async def _edit(conv: Conversation, arg: str) -> Shown:
+async def _edit(conv: Conversation, arg: str) -> CommandOutput:
     text = await conv.last_message()
     if text is None:
         return Note("nothing to edit: send a message first")

@@ -1,7 +1,7 @@
 """The registry of slash commands, and how a typed line is read.
 
 A command is a name, its argument, a help line and a handler. The handler acts
-on a ``Conversation`` and returns what to show as a value (see ``Shown``); the
+on a ``Conversation`` and returns what to show as a value (see ``CommandOutput``); the
 terminal and the web page each display those values their own way and never
 carry a command out themselves. A command that makes no sense on the web page
 says so here (``terminal_only``).
@@ -145,7 +145,7 @@ class Clipboard:
     what: str
 
 
-Shown = Note | Rows | Help | History | SummaryText | Users | Found | Document | Resend | EditLast | Clipboard
+CommandOutput = Note | Rows | Help | History | SummaryText | Users | Found | Document | Resend | EditLast | Clipboard
 
 
 class Arg(enum.Enum):
@@ -156,11 +156,11 @@ class Arg(enum.Enum):
     COUNT = "count"
 
 
-Handler = Callable[["Conversation", str], Awaitable[Shown]]
+Handler = Callable[["Conversation", str], Awaitable[CommandOutput]]
 
 
 @dataclass(frozen=True)
-class Spec:
+class CommandSpec:
     name: str
     # The argument as the help shows it: "ID", "[N]", "[FILE]".
     arg_help: str
@@ -181,7 +181,7 @@ class Spec:
         return f"/{self.name} {self.arg_help}".rstrip()
 
 
-REGISTRY: dict[str, Spec] = {}
+REGISTRY: dict[str, CommandSpec] = {}
 
 
 def command(
@@ -199,7 +199,9 @@ def command(
     """Declare a slash command; the decorated function carries it out."""
 
     def register(handler: Handler) -> Handler:
-        REGISTRY[name] = Spec(name, arg_help, help, arg, handler, terminal_only, arg_error, default, confirm, rewrites)
+        REGISTRY[name] = CommandSpec(
+            name, arg_help, help, arg, handler, terminal_only, arg_error, default, confirm, rewrites
+        )
         return handler
 
     return register

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from memchat.commands.registry import Arg, Clipboard, Document, Note, Rows, Shown, command, plural
+from memchat.commands.registry import Arg, Clipboard, CommandOutput, Document, Note, Rows, command, plural
 
 if TYPE_CHECKING:
     from memchat.conversation import Conversation
@@ -22,7 +22,7 @@ def code_blocks(markdown: str) -> list[str]:
 
 
 @command("model", "show the model, or switch to NAME for this session", arg=Arg.OPTIONAL, arg_help="[NAME]")
-async def _model(conv: Conversation, arg: str) -> Shown:
+async def _model(conv: Conversation, arg: str) -> CommandOutput:
     where = conv.settings.base_url or "OpenAI"
     if not arg:
         return Note(f"model: {conv.model} at {where}")
@@ -35,7 +35,7 @@ async def _model(conv: Conversation, arg: str) -> Shown:
 
 
 @command("usage", "tokens of the last request and of this session, and how full the context budget was")
-async def _usage(conv: Conversation, arg: str) -> Shown:
+async def _usage(conv: Conversation, arg: str) -> CommandOutput:
     last, total = conv.last, conv.usage
     if last is None:
         return Note("no request yet in this session: send a message first")
@@ -60,7 +60,7 @@ async def _usage(conv: Conversation, arg: str) -> Shown:
     arg_error="/copy takes the number of a code block: type /copy 1",
     terminal_only=True,
 )
-async def _copy(conv: Conversation, arg: str) -> Shown:
+async def _copy(conv: Conversation, arg: str) -> CommandOutput:
     from memchat.items import item_text
 
     replies = [item for item in await conv.memory.last_turns(1) if item.get("role") == "assistant"]
@@ -82,7 +82,7 @@ async def _copy(conv: Conversation, arg: str) -> Shown:
     arg=Arg.OPTIONAL,
     arg_help="[FILE]",
 )
-async def _export(conv: Conversation, arg: str) -> Shown:
+async def _export(conv: Conversation, arg: str) -> CommandOutput:
     from memchat.stores.transfer import Snapshot
 
     snapshot = await Snapshot.of(conv.memory)
@@ -98,7 +98,7 @@ async def _export(conv: Conversation, arg: str) -> Shown:
     arg=Arg.OPTIONAL,
     arg_help="[TEXT]",
 )
-async def _instructions(conv: Conversation, arg: str) -> Shown:
+async def _instructions(conv: Conversation, arg: str) -> CommandOutput:
     if not arg:
         current = await conv.memory.instructions()
         if current is None:

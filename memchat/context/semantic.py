@@ -70,7 +70,7 @@ class Semantic:
         # Held by the fill while a batch is at the server; a query waits for it before being sent.
         self._batch = asyncio.Lock()
         # Each memory's vectors, kept between searches (they go with the memory object).
-        self._held: weakref.WeakKeyDictionary[VectorMemory, Held] = weakref.WeakKeyDictionary()
+        self._held: weakref.WeakKeyDictionary[VectorMemory, HeldVectors] = weakref.WeakKeyDictionary()
 
     async def hits(self, memory: Memory, query: str, limit: int, before: int | None = None) -> list[Hit]:
         """The ``limit`` stored messages nearest in meaning to ``query``; none if it cannot be embedded in time."""
@@ -104,17 +104,17 @@ class Semantic:
             self._notices.append(note)
         return (await self._held_for(memory)).nearest(vector, limit, before)
 
-    async def _held_for(self, memory: VectorMemory) -> Held:
+    async def _held_for(self, memory: VectorMemory) -> HeldVectors:
         """This user's vectors, as held since the last search, with what was written since added."""
         held = self._held.get(memory)
         if held is None:
-            held = self._held[memory] = Held()
+            held = self._held[memory] = HeldVectors()
             new = await memory.vectors(self.model, most=HELD_MOST)
         else:
             new = await memory.vectors(self.model, held.mark)
             if held.total + len(new.rows) != new.total:
                 # Some were deleted or replaced meanwhile: read them all again.
-                held = self._held[memory] = Held()
+                held = self._held[memory] = HeldVectors()
                 new = await memory.vectors(self.model, most=HELD_MOST)
         held.add(new)
         return held
@@ -249,7 +249,7 @@ def normalized(embedding: Sequence[float]) -> bytes:
     return (vector / length if length else vector).tobytes()
 
 
-class Held:
+class HeldVectors:
     """One user's vectors from one model, in one matrix, kept in memory between searches.
 
     Reading 10,000 vectors from a store takes longer than comparing them: held, a search

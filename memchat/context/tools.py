@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from agents import RunContextWrapper, function_tool
+from agents import FunctionTool, RunContextWrapper, function_tool
 
 from memchat.context.budget import MESSAGE_TOKENS, TokenEstimator
 from memchat.context.recall import HEADING, recall
@@ -22,7 +22,7 @@ from memchat.stores.protocol import Memory
 
 
 @dataclass
-class Searched:
+class ToolContext:
     """What ``search_memory`` searches, given to each run as its context: one user's memory, so the model
     cannot name another user, and the tool (its schema is built once) is shared by every turn.
 
@@ -39,7 +39,7 @@ class Searched:
     older_than: int = END
 
 
-async def search(searched: Searched, query: str) -> str:
+async def search(searched: ToolContext, query: str) -> str:
     """What one call of the tool returns: the best excerpts for ``query`` not yet in the request."""
     # The call, and the heading of what it returns, take their part of the room too.
     overhead = searched.estimator.tokens(HEADING + query) + 2 * MESSAGE_TOKENS
@@ -62,10 +62,14 @@ async def search(searched: Searched, query: str) -> str:
 
 
 @function_tool(name_override=MEMORY_TOOL)
-async def search_memory(run: RunContextWrapper[Searched], query: str) -> str:
+async def search_memory(run: RunContextWrapper[ToolContext], query: str) -> str:
     """Search everything this user said in earlier conversations with you, beyond what you were given.
 
     Args:
         query: the words to look for, such as a name, a place or a topic.
     """
     return await search(run.context, query)
+
+
+# Every tool memchat offers the model, beside the agent's own; a new one is a function_tool above, added here.
+MODEL_TOOLS: list[FunctionTool] = [search_memory]

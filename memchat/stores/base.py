@@ -62,7 +62,7 @@ class MemoryBase(ABC):
         self.session_settings: SessionSettings | None = None
 
     async def nearest(self, model: str, query: bytes, limit: int, before: int | None = None) -> list[Hit] | None:
-        # A store that cannot search its vectors in place: semantic search holds them (see semantic.Held).
+        # A store that cannot search its vectors in place: semantic search holds them (see semantic.HeldVectors).
         return None
 
     async def index_vectors(self, model: str, progress: Callable[[int, int], None] | None = None) -> int:

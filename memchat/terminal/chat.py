@@ -24,6 +24,7 @@ from memchat.commands import (
     Clipboard,
     Command,
     CommandError,
+    CommandOutput,
     Document,
     EditLast,
     Found,
@@ -34,7 +35,6 @@ from memchat.commands import (
     Note,
     Resend,
     Rows,
-    Shown,
     SummaryText,
     Users,
     help_rows,
@@ -200,7 +200,7 @@ class Chat:
             return Outcome.OK
         return await self._show(command, await spec.handler(self.conv, command.arg), stream=stream)
 
-    async def _show(self, command: Command, shown: Shown, *, stream: bool) -> Outcome:
+    async def _show(self, command: Command, shown: CommandOutput, *, stream: bool) -> Outcome:
         if isinstance(shown, EditLast | Clipboard) and self.ask is None:
             raise CommandError(f"/{command.name} needs an interactive terminal: it does nothing on a pipe")
         if isinstance(shown, Note):

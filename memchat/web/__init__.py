@@ -2,5 +2,5 @@
 
 ``serve`` starts Chainlit with ``app``, the page itself; ``guard`` and ``logins``
 stand in front of all of it (origins, headers, uploads; login limits and logins
-that end); ``face`` and ``assets/`` make the page memchat's own.
+that end); ``appearance`` and ``assets/`` make the page memchat's own.
 """

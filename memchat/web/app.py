@@ -30,6 +30,7 @@ from memchat.commands import (
     REGISTRY,
     Command,
     CommandError,
+    CommandOutput,
     Document,
     Found,
     Help,
@@ -39,12 +40,11 @@ from memchat.commands import (
     Note,
     Resend,
     Rows,
-    Shown,
     SummaryText,
     help_rows,
     parse,
 )
-from memchat.conversation import Conversation, Models
+from memchat.conversation import Conversation, Runners
 from memchat.errors import MemchatError
 from memchat.items import describe
 from memchat.model.errors import describe_failed_turn
@@ -77,7 +77,7 @@ ICONS = {
 BUTTONS = ("undo", "clear")
 
 _store: Store | None = None
-_models = Models(SETTINGS)
+_runners = Runners(SETTINGS)
 _opening = asyncio.Lock()
 
 
@@ -134,7 +134,7 @@ async def conversation() -> Conversation:
     conv: Conversation | None = cl.user_session.get("conversation")
     if conv is None:
         user: cl.User = cl.user_session.get("user")
-        conv = Conversation(dataclasses.replace(SETTINGS, user=user.identifier), await store(), _models)
+        conv = Conversation(dataclasses.replace(SETTINGS, user=user.identifier), await store(), _runners)
         cl.user_session.set("conversation", conv)
     return conv
 
@@ -157,7 +157,7 @@ async def login(username: str, password: str) -> cl.User | None:
 
 async def plain_refusal(request: Request, exc: Exception) -> Response:
     """Chainlit refuses a login with the detail "credentialssignin", which the page pops up as it is; the
-    login form's own box says how to get a password (``face.WORDS``)."""
+    login form's own box says how to get a password (``appearance.WORDS``)."""
     assert isinstance(exc, StarletteHTTPException)
     if exc.detail == "credentialssignin":
         exc.detail = "wrong user id or password"
@@ -310,7 +310,7 @@ def sentence(text: str) -> str:
     return text[0].upper() + text[1:] + ("" if text.endswith((".", ")")) else ".")
 
 
-async def show(conv: Conversation, shown: Shown) -> None:
+async def show(conv: Conversation, shown: CommandOutput) -> None:
     """The page's way of showing what a command returned."""
     if isinstance(shown, Note):
         await note(sentence(shown.text))

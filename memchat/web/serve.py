@@ -24,7 +24,7 @@ from config import Settings
 from memchat.errors import MemchatError
 from memchat.stores import hide_password, kind_of, open_store, sqlite_path
 from memchat.terminal.output import Output
-from memchat.web.face import dress
+from memchat.web.appearance import dress
 
 HOST_FIX = "pass --host an address of this machine, such as 127.0.0.1 (this machine only) or 0.0.0.0 (every network)"
 

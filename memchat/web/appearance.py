@@ -1,4 +1,4 @@
-"""The page's own face: memchat's name, mark, colours, words and Readme in place of Chainlit's demo ones.
+"""The page's appearance: memchat's name, mark, colours, words and Readme in place of Chainlit's demo ones.
 
 Chainlit takes each of these from its app folder (memchat's state folder, see
 ``serve``): the mark and colours from ``public/``, the Readme from ``chainlit.md``,
@@ -45,7 +45,7 @@ WORDS: dict[str, str] = {
 
 
 def dress(root: Path, translations: Path) -> None:
-    """Put memchat's face into Chainlit's app folder ``root``; ``translations`` holds Chainlit's own words."""
+    """Put memchat's appearance into Chainlit's app folder ``root``; ``translations`` holds Chainlit's own words."""
     public = root / "public"
     public.mkdir(parents=True, exist_ok=True)
     for name in PUBLIC:
