@@ -38,10 +38,10 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
 from scratch import postgres_database  # noqa: E402
 
-from conftest import clean_env  # noqa: E402
 from fake_openai import FakeOpenAI  # noqa: E402
 from memchat.items import describe  # noqa: E402
 from memchat.stores import open_store  # noqa: E402
+from support import clean_env  # noqa: E402
 from web_page import PageClient, Said, give_passwords, login_cookie, running_web  # noqa: E402
 
 PASSWORD = "load-test-password"

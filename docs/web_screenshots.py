@@ -18,8 +18,8 @@ DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from conftest import AGENT, clean_env  # noqa: E402
 from fake_openai import FakeOpenAI  # noqa: E402
+from support import AGENT, clean_env  # noqa: E402
 from web_page import CHROMIUM, CHROMIUM_ARGS, running_web  # noqa: E402
 
 PASSWORD = "alice-password-1"

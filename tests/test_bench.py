@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ROOT
+import pytest
+
+from support import ROOT
 
 
 def bench(script: str, *args: str) -> str:
@@ -31,8 +33,13 @@ def test_the_startup_benchmark_runs_and_prints_its_table() -> None:
     for measure in ("time to prompt (s)", "first reply, typed at once (s)", "one-shot piped turn, CPU (s)"):
         row = next((line for line in out.splitlines() if line.startswith(f"| {measure} |")), None)
         assert row is not None, out
-        ratio = float(row.rstrip(" |").rsplit("|", 1)[1])
-        assert ratio > 0
+        cells = [cell.strip() for cell in row.strip("| ").split("|")]
+        (memchat_median, memchat_p95), (plain_median, plain_p95) = (
+            map(float, cell.split(" / ")) for cell in cells[1:3]
+        )
+        # Each column is a real measurement, and the ratio is the one its medians make.
+        assert 0 < memchat_median <= memchat_p95 and 0 < plain_median <= plain_p95, row
+        assert float(cells[3]) == pytest.approx(memchat_median / plain_median, abs=0.011), row
 
 
 def test_the_recall_benchmark_runs_and_prints_its_table() -> None:

@@ -25,10 +25,9 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from test_interactive import prompt
 
-from conftest import AGENT, ROOT, clean_env
 from fake_openai import FakeOpenAI
+from support import AGENT, ROOT, clean_env, prompt
 
 TRIALS = int(os.environ.get("MEMCHAT_CRASH_TRIALS", "10"))
 STORE_TRIALS = int(os.environ.get("MEMCHAT_STORE_CRASH_TRIALS", "60"))

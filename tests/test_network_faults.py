@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from conftest import Memchat, assert_alternates
 from fake_openai import FakeOpenAI
+from support import Memchat, assert_alternates
 
 FAULTS = {
     "[[status:500]] a": "500",

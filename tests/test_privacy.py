@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import AGENT, Memchat
 from fake_openai import FakeOpenAI
 from memchat.stores.sqlite import SQLiteStore
+from support import AGENT, Memchat
 
 KEY = "sk-memchat-test-0123456789-SECRET"
 

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Memchat, assert_alternates
 from fake_openai import FakeOpenAI, Recorded, is_summary_request
 from fake_openai import conversation as pairs_of
 from memchat.model.errors import EmptyReplyError
 from memchat.stores.sqlite import SQLiteStore
 from memchat.turn import TurnRunner
+from support import Memchat, assert_alternates
 
 
 def chats(server: FakeOpenAI) -> list[Recorded]:

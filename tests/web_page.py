@@ -28,8 +28,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from conftest import AGENT, clean_env
 from fake_openai import FakeOpenAI
+from support import AGENT, clean_env
 
 T = TypeVar("T")
 

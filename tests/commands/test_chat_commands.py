@@ -9,12 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Memchat, clean_env, opened, stored_items
 from fake_openai import FakeOpenAI
 from memchat.commands import REGISTRY, help_rows
 from memchat.stores.protocol import Summary
-
-ROOT = Path(__file__).resolve().parent.parent
+from support import ROOT, Memchat, clean_env, opened, stored_items
 
 
 def test_retry_asks_again_and_the_new_reply_replaces_the_old(memchat: Memchat) -> None:

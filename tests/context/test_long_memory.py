@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from conftest import Memchat, assert_alternates
 from fake_openai import FakeOpenAI, conversation
 from memchat.context.budget import TokenEstimator, build_context
 from memchat.stores.base import PAGE_ROWS, RawRow
 from memchat.stores.protocol import Summary
 from memchat.stores.sqlite import SQLiteStore
+from support import Memchat, assert_alternates
 
 
 def turn(n: int) -> list[dict[str, str]]:

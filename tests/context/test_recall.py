@@ -10,13 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Memchat, fresh_store, opened
 from fake_openai import FakeOpenAI
 from memchat.stores.sqlite import MIGRATIONS, SQLiteStore
-
-
-def exchange(text: str) -> list[dict[str, str]]:
-    return [{"role": "user", "content": text}, {"role": "assistant", "content": f"noted: {text}"}]
+from support import Memchat, exchange, fresh_store, opened
 
 
 def found(location: str, user: str, query: str) -> list[str]:
@@ -197,7 +193,7 @@ def test_search_prints_the_matching_exchanges_with_their_dates(memchat: Memchat)
 
 
 def test_a_memory_written_by_the_sdks_own_session_is_indexed_on_first_use(location: str) -> None:
-    from conftest import close_sdk_session, sdk_session_for
+    from support import close_sdk_session, sdk_session_for
 
     async def sdk_writes() -> None:
         async with opened(location):

@@ -8,9 +8,9 @@ import sqlite3
 
 import pytest
 
-from conftest import Memchat
 from fake_openai import FakeOpenAI
 from memchat.context.repair import repaired
+from support import Memchat
 
 BROKEN = [
     {"role": "user", "content": "my name is Noor"},

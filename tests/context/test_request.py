@@ -12,14 +12,13 @@ from typing import Any
 from agents.testing import ScriptedModel, assistant_message
 
 from config import load_settings
-from conftest import opened
 from fake_openai import FakeOpenAI
 from memchat.context.budget import TokenEstimator, build_context
-from memchat.context.tools import Searched, search
+from memchat.context.tools import ToolContext, search
 from memchat.items import describe
 from memchat.stores.protocol import Memory
 from memchat.turn import Request, TurnRunner
-from test_recall import exchange
+from support import exchange, opened
 
 OFFLINE = load_settings(env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "OPENAI_API_KEY": "x", "HOME": "/none"})
 
@@ -133,10 +132,10 @@ def test_search_memory_returns_only_what_the_request_lacks(tmp_path: Path) -> No
                 await memory.add_items(items)
             made = runner(1500)
             built = await made.request_for(memory, "what is the code for my locker?")
-            searched = Searched(memory, None, made.estimator, built.room, set(built.positions))
+            searched = ToolContext(memory, None, made.estimator, built.room, set(built.positions))
             first = await search(searched, "code for locker")
             second = await search(searched, "code for locker")
-            return built, first, second, await search(Searched(memory, None, made.estimator, 0), "locker")
+            return built, first, second, await search(ToolContext(memory, None, made.estimator, 0), "locker")
 
     built, first, second, none = asyncio.run(run())
     sent = built.instructions + "\n".join(str(item["content"]) for item in built.items)

@@ -10,23 +10,12 @@ from typing import Any
 
 import pytest
 
-from config import load_settings
-from conftest import Memchat, close_sdk_session, opened, sdk_session_for
 from fake_openai import FakeOpenAI
 from memchat.context.recall import matching
-from memchat.context.semantic import Held, Semantic, normalized
+from memchat.context.semantic import HeldVectors, normalized
 from memchat.stores.protocol import VectorMemory, Vectors
 from memchat.stores.search import Hit, fuse
-from test_recall import exchange
-
-EMBEDDER = "fake-embedder"
-
-
-def semantic_for(server: FakeOpenAI, **env: str) -> Semantic:
-    settings = load_settings(
-        env={"OPENAI_BASE_URL": server.url, "HOME": "/nonexistent", "MEMCHAT_EMBEDDING_MODEL": EMBEDDER, **env}
-    )
-    return Semantic(settings)
+from support import EMBEDDER, Memchat, close_sdk_session, exchange, opened, sdk_session_for, semantic_for
 
 
 def test_a_paraphrase_sharing_no_word_is_found_by_meaning_on_every_store(location: str, server: FakeOpenAI) -> None:
@@ -143,7 +132,7 @@ def test_fusion_puts_a_message_found_both_ways_first() -> None:
 
 
 def test_nearest_ranks_by_cosine_and_skips_vectors_of_another_size() -> None:
-    held = Held()
+    held = HeldVectors()
     rows = [(1, "", normalized([1.0, 0.0])), (2, "", normalized([1.0, 1.0])), (3, "", normalized([1.0, 0, 0]))]
     held.add(Vectors(rows, 3, 3))
     assert [hit.position for hit in held.nearest(normalized([0.0, 1.0]), 5)] == [2, 1]

@@ -1,7 +1,7 @@
 """A pytest plugin that runs the Agents SDK's own session tests against memchat's stores.
 
 Loaded with ``-p memchat_sdk_adapter`` inside the SDK's source tree (see
-``tests/test_sdk_suite.py``), it puts memchat's memories where the SDK's tests
+``tests/stores/test_sdk_suite.py``), it puts memchat's memories where the SDK's tests
 construct ``SQLiteSession``, ``SQLAlchemySession`` or ``RedisSession``: each
 constructor opens a memchat store the way ``--db`` does and returns that
 store's memory, so every check those tests make is made of memchat.
@@ -169,7 +169,7 @@ def _install() -> None:
         redis_module.RedisSession = RedisSession  # type: ignore[misc]
 
 
-# Only inside the run tests/test_sdk_suite.py starts (which names the store): a test process that just
+# Only inside the run tests/stores/test_sdk_suite.py starts (which names the store): a test process that just
 # imports FILES from here must keep the SDK's own classes.
 if "MEMCHAT_SDK_STORE" in os.environ:
     _install()

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import AGENT, Memchat, assert_alternates, close_sdk_session, opened, sdk_session_for, stored_items
 from memchat.items import Item, describe
 from memchat.stores.base import END, PAGE_ROWS
 from memchat.stores.protocol import Summary
+from support import AGENT, Memchat, assert_alternates, close_sdk_session, opened, sdk_session_for, stored_items
 
 ODD_IDS = [
     "x'); DROP TABLE agent_messages;--",
@@ -252,7 +252,7 @@ def test_a_failed_turn_leaves_nothing_behind(memchat: Memchat, location: str) ->
 
 PROCESSES = 8
 # The default run keeps the suite quick (most of the time is eight processes loading the SDK);
-# the full count is MEMCHAT_CONCURRENCY_TURNS=25 .venv/bin/pytest tests/test_conformance.py -k eight.
+# the full count is MEMCHAT_CONCURRENCY_TURNS=25 .venv/bin/pytest tests/stores/test_conformance.py -k eight.
 TURNS_EACH = int(os.environ.get("MEMCHAT_CONCURRENCY_TURNS", "10"))
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import Memchat, opened, stored_items
 from memchat.context.budget import TokenEstimator, build_context
 from memchat.stores.base import END
 from memchat.stores.protocol import Summary
 from memchat.stores.transfer import copy_store
+from support import Memchat, opened, stored_items
 
 
 def test_a_file_moves_to_another_store_in_one_command_and_is_remembered_there(memchat: Memchat, location: str) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import POSTGRES_URL, REDIS_URL, Memchat, Run, require_server
+from support import POSTGRES_URL, REDIS_URL, Memchat, Run, require_server
 
 SECRET = "s3cret-pw"
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Memchat, opened
 from memchat.errors import StoreError
 from memchat.stores import open_store
 from memchat.stores.codec import Codec
 from memchat.stores.protocol import Summary
+from support import Memchat, opened
 
 KEY = "correct horse battery staple"
 SECRET_WORDS = ("Quinn", "lighthouse", "Hokkaido")

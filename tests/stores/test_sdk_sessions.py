@@ -15,12 +15,12 @@ from agents import Agent, Runner
 from agents.memory import Session
 from agents.testing import ScriptedModel
 
-from conftest import close_sdk_session, fresh_store, opened, sdk_session_for
 from memchat.context.budget import TokenEstimator, build_context
 from memchat.errors import StoreError
 from memchat.stores.base import END
 from memchat.stores.protocol import Summary
 from memchat.stores.redis import split_url
+from support import close_sdk_session, fresh_store, opened, sdk_session_for
 
 
 def turn(text: str) -> list[dict[str, Any]]:

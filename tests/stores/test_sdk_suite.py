@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import POSTGRES_URL, REDIS_PREFIX, REDIS_SERVER, ROOT, STORES, fresh_store
+from support import POSTGRES_URL, REDIS_PREFIX, REDIS_SERVER, ROOT, STORES, fresh_store
 
 sys.path.insert(0, str(ROOT / "tests" / "sdk_suite"))
 from memchat_sdk_adapter import FILES

@@ -26,12 +26,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import AGENT, POSTGRES_URL, REDIS_PREFIX, REDIS_SERVER, Memchat, clean_env, fresh_store, stored_items
 from fake_openai import FakeOpenAI
 from memchat.items import describe
 from memchat.stores import open_store
 from memchat.stores.sqlite import SQLiteStore
 from proxy import FaultProxy
+from support import AGENT, POSTGRES_URL, REDIS_PREFIX, REDIS_SERVER, Memchat, clean_env, fresh_store, stored_items
 from web_page import CHROMIUM, CHROMIUM_ARGS, give_passwords, log_in, post_login, running_web, wait_for_text
 
 

@@ -11,15 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_semantic import semantic_for
 
-from conftest import Memchat, fresh_store, opened
 from fake_openai import FakeOpenAI, meaning
 from memchat.context import semantic as semantic_module
-from memchat.context.semantic import Held, normalized
+from memchat.context.semantic import HeldVectors, normalized
 from memchat.stores import postgres, vector_index
 from memchat.stores.protocol import Memory, Vectors
 from memchat.stores.sqlite import MIGRATIONS
+from support import Memchat, fresh_store, opened, semantic_for
 
 WORDS = [f"w{n}" for n in range(400)]
 # Vectors of every number used, as a real model's: the index must choose among them by angle.
@@ -46,7 +45,7 @@ async def planted(memory: Memory, messages: list[str]) -> list[int]:
 
 def exact(vectors: Vectors, query: str, limit: int) -> dict[int, float]:
     """The ``limit`` nearest by an exact scan, with their cosine."""
-    held = Held()
+    held = HeldVectors()
     held.add(vectors)
     return {hit.position: -hit.rank for hit in held.nearest(vector(query), limit)}
 

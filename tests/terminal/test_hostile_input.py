@@ -19,13 +19,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from config import ConfigError, check_user_id, load_settings
-from conftest import Memchat
 from fake_openai import FakeOpenAI
 from memchat.commands import Blank, Command, CommandError, Hint, Leave, Message, parse
 from memchat.stores.sqlite import SQLiteStore
 from memchat.terminal.chat import Chat
 from memchat.terminal.output import Output
 from memchat.terminal.repl import piped
+from support import Memchat
 
 BYSTANDER = "bystander-7f3a"
 NOTICES = (
@@ -35,6 +35,8 @@ NOTICES = (
     "now talking as",
     "(no ",
     "not sent: type /",
+    # /help's tip against a server that names its own embedding models.
+    "recall goes by words alone here",
 )
 TRIED = {"inputs": 0, "lines": 0}
 
@@ -124,7 +126,7 @@ def histories(db: Path) -> dict[str, list[str]]:
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(lines=st.lists(line_bytes, max_size=6), final_newline=st.booleans())
 def test_random_lines_on_a_pipe_are_handled_or_refused_in_one_line(
-    shared_server: FakeOpenAI, lines: list[bytes], final_newline: bool
+    shared_server: FakeOpenAI, report: list[str], lines: list[bytes], final_newline: bool
 ) -> None:
     with tempfile.TemporaryDirectory() as folder:
         db = Path(folder) / "conversion.db"
@@ -135,6 +137,11 @@ def test_random_lines_on_a_pipe_are_handled_or_refused_in_one_line(
         code, out, err = run_piped(shared_server, db, data)
         TRIED["inputs"] += 1
         TRIED["lines"] += len(lines)
+        # ``report`` is made once for all the examples Hypothesis tries: its one line says how many ran.
+        report[:] = [
+            f"hostile input (Hypothesis, piped chat): {TRIED['inputs']} inputs, {TRIED['lines']} lines, "
+            "0 tracebacks, 0 other users' memories changed"
+        ]
         assert code in (0, 1)
         assert "Traceback" not in err
         assert "\x1b" not in out + err  # control sequences typed by the user are shown, never obeyed
@@ -167,15 +174,6 @@ def test_user_ids_are_accepted_clean_or_refused_with_a_reason(user: str) -> None
         assert clean == clean.strip() and 0 < len(clean) <= 200
         assert all(ord(ch) >= 32 and ord(ch) != 127 for ch in clean)
         clean.encode("utf-8")
-
-
-def test_hostile_input_figures(report: list[str]) -> None:
-    """Runs after the property tests above (pytest keeps file order) and reports what they tried."""
-    if TRIED["inputs"]:
-        report.append(
-            f"hostile input (Hypothesis, piped chat): {TRIED['inputs']} inputs, {TRIED['lines']} lines, "
-            "0 tracebacks, 0 other users' memories changed"
-        )
 
 
 def test_a_one_megabyte_line_is_answered_and_the_chat_goes_on(memchat: Memchat) -> None:

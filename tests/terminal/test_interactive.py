@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import re
 import signal
 import sys
 import time
@@ -12,8 +11,8 @@ from collections.abc import Iterator
 import pexpect
 import pytest
 
-from conftest import AGENT, Memchat, assert_alternates
 from fake_openai import FakeOpenAI
+from support import AGENT, Memchat, assert_alternates, prompt
 
 SLOW = "[[slow]] one two three four five six seven eight nine ten"
 # Text drawn on the input line, perhaps after cursor and colour sequences.
@@ -47,11 +46,6 @@ def assert_exits_with_0(child: pexpect.spawn) -> None:
     child.expect(pexpect.EOF)
     child.wait()
     assert child.exitstatus == 0
-
-
-def prompt(child: pexpect.spawn, user: str = "user1") -> None:
-    """Wait for the prompt: the user id in colour, then '>'."""
-    child.expect(re.escape(user) + r"(\x1b\[[0-9;]*m)*>")
 
 
 def test_the_banner_names_the_memory_file_and_says_when_it_is_new(spawn, memchat: Memchat) -> None:  # type: ignore[no-untyped-def]

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Memchat, assert_alternates
 from fake_openai import FakeOpenAI
 from memchat.cli import SUBCOMMANDS
+from support import Memchat, assert_alternates
 
 
 def test_a_fact_told_today_is_remembered_after_a_restart(memchat: Memchat) -> None:
@@ -336,7 +336,7 @@ def test_ctrl_c_on_a_pipe_exits_at_once_with_130_and_no_warning(
     import sys
     import time
 
-    from conftest import AGENT
+    from support import AGENT
 
     child = subprocess.Popen(
         [sys.executable, str(AGENT)],

@@ -15,10 +15,11 @@ from rich.console import Console
 from fake_openai import MARKDOWN_REPLY
 from memchat.terminal import render
 from memchat.terminal.render import MarkdownStream, markdown
+from support import ROOT
 
 
 def _screenshot_script() -> ModuleType:
-    path = Path(__file__).resolve().parent.parent / "docs" / "screenshot.py"
+    path = ROOT / "docs" / "screenshot.py"
     spec = importlib.util.spec_from_file_location("screenshot", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

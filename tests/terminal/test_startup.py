@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import Memchat
+from support import Memchat
 
 
 def imported_modules(stderr: str) -> set[str]:

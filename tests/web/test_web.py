@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import AGENT
 from memchat.items import describe
+from support import AGENT
 from web_page import (
     KEY,
     PASSWORDS,

@@ -11,7 +11,6 @@ import time
 
 import pytest
 
-from conftest import opened
 from memchat.errors import StoreError
 from memchat.stores.protocol import Store
 from memchat.web.accounts import Accounts, LoginFailures, accounts
@@ -24,6 +23,7 @@ from memchat.web.logins import (
     LoginLimiter,
     login_keys,
 )
+from support import opened
 from web_page import PASSWORDS, Web, log_in, post_login, run_async, wait_for_text
 
 

@@ -14,12 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import POSTGRES_SERVER, clean_env, fresh_store, require_server
 from fake_openai import FakeOpenAI
 from memchat.web.logins import FREE_FAILURES
+from support import POSTGRES_SERVER, ROOT, clean_env, fresh_store, require_server
 from web_page import PageClient, give_passwords, login_cookie, post_login, running_web, status_with
 
-ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "two-processes-pw"
 
 

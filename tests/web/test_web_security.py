@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from conftest import Memchat
 from memchat.web.serve import auth_secret
+from support import Memchat
 from web_page import (
     PASSWORDS,
     Web,

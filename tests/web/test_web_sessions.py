@@ -10,9 +10,9 @@ import subprocess
 import sys
 import time
 
-from conftest import AGENT, opened
 from memchat.web.logins import LOCKOUT_FAILURES
 from memchat.web.passwords import login_failure_key
+from support import AGENT, opened
 from web_page import PASSWORDS, Web, login_cookie, page_socket, post_login, run_async, status_with
 
 
