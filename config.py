@@ -65,6 +65,7 @@ ENVIRONMENT: dict[str, str] = {
     "MEMCHAT_ENCRYPTION_KEY": "a passphrase: store messages encrypted with it (off by default)",
     "MEMCHAT_RECALL": "off to send only the summary and the newest turns, without recalled older messages",
     "MEMCHAT_TOOLS": "off to not offer the model the search_memory tool (on by default)",
+    "MEMCHAT_SAVED_MEMORIES": "off to keep no saved memories: no remember tools, nothing pinned, /memories off",
     "MEMCHAT_EMBEDDING_MODEL": (
         f"an embedding model of the same server, for search by meaning ({DEFAULT_EMBEDDING_MODEL} against OpenAI, "
         "off against another server unless named; off to turn it off)"
@@ -106,6 +107,8 @@ class Settings:
     recall: bool = True
     # The model may call search_memory (MEMCHAT_TOOLS=off: it is not offered).
     tools: bool = True
+    # Durable facts the model keeps about the user, pinned in every request (MEMCHAT_SAVED_MEMORIES=off: none).
+    saved_memories: bool = True
     # Messages are embedded with this model of the same server, for semantic search (None: words only).
     embedding_model: str | None = None
     # Search by meaning is off only because nobody named a model of this server: say how to turn it on.
@@ -224,6 +227,7 @@ def load_settings(
         plain=plain or _flag(env, "MEMCHAT_PLAIN") or bool(env.get("NO_COLOR")),
         recall=_switch(env, "MEMCHAT_RECALL", default=True),
         tools=_switch(env, "MEMCHAT_TOOLS", default=True),
+        saved_memories=_switch(env, "MEMCHAT_SAVED_MEMORIES", default=True),
         embedding_model=embedding_model,
         suggest_embeddings=embedding_model is None and not named_embedding,
         embedding_timeout=_number(env, "MEMCHAT_EMBEDDING_TIMEOUT", DEFAULT_EMBEDDING_TIMEOUT, float, positive=True),

@@ -45,21 +45,22 @@ def describe(item: Item) -> tuple[str, str]:
 
 
 TOOL_STEPS = ("function_call", "function_call_output")
-# The name of memchat's own memory tool (see ``memory_tool``), kept here so reading items needs no SDK.
+# The names of memchat's own memory tools (see ``context.tools``), kept here so reading items needs no SDK.
 MEMORY_TOOL = "search_memory"
+SAVED_TOOLS = ("remember", "forget_memory")
 
 
 def without_memory_searches(items: list[Item]) -> list[Item]:
-    """``items`` less memchat's own ``search_memory`` calls and their outputs, as a later request carries them.
+    """``items`` less memchat's own memory tools' calls and their outputs, as a later request carries them.
 
     What a search returned is a copy of older messages, often longer than the turn
     itself: kept, one such turn filled the recent history alone. Recall brings back
-    what the new message needs, so those steps are left out of later requests (the
-    store keeps them, and ``/history`` shows them).
+    what the new message needs, and the saved memories are pinned as they are now, so
+    those steps are left out of later requests (the store keeps them, and ``/history``
+    shows them).
     """
-    calls = {
-        item.get("call_id") for item in items if item.get("type") == "function_call" and item.get("name") == MEMORY_TOOL
-    }
+    own = (MEMORY_TOOL, *SAVED_TOOLS)
+    calls = {item.get("call_id") for item in items if item.get("type") == "function_call" and item.get("name") in own}
     if not calls:
         return items
     return [item for item in items if not (item.get("type") in TOOL_STEPS and item.get("call_id") in calls)]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,6 +28,7 @@ from agents.result import RunResultBase
 from openai.types.responses import ResponseTextDeltaEvent
 
 from config import MIN_CONTEXT_TOKENS, Settings
+from memchat.context import saved
 from memchat.context.budget import (
     MESSAGE_TOKENS,
     Context,
@@ -42,14 +43,14 @@ from memchat.context.recall import HEADING, Recalled, recall
 from memchat.context.repair import repaired
 from memchat.context.semantic import Semantic
 from memchat.context.summary import Summarizer
-from memchat.context.tools import MODEL_TOOLS, ToolContext
-from memchat.errors import StoreError
+from memchat.context.tools import MODEL_TOOLS, SAVED_TOOLS, ToolContext
+from memchat.errors import MemchatError, StoreError
 from memchat.items import Item, is_user_message
 from memchat.model.agent import build_agent, run_config
 from memchat.model.client import build_client
 from memchat.model.errors import EmptyReplyError, is_context_overflow, server_context_size
 from memchat.stores.base import END
-from memchat.stores.protocol import Memory, Summary
+from memchat.stores.protocol import Memory, SavedMemory, Summary
 
 # The newest turns take at least this share of the budget (a sixth), and what recall leaves: the
 # conversation under way. A quarter found the evidence for 1 to 3 fewer questions in 100 on LoCoMo.
@@ -65,8 +66,10 @@ def instructions_with(
     own: str | None = None,
     recalled: Recalled | None = None,
     today: datetime | None = None,
+    pinned: str = "",
 ) -> str:
-    """The system instructions: memchat's, the user's own standing ones, and what is remembered of older turns."""
+    """The system instructions: memchat's, the user's own standing ones, the saved memories, and what is
+    remembered of older turns."""
     moment = today or datetime.now()
     parts = [
         f"{base}\n\nToday is {spoken_day(f'{moment:%Y-%m-%d}')}. A message of the conversation that opens "
@@ -74,6 +77,8 @@ def instructions_with(
     ]
     if own:
         parts.append(f"This user asked you to always follow these instructions of theirs:\n{own}")
+    if pinned:
+        parts.append(pinned)
     if summary is not None:
         parts.append(f"What you remember from earlier conversations with this user:\n{summary.text}")
     if recalled is not None and recalled.excerpts:
@@ -110,6 +115,8 @@ class Request:
     instructions: str
     # The budget's tokens the request leaves free: the room the memory tool's findings have.
     room: int
+    # Saved memories that did not fit their share of the budget, left out of this request.
+    left_out: int = 0
 
     @property
     def items(self) -> list[Item]:
@@ -167,6 +174,8 @@ class TurnRunner:
         self.summarizer = Summarizer(self.agent, self._run_config, self.budget, self.estimator)
         # Offer the memory tool, until the server says it takes no tools.
         self.tools = settings.tools
+        # How many saved memories each user had left out of requests, as last said.
+        self._left_out: dict[str, int] = {}
 
     async def run(
         self,
@@ -190,15 +199,25 @@ class TurnRunner:
         notices: list[str] = []
         user_item: Item = {"role": "user", "content": text}
         own = await memory.instructions()
+        keeps_facts = self.settings.saved_memories and isinstance(memory, SavedMemory)
+        facts = await saved.read(memory) if keeps_facts else []
         while True:
-            built = await self.request_for(memory, text, own, replacing)
+            built = await self.request_for(memory, text, own, replacing, facts)
+            if built.left_out and self._left_out.get(memory.session_id) != built.left_out:
+                # Said when it starts or changes, not every turn.
+                self._left_out[memory.session_id] = built.left_out
+                notices.append(
+                    f"{built.left_out} of {len(facts)} saved memories did not fit a tenth of the context budget: "
+                    "the least recently confirmed are left out of requests (/memories lists them all)"
+                )
             # What other programs left broken in the history is mended here, as sent; the store keeps it as it is.
             request: list[Any] = repaired([*built.items, user_item])
             searched = ToolContext(
-                memory, self.semantic, self.estimator, built.room, set(built.positions), replacing or END
+                memory, self.semantic, self.estimator, built.room, set(built.positions), replacing or END, facts
             )
             try:
-                tools = [*self.agent.tools, *MODEL_TOOLS] if self.tools else self.agent.tools
+                offered = [*MODEL_TOOLS, *(SAVED_TOOLS if keeps_facts else [])]
+                tools = [*self.agent.tools, *offered] if self.tools else self.agent.tools
                 agent = self.agent.clone(instructions=built.instructions, tools=tools)
                 result = await self._call(agent, request, on_text, searched)
                 break
@@ -226,6 +245,12 @@ class TurnRunner:
             await write
         except StoreError as exc:
             not_saved = exc
+        if not_saved is None and searched.changes:
+            # Written only now the turn is stored: a turn that failed saves nothing.
+            try:
+                notices += await saved.change(memory, searched.changes)
+            except MemchatError as exc:
+                notices.append(f"the saved memories were not changed: {exc}")
         reported = result.context_wrapper.usage
         # The turn's usage adds up every request it made (a tool call makes two): the first one alone
         # is the request that was built here.
@@ -243,15 +268,22 @@ class TurnRunner:
         )
 
     async def request_for(
-        self, memory: Memory, text: str, own: str | None = None, replacing: int | None = None
+        self,
+        memory: Memory,
+        text: str,
+        own: str | None = None,
+        replacing: int | None = None,
+        facts: Sequence[saved.Fact] = (),
     ) -> Request:
-        """What a request for ``text`` carries besides it: the history, and the instructions with what is recalled."""
-        context, recalled, room = await self._history(memory, text, own, replacing)
-        instructions = instructions_with(self.settings.instructions, context.summary, own, recalled)
-        return Request(context, recalled, instructions, room)
+        """What a request for ``text`` carries besides it: the history, and the instructions with the saved
+        memories (``facts``) and what is recalled."""
+        pinned, left_out = saved.pinned(facts, self.budget // saved.PINNED_SHARE, self.estimator)
+        context, recalled, room = await self._history(memory, text, own, replacing, pinned)
+        instructions = instructions_with(self.settings.instructions, context.summary, own, recalled, pinned=pinned)
+        return Request(context, recalled, instructions, room, left_out)
 
     async def _history(
-        self, memory: Memory, text: str, own: str | None, replacing: int | None
+        self, memory: Memory, text: str, own: str | None, replacing: int | None, pinned: str = ""
     ) -> tuple[Context, Recalled, int]:
         """The history to send, what recall found for ``text``, and the budget's tokens left, all within the budget.
 
@@ -259,7 +291,7 @@ class TurnRunner:
         take a sixth of it, and the tool's room an eighth; recall gets the rest, and what it
         does not fill goes back to the newest turns, which then reach further back.
         """
-        bare = instructions_with(self.settings.instructions, None, own)
+        bare = instructions_with(self.settings.instructions, None, own, pinned=pinned)
         fixed = self.estimator.tokens(bare + text + HEADING) + 2 * MESSAGE_TOKENS
         budget = max(0, self.budget - fixed)
         usable = budget - (budget // TOOL_SHARE if self.tools else 0)

@@ -20,6 +20,8 @@ Faults are asked for with markers inside the last user message:
 - ``[[nth]]``        "answer N", N counting the requests for this message (a retry gets a new answer)
 - ``[[lookup:WORD]]`` with tools in the request (Chat Completions): call the ``search_memory`` tool for WORD,
                      then, given its output, answer "From memory: OUTPUT"
+- ``[[tool:NAME:JSON]]`` with tool NAME in the request (Chat Completions): call it with the JSON object as
+                     its arguments, then, given its output, answer "Tool said: OUTPUT"
 
 Behaviours of real servers, by option:
 
@@ -162,6 +164,7 @@ def malformed(body: dict[str, Any], *, alternating: bool) -> str | None:
 
 
 LOOKUP_MARK = re.compile(r"\[\[lookup:(\w+)\]\]")
+TOOL_MARK = re.compile(r"\[\[tool:(\w+):(\{.*?\})\]\]")
 
 
 @dataclass
@@ -359,6 +362,16 @@ class _Handler(BaseHTTPRequestHandler):
                 words = f"From memory: {messages[-1].get('content', '')}".split(" ")
             else:
                 self._tool_call(body, str(body.get("model", "fake-model")), "search_memory", {"query": lookup.group(1)})
+                return
+        wanted = TOOL_MARK.search(last)
+        offered = {tool.get("function", {}).get("name") for tool in body.get("tools") or []}
+        if wanted and self.path.endswith("/chat/completions") and wanted.group(1) in offered:
+            if messages and messages[-1].get("role") == "tool":
+                words = f"Tool said: {messages[-1].get('content', '')}".split(" ")
+            else:
+                self._tool_call(
+                    body, str(body.get("model", "fake-model")), wanted.group(1), json.loads(wanted.group(2))
+                )
                 return
         if "[[markdown]]" in last:
             words = MARKDOWN_REPLY.split(" ")

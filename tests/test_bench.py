@@ -113,3 +113,13 @@ def test_the_vector_scale_benchmark_runs_and_prints_its_table() -> None:
     # Searched in the store, every one of the true nearest 10 is found; the times are figures, never judged here.
     assert cells[6] == "100.0%", out
     assert float(cells[2]) > 0 and float(cells[4]) > 0, out
+
+
+def test_the_saved_memories_benchmark_runs_and_prints_its_table() -> None:
+    out = bench("memories.py", "--smoke")
+    rows = dict(line.strip("| ").split(" | ") for line in out.splitlines()[2:] if line.startswith("| "))
+    # Six facts told, three changed: at the default budget every request carries each newest value, none an old one.
+    assert rows["saved by the model"] == "6" and rows["updated by the model"] == "3", out
+    assert rows["requests with the newest value"] == "6 of 6" and rows["requests with an old value"] == "0 of 6", out
+    assert rows["requests within the budget"] == "6 of 6", out
+    assert float(rows["pinned share of the budget, most"].rstrip("%")) <= 10, out

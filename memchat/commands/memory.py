@@ -12,6 +12,7 @@ from memchat.commands.registry import (
     History,
     Note,
     Resend,
+    Rows,
     SummaryText,
     command,
     plural,
@@ -146,3 +147,43 @@ async def _edit(conv: Conversation, arg: str) -> CommandOutput:
     if text is None:
         return Note("nothing to edit: send a message first")
     return EditLast(text)
+
+
+MEMORIES_USAGE = "/memories lists them; /memories add TEXT, /memories edit N TEXT, /memories forget N change them"
+
+
+@command(
+    "memories",
+    "your saved memories, numbered and dated; add TEXT, edit N TEXT or forget N to change them",
+    arg=Arg.OPTIONAL,
+    arg_help="[add TEXT / edit N TEXT / forget N]",
+)
+async def _memories(conv: Conversation, arg: str) -> CommandOutput:
+    from memchat.context import saved
+
+    if not conv.settings.saved_memories:
+        return Note("saved memories are off (MEMCHAT_SAVED_MEMORIES=off): nothing is saved or pinned")
+    facts = await saved.read(conv.memory)
+    if not arg:
+        if not facts:
+            return Note(f"no saved memories yet: the model saves lasting things you tell it ({MEMORIES_USAGE})")
+        return Rows({f"{fact.number}.": f"[{fact.confirmed[:10]}] {fact.text}" for fact in facts})
+    verb, _, rest = arg.partition(" ")
+    verb, rest = verb.lower(), rest.strip()
+    if verb == "add":
+        if not rest:
+            return Note("/memories add needs the text: /memories add I am vegetarian")
+        change = saved.Change(0, rest, "you")
+    elif verb in ("edit", "forget"):
+        number_text, _, text = rest.partition(" ")
+        if not number_text.isdigit() or (verb == "edit" and not text.strip()):
+            shape = "N TEXT, as in /memories edit 2 I live in Lyon" if verb == "edit" else "N, as in /memories forget 2"
+            return Note(f"/memories {verb} takes {shape}")
+        number = int(number_text)
+        if all(fact.number != number for fact in facts):
+            return Note(f"there is no saved memory {number}: /memories lists them")
+        change = saved.Change(number, text.strip() if verb == "edit" else None, "you")
+    else:
+        return Note(f"unknown: /memories {verb}. {MEMORIES_USAGE}")
+    said = await saved.change(conv.memory, [change])
+    return Note("; ".join(said) if said else "nothing changed: it was saved already")

@@ -1,10 +1,15 @@
-"""``search_memory``: a tool a model that calls tools can use to look further back than recall did.
+"""The tools memchat offers a model that calls tools, all bound to one user's memory.
 
-Automatic recall (see ``recall``) brings what matches the new message; the model
-may need something else, said differently or about another thing. The tool
-searches the same way and returns what the request does not hold yet, within the
-room the budget left for it. Its calls and their outputs are stored with the turn,
-paired, like any tool step.
+``search_memory`` looks further back than recall did: automatic recall (see ``recall``)
+brings what matches the new message, the model may need something else, said
+differently or about another thing; the tool searches the same way and returns what
+the request does not hold yet, within the room the budget left for it.
+
+``remember`` (with ``replaces``, an update) and ``forget_memory`` keep the saved memories (see
+``saved``). What they change is noted in the turn's context and written only once the
+turn is stored: a turn that fails saves nothing.
+
+Their calls and their outputs are stored with the turn, paired, like any tool step.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from agents import FunctionTool, RunContextWrapper, function_tool
 
 from memchat.context.budget import MESSAGE_TOKENS, TokenEstimator
 from memchat.context.recall import HEADING, recall
+from memchat.context.saved import Change, Fact, clean
 from memchat.context.semantic import Semantic
 from memchat.items import MEMORY_TOOL
 from memchat.stores.base import END
@@ -37,6 +43,9 @@ class ToolContext:
     sent: set[int] = field(default_factory=set)
     # Messages from here on are the turn's own and are not searched.
     older_than: int = END
+    # The saved memories as the request pinned them, and what the turn's tool calls change of them.
+    facts: list[Fact] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
 
 
 async def search(searched: ToolContext, query: str) -> str:
@@ -71,5 +80,42 @@ async def search_memory(run: RunContextWrapper[ToolContext], query: str) -> str:
     return await search(run.context, query)
 
 
+def _known(context: ToolContext, number: int) -> bool:
+    return any(fact.number == number for fact in context.facts) or any(
+        change.number == number for change in context.changes
+    )
+
+
+@function_tool
+async def remember(run: RunContextWrapper[ToolContext], fact: str, replaces: int = 0) -> str:
+    """Save a lasting fact about the user, in a short sentence.
+
+    Args:
+        fact: the fact.
+        replaces: the number of the saved memory it updates; 0 for a new one.
+    """
+    if not clean(fact):
+        return "Nothing saved: the fact was empty."
+    if replaces and not _known(run.context, replaces):
+        return f"There is no saved memory {replaces}: leave out replaces to save a new one."
+    run.context.changes.append(Change(replaces, fact))
+    return f"Memory {replaces} is now: {clean(fact)}" if replaces else f"Saved: {clean(fact)}"
+
+
+@function_tool
+async def forget_memory(run: RunContextWrapper[ToolContext], number: int) -> str:
+    """Forget a saved memory.
+
+    Args:
+        number: its number.
+    """
+    if not _known(run.context, number):
+        return f"There is no saved memory {number}."
+    run.context.changes.append(Change(number, None))
+    return f"Memory {number} is forgotten."
+
+
 # Every tool memchat offers the model, beside the agent's own; a new one is a function_tool above, added here.
 MODEL_TOOLS: list[FunctionTool] = [search_memory]
+# Offered too while saved memories are on (MEMCHAT_SAVED_MEMORIES) and the store keeps them.
+SAVED_TOOLS: list[FunctionTool] = [remember, forget_memory]

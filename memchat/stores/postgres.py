@@ -721,7 +721,13 @@ class PostgresMemory(MemoryBase):
         async with self._store.connection(write=True) as conn:
             await conn.execute(text("SELECT 1 FROM agent_sessions WHERE session_id = :user FOR UPDATE"), params)
             # Standing instructions may exist before any message, so they go whether or not there is a memory.
-            for table in ("memchat_instructions", "memchat_summaries", "agent_messages", "agent_sessions"):
+            for table in (
+                "memchat_instructions",
+                "memchat_saved",
+                "memchat_summaries",
+                "agent_messages",
+                "agent_sessions",
+            ):
                 await conn.execute(text(f"DELETE FROM {table} WHERE session_id = :user"), params)
 
     @uninterrupted
@@ -802,6 +808,29 @@ class PostgresMemory(MemoryBase):
                     ),
                     params,
                 )
+
+    async def saved_memories(self) -> tuple[str, int]:
+        rows = await self._store.query(
+            "SELECT body, version FROM memchat_saved WHERE session_id = :user", user=self.session_id
+        )
+        return (self.codec.decode_text(rows[0][0]), int(rows[0][1])) if rows else ("", 0)
+
+    @uninterrupted
+    async def save_memories(self, text_: str, version: int) -> bool:
+        params = {"user": self.session_id, "body": self.codec.encode_text(text_), "version": version}
+        async with self._store.connection(write=True) as conn:
+            if version == 0:
+                statement = """
+                    INSERT INTO memchat_saved (session_id, body, version) VALUES (:user, :body, 1)
+                    ON CONFLICT (session_id) DO NOTHING
+                    """
+            else:
+                statement = """
+                    UPDATE memchat_saved SET body = :body, version = version + 1, updated_at = CURRENT_TIMESTAMP
+                    WHERE session_id = :user AND version = :version
+                    """
+            written = await conn.execute(text(statement), params)
+            return bool(written.rowcount == 1)
 
     async def count(self) -> int:
         rows = await self._store.query(

@@ -4,7 +4,8 @@
 SDK's ``Session`` protocol (``session_settings``, ``get_items``, ``add_items``,
 ``pop_item``, ``clear_session``), so it can be handed to the SDK where a Session is expected,
 plus what memchat needs on top: whole-turn reads, undo, the summary, search by words.
-``VectorMemory`` is what a memory adds for search by meaning, where the store keeps vectors.
+``VectorMemory`` is what a memory adds for search by meaning, where the store keeps vectors, and
+``SavedMemory`` what it adds for saved memories.
 ``Store`` holds every user's memory and knows who is in it. What the web page keeps
 about its users (passwords, logins) is a protocol of its own: ``memchat.web.accounts``.
 """
@@ -246,6 +247,26 @@ class VectorMemory(Protocol):
     @property
     def vector_search_note(self) -> str | None:
         """Why ``nearest`` gives None here and how to change that, said once to the person; None if nothing to say."""
+        ...
+
+
+@runtime_checkable
+class SavedMemory(Protocol):
+    """What a memory offers for saved memories: durable facts about the user, kept apart from the conversation.
+
+    They are kept as one text (see ``memchat.context.saved``) with a version, so two processes changing
+    them at once cannot lose each other's change: a write names the version it read.
+    """
+
+    async def saved_memories(self) -> tuple[str, int]:
+        """This user's saved memories as last written ('' when none yet), and their version (0 when none)."""
+        ...
+
+    async def save_memories(self, text: str, version: int) -> bool:
+        """Replace them with ``text`` if they are still at ``version``; False, changing nothing, if not.
+
+        ``clear_session`` removes them with the rest of the memory.
+        """
         ...
 
 

@@ -596,6 +596,27 @@ class RedisMemory(MemoryBase):
                     self._session_key, mapping={"session_id": self.session_id, "memchat_instructions": encoded}
                 )
 
+    async def saved_memories(self) -> tuple[str, int]:
+        with self._store.errors():
+            body, version = await self._redis.hmget(self._session_key, "memchat_saved", "memchat_saved_version")
+        return ("", 0) if body is None else (self.codec.decode_text(str(body)), int(version or 0))
+
+    async def save_memories(self, text: str, version: int) -> bool:
+        encoded = self.codec.encode_text(text)
+
+        async def change(pipe: Any) -> bool:
+            found = int(await pipe.hget(self._session_key, "memchat_saved_version") or 0)
+            pipe.multi()
+            if found != version:
+                return False
+            pipe.hset(
+                self._session_key,
+                mapping={"session_id": self.session_id, "memchat_saved": encoded, "memchat_saved_version": version + 1},
+            )
+            return True
+
+        return await self._watched(change)
+
     async def _truncate(self, pipe: Any, keep: int) -> None:
         """Queue the removal of every item after position ``keep``; a summary reaching past it is cut back.
 

@@ -353,6 +353,7 @@ class SQLiteMemory(MemoryBase):
             conn.execute("DELETE FROM agent_sessions WHERE session_id = ?", (self.session_id,))
             conn.execute("DELETE FROM memchat_summaries WHERE session_id = ?", (self.session_id,))
             conn.execute("DELETE FROM memchat_instructions WHERE session_id = ?", (self.session_id,))
+            conn.execute("DELETE FROM memchat_saved WHERE session_id = ?", (self.session_id,))
             conn.execute("DELETE FROM memchat_search WHERE session_id = ?", (self.session_id,))
             conn.execute("DELETE FROM memchat_indexed WHERE session_id = ?", (self.session_id,))
             for table in ("memchat_codes", "memchat_coded", "memchat_codes_gone"):
@@ -669,6 +670,31 @@ class SQLiteMemory(MemoryBase):
                 )
 
         await self._store.write(change)
+
+    async def saved_memories(self) -> tuple[str, int]:
+        rows = await self._store.query("SELECT body, version FROM memchat_saved WHERE session_id = ?", self.session_id)
+        return (self.codec.decode_text(rows[0][0]), int(rows[0][1])) if rows else ("", 0)
+
+    async def save_memories(self, text: str, version: int) -> bool:
+        body = self.codec.encode_text(text)
+
+        def change(conn: sqlite3.Connection) -> bool:
+            if version == 0:
+                written = conn.execute(
+                    "INSERT INTO memchat_saved (session_id, body, version) VALUES (?, ?, 1) ON CONFLICT DO NOTHING",
+                    (self.session_id, body),
+                )
+            else:
+                written = conn.execute(
+                    """
+                    UPDATE memchat_saved SET body = ?, version = version + 1, updated_at = CURRENT_TIMESTAMP
+                    WHERE session_id = ? AND version = ?
+                    """,
+                    (body, self.session_id, version),
+                )
+            return written.rowcount == 1
+
+        return await self._store.write(change)
 
 
 def explain(path: Path, exc: sqlite3.Error) -> StoreError:

@@ -14,14 +14,15 @@ JSON; importing it is a copy from that snapshot, by the same rules.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from memchat.context import saved
 from memchat.errors import MemchatError
 from memchat.items import Item, describe, is_user_message
 from memchat.stores.base import END
-from memchat.stores.protocol import Memory, Store, Summary, Turn
+from memchat.stores.protocol import Memory, SavedMemory, Store, Summary, Turn
 
 FORMAT = "memchat-export"
 VERSION = 1
@@ -48,6 +49,8 @@ class Snapshot:
     # How many of the first items the summary covers.
     summarized: int = 0
     instructions: str | None = None
+    # The saved memories, as ``context.saved`` keeps them ('' when none).
+    memories: str = ""
 
     @classmethod
     async def of(cls, memory: Memory) -> Snapshot:
@@ -60,6 +63,7 @@ class Snapshot:
             summary=summary.text if summary is not None and covered else None,
             summarized=covered if summary is not None else 0,
             instructions=await memory.instructions(),
+            memories=(await memory.saved_memories())[0] if isinstance(memory, SavedMemory) else "",
         )
 
     def to_json(self) -> str:
@@ -70,6 +74,7 @@ class Snapshot:
                 "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "user": self.user,
                 "instructions": self.instructions,
+                "saved_memories": [asdict(fact) for fact in saved.parse(self.memories)],
                 "summary": None if self.summary is None else {"text": self.summary, "items": self.summarized},
                 "items": self.items,
             },
@@ -96,12 +101,17 @@ class Snapshot:
             instructions = data.get("instructions")
             if instructions is not None and not isinstance(instructions, str):
                 raise ValueError("its instructions are not text")
+            facts = data.get("saved_memories") or []  # absent from exports of memchat before saved memories
+            if not isinstance(facts, list) or not all(isinstance(fact, dict) for fact in facts):
+                raise ValueError("its saved memories are not a list of objects")
+            memories = saved.dump([saved.Fact(**fact) for fact in facts]) if facts else ""
             return cls(
                 user=str(data["user"]),
                 items=items,
                 summary=None if summary is None else summary["text"],
                 summarized=0 if summary is None else summary["items"],
                 instructions=instructions,
+                memories=memories,
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise MemchatError(f"{where} cannot be imported: {exc}; pass a file written by memchat export") from None
@@ -111,6 +121,8 @@ class Snapshot:
         lines = [f"# memchat: the memory of {self.user}", ""]
         if self.instructions:
             lines += ["## Standing instructions", "", self.instructions, ""]
+        if facts := saved.parse(self.memories):
+            lines += ["## Saved memories", "", *(f"- {saved.line(fact)}" for fact in facts), ""]
         if self.summary:
             lines += [f"## Summary of the first {self.summarized} messages", "", self.summary, ""]
         lines += ["## Conversation", ""]
@@ -142,6 +154,8 @@ async def restore(target: Memory, snapshot: Snapshot) -> Copied:
         await target.save_summary(Summary(snapshot.summary, _end_of(await _turns(target), snapshot.summarized)))
     if snapshot.instructions is not None and await target.instructions() is None:
         await target.set_instructions(snapshot.instructions)
+    if snapshot.memories and isinstance(target, SavedMemory) and not (await target.saved_memories())[0]:
+        await target.save_memories(snapshot.memories, 0)
     return Copied(target.session_id, len(missing), True)
 
 

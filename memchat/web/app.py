@@ -70,6 +70,7 @@ ICONS = {
     "model": "cpu",
     "export": "download",
     "instructions": "user-cog",
+    "memories": "brain",
     "help": "circle-help",
     "search": "search",
     "forget": "eraser",

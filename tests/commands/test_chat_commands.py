@@ -60,10 +60,10 @@ def test_usage_reports_the_servers_token_counts_and_the_budget_used(memchat: Mem
     assert "no request yet" in before.stderr
     run = memchat(input="hello\nhello again\n/usage\n")
     assert run.returncode == 0, run.stderr
-    last = re.search(r"last request\s+(\d+) tokens in, (\d+) out", run.stdout)
-    session = re.search(r"this session\s+(\d+) tokens in, (\d+) out, in 2 turns", run.stdout)
+    last = re.search(r"last request\s+([\d,]+) tokens in, ([\d,]+) out", run.stdout)
+    session = re.search(r"this session\s+([\d,]+) tokens in, ([\d,]+) out, in 2 turns", run.stdout)
     assert last and session, run.stdout
-    assert int(session.group(1)) > int(last.group(1)) > 0
+    assert int(session.group(1).replace(",", "")) > int(last.group(1).replace(",", "")) > 0
     assert re.search(r"context budget\s+history of about \d+ of 8,000 tokens \(\d+%\)", run.stdout)
 
 

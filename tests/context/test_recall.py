@@ -263,7 +263,7 @@ def test_the_model_can_search_memory_with_a_tool_and_its_steps_are_stored_paired
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("From memory: Earlier messages") and "user: my heron is called Pip" in run.stdout
     answering = next(r.body for r in reversed(server.requests) if "tools" in r.body)
-    assert [tool["function"]["name"] for tool in answering["tools"]] == ["search_memory"]
+    assert [tool["function"]["name"] for tool in answering["tools"]] == ["search_memory", "remember", "forget_memory"]
     speakers = [speaker for speaker, _ in memchat.stored("user1")]
     assert speakers[-4:] == ["you", "tool", "tool", "assistant"]  # call and output, in the turn
     # The request that answered stayed within the budget, the tool's findings included.

@@ -221,3 +221,12 @@ def test_the_shared_commands_work_on_the_page(page, web: Web) -> None:  # type: 
     wait_for_text(page, "/user works in the terminal only")
     send(page, "/instructions off")
     wait_for_text(page, "Standing instructions removed")
+
+
+def test_saved_memories_are_made_by_the_model_and_corrected_on_the_page(page, web: Web) -> None:  # type: ignore[no-untyped-def]
+    open_chat(page, web, "alice")
+    send(page, 'I stopped eating meat [[tool:remember:{"fact": "is vegetarian"}]]')
+    wait_for_text(page, "Tool said: Saved: is vegetarian")
+    send(page, "/memories edit 1 eats fish now")
+    wait_for_text(page, "Updated: eats fish now")
+    assert "eats fish now" in web.terminal("alice", "/memories\n")

@@ -103,4 +103,17 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX IF NOT EXISTS idx_memchat_login_failures_last ON memchat_login_failures (last)",
         ),
     ),
+    Migration(
+        "saved memories: durable facts about each user, kept apart from the conversation",
+        (
+            """
+            CREATE TABLE IF NOT EXISTS memchat_saved (
+                session_id VARCHAR PRIMARY KEY,
+                body TEXT NOT NULL,
+                version INTEGER NOT NULL,
+                updated_at TIMESTAMP WITHOUT TIME ZONE NOT NULL DEFAULT CURRENT_TIMESTAMP
+            )
+            """,
+        ),
+    ),
 )

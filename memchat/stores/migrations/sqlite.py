@@ -158,4 +158,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        "saved memories: durable facts about each user, kept apart from the conversation",
+        # One text a user (the facts, as memchat.context.saved writes them), with a version that each
+        # write names, so two processes changing them at once cannot lose each other's change.
+        (
+            """
+            CREATE TABLE IF NOT EXISTS memchat_saved (
+                session_id TEXT PRIMARY KEY,
+                body TEXT NOT NULL,
+                version INTEGER NOT NULL,
+                updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP
+            )
+            """,
+        ),
+    ),
 )
