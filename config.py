@@ -65,7 +65,10 @@ ENVIRONMENT: dict[str, str] = {
     "MEMCHAT_ENCRYPTION_KEY": "a passphrase: store messages encrypted with it (off by default)",
     "MEMCHAT_RECALL": "off to send only the summary and the newest turns, without recalled older messages",
     "MEMCHAT_TOOLS": "off to not offer the model the search_memory tool (on by default)",
-    "MEMCHAT_SAVED_MEMORIES": "off to keep no saved memories: no remember tools, nothing pinned, /memories off",
+    "MEMCHAT_SAVED_MEMORIES": (
+        "off to keep no saved memories; tools to keep them only by the model's tools and /memories (no request "
+        "after each turn on a server without tools)"
+    ),
     "MEMCHAT_EMBEDDING_MODEL": (
         f"an embedding model of the same server, for search by meaning ({DEFAULT_EMBEDDING_MODEL} against OpenAI, "
         "off against another server unless named; off to turn it off)"
@@ -109,6 +112,8 @@ class Settings:
     tools: bool = True
     # Durable facts the model keeps about the user, pinned in every request (MEMCHAT_SAVED_MEMORIES=off: none).
     saved_memories: bool = True
+    # Where the server takes no tools, a short request after each turn proposes them (MEMCHAT_SAVED_MEMORIES=tools: not).
+    noted_memories: bool = True
     # Messages are embedded with this model of the same server, for semantic search (None: words only).
     embedding_model: str | None = None
     # Search by meaning is off only because nobody named a model of this server: say how to turn it on.
@@ -227,7 +232,8 @@ def load_settings(
         plain=plain or _flag(env, "MEMCHAT_PLAIN") or bool(env.get("NO_COLOR")),
         recall=_switch(env, "MEMCHAT_RECALL", default=True),
         tools=_switch(env, "MEMCHAT_TOOLS", default=True),
-        saved_memories=_switch(env, "MEMCHAT_SAVED_MEMORIES", default=True),
+        saved_memories=_saved_memories(env) != "off",
+        noted_memories=_saved_memories(env) == "on",
         embedding_model=embedding_model,
         suggest_embeddings=embedding_model is None and not named_embedding,
         embedding_timeout=_number(env, "MEMCHAT_EMBEDDING_TIMEOUT", DEFAULT_EMBEDDING_TIMEOUT, float, positive=True),
@@ -279,6 +285,18 @@ def _switch(env: dict[str, str], name: str, *, default: bool) -> bool:
     if raw in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name} is {env[name]!r}: use on or off")
+
+
+def _saved_memories(env: dict[str, str]) -> str:
+    """on (the default), tools (kept only by the model's tools and /memories) or off."""
+    raw = env.get("MEMCHAT_SAVED_MEMORIES", "").strip().lower() or "on"
+    if raw in ("1", "true", "yes"):
+        return "on"
+    if raw in ("0", "false", "no"):
+        return "off"
+    if raw not in ("on", "tools", "off"):
+        raise ConfigError(f"MEMCHAT_SAVED_MEMORIES is {env['MEMCHAT_SAVED_MEMORIES']!r}: use on, tools or off")
+    return raw
 
 
 def _number(

@@ -8,6 +8,7 @@ object that another session shares.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import TYPE_CHECKING
 
@@ -129,8 +130,14 @@ class Conversation:
         return result
 
     async def fold(self, result: TurnResult) -> None:
-        """Bring the summary up to date after ``result``'s turn; raises what the model raised."""
-        await self.runners.runner(self.model).fold_if_needed(self.memory, result.context)
+        """After ``result``'s turn: what to keep of it noted (a server without tools), the summary brought up to
+        date; raises what the model raised."""
+        runner = self.runners.runner(self.model)
+        if result.not_saved is None:
+            # Best effort: a pass that fails keeps nothing of this exchange, and the chat goes on.
+            with contextlib.suppress(Exception):
+                await runner.note_memories(self.memory, result.text, result.reply)
+        await runner.fold_if_needed(self.memory, result.context)
 
     async def newest_turn(self) -> Turn | None:
         """The newest exchange, if the memory has one that starts with a message of the user."""

@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 import openai
-from agents import Agent, FunctionTool, Model, ModelBehaviorError, Runner
+from agents import Agent, FunctionTool, Model, ModelBehaviorError, ModelSettings, Runner
 from agents.result import RunResultBase
 from openai.types.responses import ResponseTextDeltaEvent
 
@@ -156,6 +156,8 @@ class TurnResult:
     not_saved: StoreError | None = None
     # Things the person should know once, such as a budget fitted to the server's context.
     notices: tuple[str, ...] = ()
+    # The message the reply answers.
+    text: str = ""
 
 
 class TurnRunner:
@@ -176,6 +178,14 @@ class TurnRunner:
         self.tools = settings.tools
         # How many saved memories each user had left out of requests, as last said.
         self._left_out: dict[str, int] = {}
+        # What the noting pass after a turn changed, said with the user's next turn.
+        self._noted: dict[str, list[str]] = {}
+        self.noter = self.agent.clone(
+            name="memchat-memories",
+            instructions=saved.NOTE_INSTRUCTIONS,
+            tools=[],
+            model_settings=self.agent.model_settings.resolve(ModelSettings(max_tokens=200)),
+        )
 
     async def run(
         self,
@@ -196,7 +206,7 @@ class TurnRunner:
         With ``replacing`` (the position where the newest turn starts), that turn is
         left out of the request and replaced by this one in a single write (/retry, /edit).
         """
-        notices: list[str] = []
+        notices: list[str] = self._noted.pop(memory.session_id, [])
         user_item: Item = {"role": "user", "content": text}
         own = await memory.instructions()
         keeps_facts = self.settings.saved_memories and isinstance(memory, SavedMemory)
@@ -265,6 +275,7 @@ class TurnRunner:
             budget=self.budget,
             not_saved=not_saved,
             notices=tuple(notices),
+            text=text,
         )
 
     async def request_for(
@@ -361,6 +372,21 @@ class TurnRunner:
         """Close the connections to the model server."""
         if self._client is not None:
             await self._client.close()
+
+    async def note_memories(self, memory: Memory, text: str, reply: str) -> list[str]:
+        """Where the model takes no tools, ask it in a request of its own what of this exchange to keep.
+
+        The lines that say what changed are also said with the user's next turn. Raises what the model raised.
+        """
+        wanted = self.settings.saved_memories and self.settings.noted_memories
+        if not wanted or self.tools or not isinstance(memory, SavedMemory):
+            return []
+        facts = await saved.read(memory)
+        result = await Runner.run(self.noter, saved.note_request(facts, text, reply), run_config=self._run_config)
+        said = await saved.change(memory, saved.noted(str(result.final_output), facts))
+        if said:
+            self._noted.setdefault(memory.session_id, []).extend(said)
+        return said
 
     async def fold_if_needed(self, memory: Memory, sent: Context) -> bool:
         """Fold turns the request that carried ``sent`` had to leave out into the summary; True if it did."""

@@ -43,6 +43,9 @@ stored message is still near it. ``embedding_status=NNN`` answers NNN instead, a
 ``embedding_delay=S`` answers after S seconds; both can change while the server runs.
 ``embedding_serial=True`` embeds one request at a time, as many embedding servers do.
 
+A request whose instructions ask what "lasting facts about a user" to keep gets ``SAVE: TEXT`` for each
+``[[fact:TEXT]]`` in the exchange it is shown (``NOTHING`` without one).
+
 A request whose instructions ask to "Update the memory summary" gets a summary
 of the "my name is" facts it contains (or a 500 with ``fail_summaries=True``).
 """
@@ -95,8 +98,15 @@ def is_summary_request(pairs: list[tuple[str, str]]) -> bool:
     return any("Update the memory summary" in text for role, text in pairs if role in ("system", "developer"))
 
 
+FACT_MARK = re.compile(r"\[\[fact:([^\]]+)\]\]")
+
+
 def answer(pairs: list[tuple[str, str]]) -> str:
     """The reply a stateless model would give to this conversation."""
+    if any("lasting facts about a user" in text for role, text in pairs if role in ("system", "developer")):
+        # Asked what of an exchange to keep: what the user marked ``[[fact:TEXT]]``, as a model would pick out.
+        exchange = pairs[-1][1].split("New exchange:", 1)[-1]
+        return "\n".join(f"SAVE: {fact}" for fact in FACT_MARK.findall(exchange)) or "NOTHING"
     if is_summary_request(pairs):
         # Keep the latest "my name is" fact, as a model asked for a summary would.
         names = NAME_FACT.findall(" ".join(text for _, text in pairs))
@@ -346,7 +356,7 @@ class _Handler(BaseHTTPRequestHandler):
         if state.no_stream_options and "stream_options" in body:
             self._error(400, "Unrecognized request argument supplied: stream_options")
             return
-        tokens = _tokens(body)
+        tokens = request_tokens(body)
         if "[[empty]]" in last or (state.context_size and tokens > state.context_size and state.overflow == "empty"):
             self._empty(body)
             return
@@ -446,9 +456,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _chat(self, body: dict[str, Any], model: str, words: list[str], delay: float, reset: bool) -> None:
         text = " ".join(words)
         usage = {
-            "prompt_tokens": _tokens(body),
+            "prompt_tokens": request_tokens(body),
             "completion_tokens": len(words),
-            "total_tokens": _tokens(body) + len(words),
+            "total_tokens": request_tokens(body) + len(words),
         }
         base = {"id": "chatcmpl-fake", "created": int(time.time()), "model": model}
         if not body.get("stream"):
@@ -512,7 +522,7 @@ class _Handler(BaseHTTPRequestHandler):
     # -- Responses API --------------------------------------------------------
     def _responses(self, body: dict[str, Any], model: str, words: list[str], delay: float, reset: bool) -> None:
         text = " ".join(words)
-        tokens_in = _tokens(body)
+        tokens_in = request_tokens(body)
         message = {
             "id": "msg_fake",
             "type": "message",
@@ -685,7 +695,7 @@ def direction(word: str, size: int) -> tuple[float, ...]:
     return tuple(chance.gauss(0.0, 1.0) for _ in range(size))
 
 
-def _tokens(body: dict[str, Any]) -> int:
+def request_tokens(body: dict[str, Any]) -> int:
     """A rough token count of the request (4 characters a token), tools included, like a real server reports."""
     return max(1, len(json.dumps([body.get("messages") or body.get("input") or "", body.get("tools") or []])) // 4)
 

@@ -123,3 +123,12 @@ def test_the_saved_memories_benchmark_runs_and_prints_its_table() -> None:
     assert rows["requests with the newest value"] == "6 of 6" and rows["requests with an old value"] == "0 of 6", out
     assert rows["requests within the budget"] == "6 of 6", out
     assert float(rows["pinned share of the budget, most"].rstrip("%")) <= 10, out
+    assert rows["requests after a turn (no tools)"] == "0", out  # the model saved with its tools
+
+
+def test_the_saved_memories_benchmark_measures_the_request_after_each_turn_without_tools() -> None:
+    out = bench("memories.py", "--smoke", "--no-tools")
+    rows = dict(line.strip("| ").split(" | ") for line in out.splitlines()[2:] if line.startswith("| "))
+    assert rows["saved by the model"] == "6" and rows["requests with the newest value"] == "6 of 6", out
+    assert rows["requests after a turn (no tools)"] == rows["chat requests"] == "6", out
+    assert int(rows["tokens of one, most"]) > 0, out

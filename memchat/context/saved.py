@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
@@ -156,3 +157,41 @@ def pinned(facts: Sequence[Fact], room: int, estimator: TokenEstimator) -> tuple
 
 def line(fact: Fact) -> str:
     return f"{fact.number}. [{fact.confirmed[:10]}] {fact.text}"
+
+
+# For servers that take no tools: after a turn, the same model is asked, in a short request of its
+# own, what of the new exchange should be kept. Plain lines, which small local models write reliably.
+NOTE_INSTRUCTIONS = """You keep a short list of lasting facts about a user: preferences, facts about their life, \
+things they asked you to remember. Read the new exchange below and answer only with lines of these forms:
+SAVE: <a new lasting fact about the user, as a short sentence>
+REPLACE <number>: <what is now true, where a saved fact changed or was wrong>
+FORGET <number>
+or the single line NOTHING when there is nothing lasting to keep. Never save small talk, questions, or what \
+only matters for this conversation."""
+_NOTE_LINE = re.compile(r"^\s*(SAVE|REPLACE|FORGET)\s*(\d+)?\s*:?\s*(.*?)\s*$", re.IGNORECASE)
+# A reply past this many lines is a model that did not follow the form: nothing of it is kept.
+MOST_NOTED = 5
+
+
+def note_request(facts: Sequence[Fact], user_text: str, reply: str) -> str:
+    """What the noting request asks about: the saved facts as they are, and the new exchange."""
+    listed = "\n".join(line(fact) for fact in facts) or "(none yet)"
+    return f"Saved facts:\n{listed}\n\nNew exchange:\nuser: {user_text}\nassistant: {reply}"
+
+
+def noted(answer: str, facts: Sequence[Fact]) -> list[Change]:
+    """The changes a noting answer proposes; numbers that name no saved fact are left out."""
+    known = {fact.number for fact in facts}
+    changes: list[Change] = []
+    for raw in answer.strip().splitlines():
+        match = _NOTE_LINE.match(raw)
+        if match is None:
+            continue
+        verb, number, text = match.group(1).upper(), int(match.group(2) or 0), match.group(3)
+        if verb == "SAVE" and text:
+            changes.append(Change(0, text))
+        elif verb == "REPLACE" and number in known and text:
+            changes.append(Change(number, text))
+        elif verb == "FORGET" and number in known:
+            changes.append(Change(number, None))
+    return changes if len(changes) <= MOST_NOTED else []

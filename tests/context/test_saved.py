@@ -155,3 +155,43 @@ def test_a_fact_said_again_is_confirmed_not_kept_twice() -> None:
     again, said_again = saved.applied(facts, [saved.Change(0, "Is  vegetarian")], "2026-03-01 10:00")
     assert said == ["saved: is vegetarian"] and said_again == []
     assert [(fact.text, fact.confirmed) for fact in again] == [("is vegetarian", "2026-03-01 10:00")]
+
+
+def noting_requests(server: FakeOpenAI) -> list[Any]:
+    return [
+        r
+        for r in server.requests
+        if r.path.endswith("/chat/completions") and "lasting facts about a user" in str(r.body["messages"][0])
+    ]
+
+
+def test_a_server_without_tools_gets_saved_memories_from_a_short_request_after_each_turn(
+    memchat: Memchat, server: FakeOpenAI
+) -> None:
+    run = memchat(input="I never eat meat [[fact:is vegetarian]]\nsuggest a dinner\n", MEMCHAT_TOOLS="off")
+    assert run.returncode == 0, run.stderr
+    assert "saved: is vegetarian" in run.stderr.splitlines()  # said with the next turn
+    assert "tools" not in noting_requests(server)[0].body and len(noting_requests(server)) == 2
+    chats = [r for r in server.requests if r.path.endswith("/chat/completions") and r not in noting_requests(server)]
+    assert "] is vegetarian" in str(chats[-1].body["messages"][0]["content"])
+    assert "tools" not in chats[-1].body
+
+
+def test_saved_memories_by_tools_only_send_no_request_after_the_turn(memchat: Memchat, server: FakeOpenAI) -> None:
+    memchat(input="I never eat meat [[fact:is vegetarian]]\n", MEMCHAT_TOOLS="off", MEMCHAT_SAVED_MEMORIES="tools")
+    assert noting_requests(server) == []
+    assert "no saved memories yet" in memchat(input="/memories\n").stderr
+
+
+def test_a_noting_answer_keeps_only_what_follows_the_form() -> None:
+    facts = [saved.Fact(3, "lives in Leeds", "2026-01-01", "2026-01-01")]
+    changes = saved.noted("SAVE: is vegetarian\nREPLACE 3: lives in Lyon\nFORGET 9\nsure, here you go", facts)
+    assert changes == [saved.Change(0, "is vegetarian"), saved.Change(3, "lives in Lyon")]
+    assert saved.noted("NOTHING", facts) == []
+    assert saved.noted("\n".join(f"SAVE: fact {n}" for n in range(9)), facts) == []  # not following the form
+
+
+def test_a_bad_saved_memories_setting_is_one_line(memchat: Memchat) -> None:
+    run = memchat(input="hello\n", MEMCHAT_SAVED_MEMORIES="maybe")
+    assert run.returncode == 2
+    assert run.stderr == "error: MEMCHAT_SAVED_MEMORIES is 'maybe': use on, tools or off\n"
