@@ -18,7 +18,7 @@ import asyncio
 import dataclasses
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -258,7 +258,8 @@ class TurnRunner:
         if not_saved is None and searched.changes:
             # Written only now the turn is stored: a turn that failed saves nothing.
             try:
-                notices += await saved.change(memory, searched.changes)
+                start = await newest_start(memory)
+                notices += await saved.change(memory, [replace(c, turn=start) for c in searched.changes])
             except MemchatError as exc:
                 notices.append(f"the saved memories were not changed: {exc}")
         reported = result.context_wrapper.usage
@@ -383,7 +384,9 @@ class TurnRunner:
             return []
         facts = await saved.read(memory)
         result = await Runner.run(self.noter, saved.note_request(facts, text, reply), run_config=self._run_config)
-        said = await saved.change(memory, saved.noted(str(result.final_output), facts))
+        start = await newest_start(memory)
+        changes = [replace(c, turn=start) for c in saved.noted(str(result.final_output), facts)]
+        said = await saved.change(memory, changes)
         if said:
             self._noted.setdefault(memory.session_id, []).extend(said)
         return said
@@ -393,6 +396,13 @@ class TurnRunner:
         if not sent.overflow:
             return False
         return await self.summarizer.fold(memory, sent.room)
+
+
+async def newest_start(memory: Memory) -> int:
+    """Where the newest turn starts: the turn just stored, that a saved memory came from."""
+    async for turn in memory.turns_backward(0):
+        return turn.start
+    return 0
 
 
 def tools_chars(tools: list[Any]) -> int:

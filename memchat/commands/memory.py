@@ -99,8 +99,14 @@ async def _forget(conv: Conversation, arg: str) -> CommandOutput:
     found = await _matching(conv, arg)
     if not found:
         return Note(f"nothing in the memory of {conv.user} matches {arg!r}: nothing was forgotten")
+    from memchat.context import saved
+
+    facts = await saved.read(conv.memory) if conv.settings.saved_memories else []
     summary_went = await conv.memory.forget([turn for _, turn in found])
     said = f"forgot {plural(len(found), 'exchange')} matching {arg!r}"
+    # What the model saved from them goes with them.
+    if went := await saved.change(conv.memory, saved.from_turns(facts, {turn.start for _, turn in found})):
+        said += f", and {len(went)} saved {'memory' if len(went) == 1 else 'memories'} made in them"
     if summary_went:
         said += "; the summary of older turns may have mentioned them, so it was removed and is written again from what remains"
     return Note(said)

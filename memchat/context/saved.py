@@ -49,6 +49,8 @@ class Fact:
     confirmed: str
     # Who wrote it last: "model" (a tool call) or "you" (/memories).
     by: str = "model"
+    # The store's position of the turn it came from (0: none, /memories); /forget of that turn forgets it.
+    turn: int = 0
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class Change:
     number: int
     text: str | None
     by: str = "model"
+    turn: int = 0
 
 
 def now() -> str:
@@ -100,10 +103,10 @@ def applied(facts: Sequence[Fact], changes: Sequence[Change], at: str) -> tuple[
                 kept[same.number] = replace(same, confirmed=at)
                 continue
             number = max([0, *kept, *(fact.number for fact in facts)]) + 1
-            kept[number] = Fact(number, text, at, at, change.by)
+            kept[number] = Fact(number, text, at, at, change.by, change.turn)
             said.append(f"saved: {text}")
         elif old.text != text:
-            kept[change.number] = replace(old, text=text, confirmed=at, by=change.by)
+            kept[change.number] = replace(old, text=text, confirmed=at, by=change.by, turn=change.turn)
             said.append(f"updated: {text}")
     ordered = sorted(kept.values(), key=lambda fact: fact.number)
     while len(ordered) > MOST_FACTS:
@@ -116,6 +119,11 @@ async def read(memory: Memory) -> list[Fact]:
     if not isinstance(memory, SavedMemory):
         return []
     return parse((await memory.saved_memories())[0])
+
+
+def from_turns(facts: Sequence[Fact], starts: set[int]) -> list[Change]:
+    """Forgetting the facts that came from the turns starting at ``starts`` (the exchanges /forget deletes)."""
+    return [Change(fact.number, None, "you") for fact in facts if fact.turn and fact.turn in starts]
 
 
 async def change(memory: Memory, changes: Sequence[Change]) -> list[str]:

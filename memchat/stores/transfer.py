@@ -14,7 +14,7 @@ JSON; importing it is a copy from that snapshot, by the same rules.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -63,7 +63,7 @@ class Snapshot:
             summary=summary.text if summary is not None and covered else None,
             summarized=covered if summary is not None else 0,
             instructions=await memory.instructions(),
-            memories=(await memory.saved_memories())[0] if isinstance(memory, SavedMemory) else "",
+            memories=_by_index(await memory.saved_memories(), turns) if isinstance(memory, SavedMemory) else "",
         )
 
     def to_json(self) -> str:
@@ -155,8 +155,27 @@ async def restore(target: Memory, snapshot: Snapshot) -> Copied:
     if snapshot.instructions is not None and await target.instructions() is None:
         await target.set_instructions(snapshot.instructions)
     if snapshot.memories and isinstance(target, SavedMemory) and not (await target.saved_memories())[0]:
-        await target.save_memories(snapshot.memories, 0)
+        # Each fact's turn, kept in the snapshot as the place of its first item, is a position of this store again.
+        position_of = {index: start for start, index in _indexes(await _turns(target)).items()}
+        facts = [replace(fact, turn=position_of.get(fact.turn, 0)) for fact in saved.parse(snapshot.memories)]
+        await target.save_memories(saved.dump(facts), 0)
     return Copied(target.session_id, len(missing), True)
+
+
+def _indexes(turns: list[Turn]) -> dict[int, int]:
+    """Each turn's store position, and the place of its first item among all the items (from 1)."""
+    found, count = {}, 0
+    for turn in turns:
+        found[turn.start] = count + 1
+        count += len(turn.items)
+    return found
+
+
+def _by_index(stored: tuple[str, int], turns: list[Turn]) -> str:
+    """The saved memories, each fact's turn given as the place of its first item: positions are the store's own."""
+    index = _indexes(turns)
+    facts = [replace(fact, turn=index.get(fact.turn, 0)) for fact in saved.parse(stored[0])]
+    return saved.dump(facts) if facts else ""
 
 
 async def _turns(memory: Memory) -> list[Turn]:

@@ -195,3 +195,14 @@ def test_a_bad_saved_memories_setting_is_one_line(memchat: Memchat) -> None:
     run = memchat(input="hello\n", MEMCHAT_SAVED_MEMORIES="maybe")
     assert run.returncode == 2
     assert run.stderr == "error: MEMCHAT_SAVED_MEMORIES is 'maybe': use on, tools or off\n"
+
+
+def test_forget_takes_the_saved_memories_made_in_the_exchanges_it_deletes(memchat: Memchat, tmp_path: Path) -> None:
+    memchat(input=f"I bought a sailing boat {tell('remember', fact='owns a sailing boat')}\n/memories add I like tea\n")
+    # A copy keeps which exchange each came from, though the other store numbers its messages its own way.
+    other = str(tmp_path / "other.db")
+    assert memchat("copy", "--from", str(memchat.db), "--to", other).returncode == 0
+    for db in (str(memchat.db), other):
+        run = memchat("--db", db, input="/forget sailing\n/memories\n")
+        assert "forgot 1 exchange matching 'sailing', and 1 saved memory made in them" in run.stderr, run.stderr
+        assert "I like tea" in run.stdout and "sailing" not in run.stdout
