@@ -42,6 +42,16 @@ DEFAULT_INSTRUCTIONS = (
 )
 MAX_USER_ID_LENGTH = 200
 
+# US dollars per million tokens, in and out, of OpenAI's own models, as its pricing page listed them
+# (checked 2026-12-03): /usage estimates what a turn cost from them. Used only against OpenAI itself;
+# MEMCHAT_PRICES adds or overrides models, for any server.
+PRICES_AT_OPENAI: dict[str, tuple[float, float]] = {
+    "gpt-5.5": (5.00, 30.00),
+    "gpt-5.4": (2.50, 15.00),
+    "gpt-5.4-mini": (0.75, 4.50),
+    "gpt-5.4-nano": (0.20, 1.25),
+}
+
 # Where memchat web listens unless told otherwise: this machine only.
 DEFAULT_WEB_HOST = "127.0.0.1"
 DEFAULT_WEB_PORT = 8000
@@ -75,6 +85,7 @@ ENVIRONMENT: dict[str, str] = {
     ),
     "MEMCHAT_EMBEDDING_TIMEOUT": f"seconds a turn waits to embed its message (default {DEFAULT_EMBEDDING_TIMEOUT:g})",
     "MEMCHAT_WEB_ORIGINS": "memchat web: other origins the page is reached at, comma-separated (a reverse proxy's)",
+    "MEMCHAT_PRICES": "prices for /usage's cost estimate, as MODEL=IN/OUT dollars per million tokens, comma-separated",
     "MEMCHAT_PLAIN": "1 to print replies as raw text, not rendered Markdown (also --plain, NO_COLOR)",
 }
 
@@ -106,6 +117,8 @@ class Settings:
     encryption_key: str | None = field(default=None, repr=False)
     # Replies as raw text even in a terminal (MEMCHAT_PLAIN, --plain, or NO_COLOR set to anything).
     plain: bool = False
+    # (model, dollars per million input tokens, per million output tokens), for /usage's estimate.
+    prices: tuple[tuple[str, float, float], ...] = ()
     # Older exchanges that match the new message come with each request (MEMCHAT_RECALL=off: not).
     recall: bool = True
     # The model may call search_memory (MEMCHAT_TOOLS=off: it is not offered).
@@ -121,6 +134,10 @@ class Settings:
     embedding_timeout: float = DEFAULT_EMBEDDING_TIMEOUT
     # memchat web: origins besides the page's own whose requests and sockets it takes (a reverse proxy's).
     web_origins: tuple[str, ...] = ()
+
+    def price(self, model: str) -> tuple[float, float] | None:
+        """Dollars per million tokens in and out for ``model``, where its price is known."""
+        return next(((given, taken) for name, given, taken in self.prices if name == model), None)
 
     def require_model_access(self) -> None:
         """Fail with a plain explanation when no model server can be reached."""
@@ -238,6 +255,7 @@ def load_settings(
         suggest_embeddings=embedding_model is None and not named_embedding,
         embedding_timeout=_number(env, "MEMCHAT_EMBEDDING_TIMEOUT", DEFAULT_EMBEDDING_TIMEOUT, float, positive=True),
         web_origins=_origins(env),
+        prices=_prices(env, base_url),
     )
 
 
@@ -285,6 +303,25 @@ def _switch(env: dict[str, str], name: str, *, default: bool) -> bool:
     if raw in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name} is {env[name]!r}: use on or off")
+
+
+def _prices(env: dict[str, str], base_url: str | None) -> tuple[tuple[str, float, float], ...]:
+    """OpenAI's own prices against OpenAI, with MEMCHAT_PRICES over them; one line naming a malformed entry."""
+    prices = dict(PRICES_AT_OPENAI) if base_url is None else {}
+    for entry in filter(None, (part.strip() for part in env.get("MEMCHAT_PRICES", "").split(","))):
+        model, _, rates = entry.rpartition("=")
+        given, _, taken = rates.partition("/")
+        try:
+            rate_in, rate_out = float(given), float(taken)
+        except ValueError:
+            rate_in = rate_out = math.nan
+        if not model.strip() or not (math.isfinite(rate_in) and math.isfinite(rate_out)) or min(rate_in, rate_out) < 0:
+            raise ConfigError(
+                f"MEMCHAT_PRICES has {entry!r}: write MODEL=IN/OUT in dollars per million tokens, "
+                "as in my-model=0.15/0.60"
+            )
+        prices[model.strip()] = (rate_in, rate_out)
+    return tuple((model, rate_in, rate_out) for model, (rate_in, rate_out) in prices.items())
 
 
 def _saved_memories(env: dict[str, str]) -> str:

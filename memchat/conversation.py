@@ -71,11 +71,21 @@ class SessionUsage:
     turns: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    # Dollars, estimated from the price of each turn's model, and how many turns had one.
+    cost: float = 0.0
+    priced_turns: int = 0
 
-    def add(self, usage: Usage) -> None:
+    def add(self, usage: Usage, price: tuple[float, float] | None = None) -> float | None:
+        """Count one turn; what it cost, where its model's price is known."""
         self.turns += 1
         self.input_tokens += usage.input_tokens
         self.output_tokens += usage.output_tokens
+        if price is None:
+            return None
+        spent = (usage.input_tokens * price[0] + usage.output_tokens * price[1]) / 1_000_000
+        self.cost += spent
+        self.priced_turns += 1
+        return spent
 
 
 class Conversation:
@@ -90,6 +100,8 @@ class Conversation:
         self.model = settings.model
         self.last: TurnResult | None = None
         self.usage = SessionUsage()
+        # What the last turn cost, in dollars, where its model's price is known.
+        self.last_cost: float | None = None
 
     async def switch_user(self, user: str) -> int:
         """Talk as ``user`` from now on; the number of messages they have."""
@@ -126,7 +138,7 @@ class Conversation:
             semantic.fill(self.memory)
             result = dataclasses.replace(result, notices=result.notices + semantic.notices())
         self.last = result
-        self.usage.add(result.usage)
+        self.last_cost = self.usage.add(result.usage, self.settings.price(self.model))
         return result
 
     async def fold(self, result: TurnResult) -> None:

@@ -114,3 +114,11 @@ def test_unusable_user_ids_are_refused(user: str, complaint: str) -> None:
 @pytest.mark.parametrize("user", ["../../etc/passwd", "alice'; DROP TABLE agent_messages;--", "Zoë 🦊", "x" * 200])
 def test_odd_but_harmless_user_ids_are_accepted(user: str) -> None:
     assert load_settings(user=user, env={}).user == user
+
+
+def test_openai_prices_are_known_against_openai_only_and_memchat_prices_add_to_them() -> None:
+    assert load_settings(env={}).price("gpt-5.4-mini") == (0.75, 4.50)
+    elsewhere = load_settings(env={"OPENAI_BASE_URL": "http://127.0.0.1:8080/v1"})
+    assert elsewhere.price("gpt-5.4-mini") is None  # a proxy or another server may charge its own way
+    priced = load_settings(env={"OPENAI_BASE_URL": "http://127.0.0.1:8080/v1", "MEMCHAT_PRICES": "llama = 0/0, x=1/2"})
+    assert priced.price("llama") == (0.0, 0.0) and priced.price("x") == (1.0, 2.0)

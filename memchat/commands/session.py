@@ -48,8 +48,27 @@ async def _usage(conv: Conversation, arg: str) -> CommandOutput:
             "this session": f"{total.input_tokens:,} tokens in, {total.output_tokens:,} out, in {plural(total.turns, 'turn')}",
             "context budget": f"history of about {last.history_tokens:,} of {last.budget:,} tokens ({share:.0f}%)"
             + (", older turns summarized" if last.context.overflow or last.context.summary else ""),
+            **_costs(conv),
         }
     )
+
+
+def _costs(conv: Conversation) -> dict[str, str]:
+    """What the last turn and the session cost, estimated; nothing for a model without a known price."""
+    price, total = conv.settings.price(conv.model), conv.usage
+    rows = {}
+    if conv.last_cost is not None and price is not None:
+        rows["last turn cost"] = (
+            f"${conv.last_cost:.4f} (estimated at ${price[0]:g} / ${price[1]:g} a million tokens in / out)"
+        )
+    if total.priced_turns:
+        of = (
+            ""
+            if total.priced_turns == total.turns
+            else f" (the {plural(total.priced_turns, 'turn')} with a known price)"
+        )
+        rows["this session cost"] = f"${total.cost:.4f}{of}"
+    return rows
 
 
 @command(

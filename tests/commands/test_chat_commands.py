@@ -190,3 +190,31 @@ def test_help_lists_every_command(memchat: Memchat, line: str) -> None:
     run = memchat(input=line + "\n")
     for usage in help_rows():
         assert usage in run.stdout
+
+
+def test_usage_estimates_the_cost_of_the_last_turn_and_the_session_for_a_priced_model(memchat: Memchat) -> None:
+    run = memchat(input="hello\nhello again\n/usage\n", MEMCHAT_PRICES="gpt-5.4-mini=1000/2000")
+    assert run.returncode == 0, run.stderr
+    counts = re.search(r"last request\s+([\d,]+) tokens in, ([\d,]+) out", run.stdout)
+    session = re.search(r"this session\s+([\d,]+) tokens in, ([\d,]+) out", run.stdout)
+    assert counts and session, run.stdout
+    tokens_in, tokens_out = (int(group.replace(",", "")) for group in counts.groups())
+    expected = (tokens_in * 1000 + tokens_out * 2000) / 1_000_000
+    shown = {key: value for key, _, value in (line.partition("  ") for line in run.stdout.splitlines())}
+    assert shown["last turn cost"].strip() == f"${expected:.4f} (estimated at $1000 / $2000 a million tokens in / out)"
+    all_in, all_out = (int(group.replace(",", "")) for group in session.groups())
+    assert shown["this session cost"].strip() == f"${(all_in * 1000 + all_out * 2000) / 1_000_000:.4f}"
+
+
+def test_usage_says_no_cost_for_a_model_without_a_known_price(memchat: Memchat) -> None:
+    run = memchat(input="hello\n/usage\n")
+    assert "last request" in run.stdout and "cost" not in run.stdout
+
+
+def test_a_malformed_price_is_one_line(memchat: Memchat) -> None:
+    run = memchat(input="hello\n", MEMCHAT_PRICES="gpt-5.4-mini=cheap")
+    assert run.returncode == 2
+    assert run.stderr == (
+        "error: MEMCHAT_PRICES has 'gpt-5.4-mini=cheap': write MODEL=IN/OUT in dollars per million tokens, "
+        "as in my-model=0.15/0.60\n"
+    )
