@@ -220,6 +220,7 @@ def load_settings(
             f"OPENAI_BASE_URL is {base_url!r}: write it with its scheme, as in http://{base_url.lstrip('/')}"
         )
     named_embedding = env.get("MEMCHAT_EMBEDDING_MODEL", "").strip()
+    saved_mode = _saved_memories(env)
     embedding_model = _embedding_model(named_embedding, base_url, encrypted=bool(env.get("MEMCHAT_ENCRYPTION_KEY")))
     if named_embedding not in ("", "off") and env.get("MEMCHAT_ENCRYPTION_KEY"):
         # Text can be recovered from its embedding: vectors kept in the clear would undo the encryption.
@@ -249,8 +250,8 @@ def load_settings(
         plain=plain or _flag(env, "MEMCHAT_PLAIN") or bool(env.get("NO_COLOR")),
         recall=_switch(env, "MEMCHAT_RECALL", default=True),
         tools=_switch(env, "MEMCHAT_TOOLS", default=True),
-        saved_memories=_saved_memories(env) != "off",
-        noted_memories=_saved_memories(env) == "on",
+        saved_memories=saved_mode != "off",
+        noted_memories=saved_mode == "on",
         embedding_model=embedding_model,
         suggest_embeddings=embedding_model is None and not named_embedding,
         embedding_timeout=_number(env, "MEMCHAT_EMBEDDING_TIMEOUT", DEFAULT_EMBEDDING_TIMEOUT, float, positive=True),

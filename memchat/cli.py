@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import inspect
 import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -109,7 +108,7 @@ class OneOf:
     options: tuple[Option, ...]
 
 
-Handler = Callable[[argparse.Namespace], "int | Coroutine[Any, Any, int]"]
+Handler = Callable[[argparse.Namespace], int | Coroutine[Any, Any, int]]
 
 
 @dataclass(frozen=True)
@@ -174,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = SUBCOMMANDS.get(args[0]) if args else None
         if spec is not None:
             result = spec.run(spec.parser().parse_args(args[1:]))
-            return asyncio.run(result) if inspect.iscoroutine(result) else result  # type: ignore[return-value]
+            return result if isinstance(result, int) else asyncio.run(result)
         parsed = _parser().parse_args(args)
         from memchat.terminal.repl import typeahead_unechoed
 

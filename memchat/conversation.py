@@ -75,17 +75,19 @@ class SessionUsage:
     cost: float = 0.0
     priced_turns: int = 0
 
-    def add(self, usage: Usage, price: tuple[float, float] | None = None) -> float | None:
-        """Count one turn; what it cost, where its model's price is known."""
+    def add(self, usage: Usage, price: tuple[float, float] | None = None) -> None:
+        """Count one turn, and what it cost where its model's price is known."""
         self.turns += 1
         self.input_tokens += usage.input_tokens
         self.output_tokens += usage.output_tokens
-        if price is None:
-            return None
-        spent = (usage.input_tokens * price[0] + usage.output_tokens * price[1]) / 1_000_000
-        self.cost += spent
-        self.priced_turns += 1
-        return spent
+        if price is not None:
+            self.cost += cost(usage, price)
+            self.priced_turns += 1
+
+
+def cost(usage: Usage, price: tuple[float, float]) -> float:
+    """Dollars, at ``price`` (dollars per million tokens in, and out)."""
+    return (usage.input_tokens * price[0] + usage.output_tokens * price[1]) / 1_000_000
 
 
 class Conversation:
@@ -100,8 +102,8 @@ class Conversation:
         self.model = settings.model
         self.last: TurnResult | None = None
         self.usage = SessionUsage()
-        # What the last turn cost, in dollars, where its model's price is known.
-        self.last_cost: float | None = None
+        # The price of the model that answered the last turn, where it is known.
+        self.last_price: tuple[float, float] | None = None
 
     async def switch_user(self, user: str) -> int:
         """Talk as ``user`` from now on; the number of messages they have."""
@@ -137,8 +139,8 @@ class Conversation:
             # The new messages are embedded after the reply, never before it.
             semantic.fill(self.memory)
             result = dataclasses.replace(result, notices=result.notices + semantic.notices())
-        self.last = result
-        self.last_cost = self.usage.add(result.usage, self.settings.price(self.model))
+        self.last, self.last_price = result, self.settings.price(self.model)
+        self.usage.add(result.usage, self.last_price)
         return result
 
     async def fold(self, result: TurnResult) -> None:

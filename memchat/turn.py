@@ -206,7 +206,7 @@ class TurnRunner:
         With ``replacing`` (the position where the newest turn starts), that turn is
         left out of the request and replaced by this one in a single write (/retry, /edit).
         """
-        notices: list[str] = self._noted.pop(memory.session_id, [])
+        notices: list[str] = []
         user_item: Item = {"role": "user", "content": text}
         own = await memory.instructions()
         keeps_facts = self.settings.saved_memories and isinstance(memory, SavedMemory)
@@ -275,7 +275,8 @@ class TurnRunner:
             history_tokens=built.tokens,
             budget=self.budget,
             not_saved=not_saved,
-            notices=tuple(notices),
+            # What the noting pass saved after the previous turn is said with the first turn that completes.
+            notices=(*self._noted.pop(memory.session_id, []), *notices),
             text=text,
         )
 

@@ -55,11 +55,13 @@ async def _usage(conv: Conversation, arg: str) -> CommandOutput:
 
 def _costs(conv: Conversation) -> dict[str, str]:
     """What the last turn and the session cost, estimated; nothing for a model without a known price."""
-    price, total = conv.settings.price(conv.model), conv.usage
+    from memchat.conversation import cost
+
+    price, total = conv.last_price, conv.usage
     rows = {}
-    if conv.last_cost is not None and price is not None:
+    if conv.last is not None and price is not None:
         rows["last turn cost"] = (
-            f"${conv.last_cost:.4f} (estimated at ${price[0]:g} / ${price[1]:g} a million tokens in / out)"
+            f"${cost(conv.last.usage, price):.4f} (estimated at ${price[0]:g} / ${price[1]:g} a million tokens in / out)"
         )
     if total.priced_turns:
         of = (

@@ -41,7 +41,7 @@ HEADING = (
 
 @dataclass(frozen=True)
 class Fact:
-    """One saved memory: its number (never reused for this user), what it says, and when."""
+    """One saved memory: its number (unique among this user's; one past the highest), what it says, and when."""
 
     number: int
     text: str

@@ -49,8 +49,8 @@ class Snapshot:
     # How many of the first items the summary covers.
     summarized: int = 0
     instructions: str | None = None
-    # The saved memories, as ``context.saved`` keeps them ('' when none).
-    memories: str = ""
+    # The saved memories, each fact's turn given as the place of its first item (store positions differ).
+    facts: tuple[saved.Fact, ...] = ()
 
     @classmethod
     async def of(cls, memory: Memory) -> Snapshot:
@@ -63,7 +63,7 @@ class Snapshot:
             summary=summary.text if summary is not None and covered else None,
             summarized=covered if summary is not None else 0,
             instructions=await memory.instructions(),
-            memories=_by_index(await memory.saved_memories(), turns) if isinstance(memory, SavedMemory) else "",
+            facts=_by_index(await saved.read(memory), turns),
         )
 
     def to_json(self) -> str:
@@ -74,7 +74,7 @@ class Snapshot:
                 "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "user": self.user,
                 "instructions": self.instructions,
-                "saved_memories": [asdict(fact) for fact in saved.parse(self.memories)],
+                "saved_memories": [asdict(fact) for fact in self.facts],
                 "summary": None if self.summary is None else {"text": self.summary, "items": self.summarized},
                 "items": self.items,
             },
@@ -104,14 +104,14 @@ class Snapshot:
             facts = data.get("saved_memories") or []  # absent from exports of memchat before saved memories
             if not isinstance(facts, list) or not all(isinstance(fact, dict) for fact in facts):
                 raise ValueError("its saved memories are not a list of objects")
-            memories = saved.dump([saved.Fact(**fact) for fact in facts]) if facts else ""
+            kept = tuple(saved.Fact(**fact) for fact in facts)
             return cls(
                 user=str(data["user"]),
                 items=items,
                 summary=None if summary is None else summary["text"],
                 summarized=0 if summary is None else summary["items"],
                 instructions=instructions,
-                memories=memories,
+                facts=kept,
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise MemchatError(f"{where} cannot be imported: {exc}; pass a file written by memchat export") from None
@@ -121,8 +121,8 @@ class Snapshot:
         lines = [f"# memchat: the memory of {self.user}", ""]
         if self.instructions:
             lines += ["## Standing instructions", "", self.instructions, ""]
-        if facts := saved.parse(self.memories):
-            lines += ["## Saved memories", "", *(f"- {saved.line(fact)}" for fact in facts), ""]
+        if self.facts:
+            lines += ["## Saved memories", "", *(f"- {saved.line(fact)}" for fact in self.facts), ""]
         if self.summary:
             lines += [f"## Summary of the first {self.summarized} messages", "", self.summary, ""]
         lines += ["## Conversation", ""]
@@ -154,10 +154,10 @@ async def restore(target: Memory, snapshot: Snapshot) -> Copied:
         await target.save_summary(Summary(snapshot.summary, _end_of(await _turns(target), snapshot.summarized)))
     if snapshot.instructions is not None and await target.instructions() is None:
         await target.set_instructions(snapshot.instructions)
-    if snapshot.memories and isinstance(target, SavedMemory) and not (await target.saved_memories())[0]:
+    if snapshot.facts and isinstance(target, SavedMemory) and not (await target.saved_memories())[0]:
         # Each fact's turn, kept in the snapshot as the place of its first item, is a position of this store again.
         position_of = {index: start for start, index in _indexes(await _turns(target)).items()}
-        facts = [replace(fact, turn=position_of.get(fact.turn, 0)) for fact in saved.parse(snapshot.memories)]
+        facts = [replace(fact, turn=position_of.get(fact.turn, 0)) for fact in snapshot.facts]
         await target.save_memories(saved.dump(facts), 0)
     return Copied(target.session_id, len(missing), True)
 
@@ -171,11 +171,10 @@ def _indexes(turns: list[Turn]) -> dict[int, int]:
     return found
 
 
-def _by_index(stored: tuple[str, int], turns: list[Turn]) -> str:
-    """The saved memories, each fact's turn given as the place of its first item: positions are the store's own."""
+def _by_index(facts: list[saved.Fact], turns: list[Turn]) -> tuple[saved.Fact, ...]:
+    """``facts``, each fact's turn given as the place of its first item: positions are the store's own."""
     index = _indexes(turns)
-    facts = [replace(fact, turn=index.get(fact.turn, 0)) for fact in saved.parse(stored[0])]
-    return saved.dump(facts) if facts else ""
+    return tuple(replace(fact, turn=index.get(fact.turn, 0)) for fact in facts)
 
 
 async def _turns(memory: Memory) -> list[Turn]:

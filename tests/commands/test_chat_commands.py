@@ -218,3 +218,8 @@ def test_a_malformed_price_is_one_line(memchat: Memchat) -> None:
         "error: MEMCHAT_PRICES has 'gpt-5.4-mini=cheap': write MODEL=IN/OUT in dollars per million tokens, "
         "as in my-model=0.15/0.60\n"
     )
+
+
+def test_the_last_turns_cost_is_at_the_price_of_the_model_that_answered_it(memchat: Memchat) -> None:
+    run = memchat(input="hello\n/model cheaper\n/usage\n", MEMCHAT_PRICES="gpt-5.4-mini=1000/2000,cheaper=1/1")
+    assert "(estimated at $1000 / $2000 a million tokens in / out)" in run.stdout, run.stdout

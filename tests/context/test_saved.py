@@ -206,3 +206,10 @@ def test_forget_takes_the_saved_memories_made_in_the_exchanges_it_deletes(memcha
         run = memchat("--db", db, input="/forget sailing\n/memories\n")
         assert "forgot 1 exchange matching 'sailing', and 1 saved memory made in them" in run.stderr, run.stderr
         assert "I like tea" in run.stdout and "sailing" not in run.stdout
+
+
+def test_what_the_pass_after_a_turn_saved_is_said_even_when_the_next_turn_fails(
+    memchat: Memchat, server: FakeOpenAI
+) -> None:
+    run = memchat(input="I never eat meat [[fact:is vegetarian]]\nfail [[status:500]]\nhello\n", MEMCHAT_TOOLS="off")
+    assert run.stderr.count("saved: is vegetarian") == 1, run.stderr
