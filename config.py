@@ -74,7 +74,8 @@ ENVIRONMENT: dict[str, str] = {
     "MEMCHAT_TRACING": "1 to export traces to OpenAI (off by default)",
     "MEMCHAT_ENCRYPTION_KEY": "a passphrase: store messages encrypted with it (off by default)",
     "MEMCHAT_RECALL": "off to send only the summary and the newest turns, without recalled older messages",
-    "MEMCHAT_TOOLS": "off to not offer the model the search_memory tool (on by default)",
+    "MEMCHAT_TOOLS": "off to offer the model no tools: neither search_memory nor MCP servers (also --no-tools)",
+    "MEMCHAT_MCP_CONFIG": "the MCP servers' JSON file (default ~/.config/memchat/mcp.json, where it exists)",
     "MEMCHAT_SAVED_MEMORIES": (
         "off to keep no saved memories; tools to keep them only by the model's tools and /memories (no request "
         "after each turn on a server without tools)"
@@ -121,8 +122,10 @@ class Settings:
     prices: tuple[tuple[str, float, float], ...] = ()
     # Older exchanges that match the new message come with each request (MEMCHAT_RECALL=off: not).
     recall: bool = True
-    # The model may call search_memory (MEMCHAT_TOOLS=off: it is not offered).
+    # The model may call tools: search_memory and the MCP servers' (MEMCHAT_TOOLS=off, --no-tools: none).
     tools: bool = True
+    # The file configuring MCP servers (see memchat.toolbox.config); None: no servers.
+    mcp_config: Path | None = None
     # Durable facts the model keeps about the user, pinned in every request (MEMCHAT_SAVED_MEMORIES=off: none).
     saved_memories: bool = True
     # Where the server takes no tools, a short request after each turn proposes them (MEMCHAT_SAVED_MEMORIES=tools: not).
@@ -203,6 +206,7 @@ def load_settings(
     model: str | None = None,
     context_tokens: int | None = None,
     plain: bool = False,
+    tools: bool = True,
     env: dict[str, str] | None = None,
 ) -> Settings:
     """Resolve settings from flags (the arguments) over the environment and ``.env``."""
@@ -249,7 +253,8 @@ def load_settings(
         encryption_key=env.get("MEMCHAT_ENCRYPTION_KEY") or None,
         plain=plain or _flag(env, "MEMCHAT_PLAIN") or bool(env.get("NO_COLOR")),
         recall=_switch(env, "MEMCHAT_RECALL", default=True),
-        tools=_switch(env, "MEMCHAT_TOOLS", default=True),
+        tools=tools and _switch(env, "MEMCHAT_TOOLS", default=True),
+        mcp_config=_mcp_config(env),
         saved_memories=saved_mode != "off",
         noted_memories=saved_mode == "on",
         embedding_model=embedding_model,
@@ -363,6 +368,16 @@ def _context_tokens(flag: int | None, env: dict[str, str]) -> int:
             f"the context budget of {value} tokens is too small to hold a turn: use at least {MIN_CONTEXT_TOKENS}"
         )
     return value
+
+
+def _mcp_config(env: dict[str, str]) -> Path | None:
+    """MEMCHAT_MCP_CONFIG (which must exist), else the usual file where it exists."""
+    named = env.get("MEMCHAT_MCP_CONFIG", "").strip()
+    if named:
+        return Path(named).expanduser()
+    base = env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME") or Path.home()) / ".config")
+    usual = Path(base) / "memchat" / "mcp.json"
+    return usual if usual.is_file() else None
 
 
 def _state_dir(env: dict[str, str]) -> Path:

@@ -77,6 +77,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", metavar="NAME", help="model name (default: $OPENAI_DEFAULT_MODEL)")
     parser.add_argument(
+        "--no-tools",
+        action="store_true",
+        help="offer the model no tools: neither memory search nor MCP servers (also: MEMCHAT_TOOLS=off)",
+    )
+    parser.add_argument(
         "--context-tokens",
         metavar="N",
         type=int,
@@ -192,7 +197,12 @@ async def _run(args: argparse.Namespace) -> int:
     from memchat.terminal.repl import banner, interactive, piped
 
     settings = load_settings(
-        user=args.user, db=args.db, model=args.model, context_tokens=args.context_tokens, plain=args.plain
+        user=args.user,
+        db=args.db,
+        model=args.model,
+        context_tokens=args.context_tokens,
+        plain=args.plain,
+        tools=not args.no_tools,
     )
     settings.require_model_access()
     out = Output(plain=settings.plain)
@@ -433,8 +443,11 @@ async def _passwd(args: argparse.Namespace) -> int:
     option("--model", metavar="NAME", help="model name (default: $OPENAI_DEFAULT_MODEL)"),
 )
 def _web(args: argparse.Namespace) -> int:
+    from memchat.toolbox.config import read_servers
     from memchat.web.serve import serve
 
     settings = load_settings(db=args.db, model=args.model)
     settings.require_model_access()
+    # A mistake in the MCP config is said here, not in the page's server log.
+    read_servers(settings.mcp_config if settings.tools else None)
     return serve(settings, args.host, args.port, Output())

@@ -17,11 +17,14 @@ from memchat.errors import MemchatError
 from memchat.items import is_user_message, item_text
 from memchat.loading import load_model_code
 from memchat.stores.protocol import Memory, Store, Turn
+from memchat.toolbox.approval import AllowedTools, Approver
+from memchat.toolbox.config import read_servers
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from memchat.context.semantic import Semantic
+    from memchat.toolbox.servers import Toolbox
     from memchat.turn import TurnResult, TurnRunner, Usage
 
 
@@ -36,6 +39,9 @@ class Runners:
         self.settings = settings
         self._runners: dict[str, TurnRunner] = {}
         self._semantic: Semantic | None = None
+        # The MCP servers configured; read now, so a mistake in the file is said before the chat starts.
+        self.servers = read_servers(settings.mcp_config) if settings.tools else ()
+        self._toolbox: Toolbox | None = None
 
     def runner(self, model: str) -> TurnRunner:
         if model not in self._runners:
@@ -43,8 +49,21 @@ class Runners:
             load_model_code()
             from memchat.turn import TurnRunner
 
-            self._runners[model] = TurnRunner(dataclasses.replace(self.settings, model=model), semantic=self.semantic)
+            self._runners[model] = TurnRunner(
+                dataclasses.replace(self.settings, model=model), semantic=self.semantic, toolbox=self.toolbox
+            )
         return self._runners[model]
+
+    @property
+    def toolbox(self) -> Toolbox | None:
+        """The MCP servers, where some are configured; made on first use (it loads the MCP client)."""
+        if self._toolbox is None and self.servers:
+            load_model_code()
+            from memchat.toolbox.servers import Toolbox
+
+            state = self.settings.state_dir
+            self._toolbox = Toolbox(self.servers, AllowedTools(state / "allowed_tools.json"), state / "mcp-logs")
+        return self._toolbox
 
     @property
     def semantic(self) -> Semantic | None:
@@ -62,6 +81,9 @@ class Runners:
         if self._semantic is not None:
             await self._semantic.aclose()
             self._semantic = None
+        if self._toolbox is not None:
+            await self._toolbox.aclose()
+            self._toolbox = None
 
 
 @dataclasses.dataclass
@@ -125,16 +147,22 @@ class Conversation:
         return indexed
 
     async def turn(
-        self, text: str, on_text: Callable[[str], None] | None = None, *, replacing: bool = False
+        self,
+        text: str,
+        on_text: Callable[[str], None] | None = None,
+        *,
+        replacing: bool = False,
+        approve: Approver | None = None,
     ) -> TurnResult:
-        """One turn (see ``TurnRunner.run``); with ``replacing``, it takes the place of the last exchange."""
+        """One turn (see ``TurnRunner.run``); with ``replacing``, it takes the place of the last exchange;
+        ``approve`` asks the person before a tool that is not trusted runs."""
         start: int | None = None
         if replacing:
             newest = await self.newest_turn()
             if newest is None:
                 raise MemchatError("there is no earlier message to replace: send one first")
             start = newest.start
-        result = await self.runners.runner(self.model).run(self.memory, text, on_text, replacing=start)
+        result = await self.runners.runner(self.model).run(self.memory, text, on_text, replacing=start, approve=approve)
         if (semantic := self.runners.semantic) is not None:
             # The new messages are embedded after the reply, never before it.
             semantic.fill(self.memory)

@@ -20,7 +20,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import openai
 from agents import Agent, FunctionTool, Model, ModelBehaviorError, ModelSettings, Runner
@@ -51,6 +51,10 @@ from memchat.model.client import build_client
 from memchat.model.errors import EmptyReplyError, is_context_overflow, server_context_size
 from memchat.stores.base import END
 from memchat.stores.protocol import Memory, SavedMemory, Summary
+from memchat.toolbox.approval import Approver
+
+if TYPE_CHECKING:
+    from memchat.toolbox.servers import Toolbox
 
 # The newest turns take at least this share of the budget (a sixth), and what recall leaves: the
 # conversation under way. A quarter found the evidence for 1 to 3 fewer questions in 100 on LoCoMo.
@@ -163,8 +167,16 @@ class TurnResult:
 class TurnRunner:
     """Runs turns against one model for any user's memory."""
 
-    def __init__(self, settings: Settings, model: Model | None = None, semantic: Semantic | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        model: Model | None = None,
+        semantic: Semantic | None = None,
+        toolbox: Toolbox | None = None,
+    ) -> None:
         self.settings = settings
+        # The MCP servers' tools, where servers are configured (see ``toolbox``).
+        self.toolbox = toolbox
         # Search by meaning too, where an embedding model is set (see ``semantic``).
         self.semantic = semantic
         self._client = None if model is not None else build_client(settings)
@@ -194,6 +206,7 @@ class TurnRunner:
         on_text: Callable[[str], None] | None = None,
         *,
         replacing: int | None = None,
+        approve: Approver | None = None,
     ) -> TurnResult:
         """Answer ``text`` in the context of ``memory``; stream pieces to ``on_text`` if given.
 
@@ -205,12 +218,16 @@ class TurnRunner:
 
         With ``replacing`` (the position where the newest turn starts), that turn is
         left out of the request and replaced by this one in a single write (/retry, /edit).
+
+        ``approve`` asks the person before an MCP tool that is not trusted runs; without it, only trusted ones run.
         """
         notices: list[str] = []
         user_item: Item = {"role": "user", "content": text}
         own = await memory.instructions()
         keeps_facts = self.settings.saved_memories and isinstance(memory, SavedMemory)
         facts = await saved.read(memory) if keeps_facts else []
+        if self.tools and self.toolbox is not None:
+            await self.toolbox.start()
         while True:
             built = await self.request_for(memory, text, own, replacing, facts)
             if built.left_out and self._left_out.get(memory.session_id) != built.left_out:
@@ -223,10 +240,19 @@ class TurnRunner:
             # What other programs left broken in the history is mended here, as sent; the store keeps it as it is.
             request: list[Any] = repaired([*built.items, user_item])
             searched = ToolContext(
-                memory, self.semantic, self.estimator, built.room, set(built.positions), replacing or END, facts
+                memory,
+                self.semantic,
+                self.estimator,
+                built.room,
+                set(built.positions),
+                replacing or END,
+                facts,
+                approve=approve,
             )
             try:
                 offered = [*MODEL_TOOLS, *(SAVED_TOOLS if keeps_facts else [])]
+                if self.toolbox is not None:
+                    offered += self.toolbox.tools()
                 tools = [*self.agent.tools, *offered] if self.tools else self.agent.tools
                 agent = self.agent.clone(instructions=built.instructions, tools=tools)
                 result = await self._call(agent, request, on_text, searched)
@@ -276,7 +302,12 @@ class TurnRunner:
             budget=self.budget,
             not_saved=not_saved,
             # What the noting pass saved after the previous turn is said with the first turn that completes.
-            notices=(*self._noted.pop(memory.session_id, []), *notices),
+            notices=(
+                *self._noted.pop(memory.session_id, []),
+                *notices,
+                *searched.notices,
+                *(self.toolbox.notices() if self.toolbox is not None else ()),
+            ),
             text=text,
         )
 

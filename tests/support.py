@@ -41,7 +41,13 @@ def clean_env(home: Path, **extra: str) -> dict[str, str]:
         for key, value in os.environ.items()
         if not key.startswith(("OPENAI_", "MEMCHAT_")) and key not in ("NO_COLOR", "FORCE_COLOR")
     }
-    env.update(HOME=str(home), XDG_STATE_HOME=str(home / "state"), MEMCHAT_RETRIES="0", PYTHONUNBUFFERED="1")
+    env.update(
+        HOME=str(home),
+        XDG_STATE_HOME=str(home / "state"),
+        XDG_CONFIG_HOME=str(home / "config"),
+        MEMCHAT_RETRIES="0",
+        PYTHONUNBUFFERED="1",
+    )
     env.update(extra)
     return env
 

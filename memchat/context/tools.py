@@ -15,6 +15,7 @@ Their calls and their outputs are stored with the turn, paired, like any tool st
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from agents import FunctionTool, RunContextWrapper, function_tool
 
@@ -25,6 +26,9 @@ from memchat.context.semantic import Semantic
 from memchat.items import MEMORY_TOOL
 from memchat.stores.base import END
 from memchat.stores.protocol import Memory
+
+if TYPE_CHECKING:
+    from memchat.toolbox.approval import Approver
 
 
 @dataclass
@@ -46,6 +50,14 @@ class ToolContext:
     # The saved memories as the request pinned them, and what the turn's tool calls change of them.
     facts: list[Fact] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
+    # Asks the person before an MCP tool runs (see ``toolbox``); None where nobody can be asked.
+    approve: Approver | None = None
+    # What the person should hear about the turn's tool calls, said with the reply.
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def user(self) -> str:
+        return self.memory.session_id
 
 
 async def search(searched: ToolContext, query: str) -> str:

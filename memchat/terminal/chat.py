@@ -47,6 +47,8 @@ from memchat.stores.protocol import Memory, Store
 from memchat.terminal.output import Output
 
 if TYPE_CHECKING:
+    from memchat.terminal.output import ReplyStream
+    from memchat.toolbox.approval import Approver
     from memchat.turn import TurnResult
 
 
@@ -86,6 +88,8 @@ class Chat:
         self.out = output
         # Asks the person a yes/no question; None on a pipe, where nothing is asked.
         self.ask = ask
+        # Asks whether a tool may run, answered yes, no or always; None on a pipe, where only trusted tools run.
+        self.ask_tool: Callable[[str], Awaitable[str]] | None = None
         # Set by /edit: the text to put in the input line, and that what is sent next replaces the last exchange.
         self.prefill: str | None = None
         self.editing = False
@@ -139,7 +143,8 @@ class Chat:
                         shown.waiting("loading the model library (first turn only)…")
                         await load_model_code_aside()
                         shown.waiting("thinking…")
-                    result = await self.conv.turn(text, shown.add, replacing=replacing)
+                    approve = self._approver(shown) if self.ask_tool is not None else None
+                    result = await self.conv.turn(text, shown.add, replacing=replacing, approve=approve)
                 finally:
                     # Whatever came stays on screen, whole, before anything is said about it.
                     shown.finish()
@@ -168,6 +173,24 @@ class Chat:
         else:
             await self._update_summary(result, quiet=False)
         return Outcome.OK
+
+    def _approver(self, shown: ReplyStream) -> Approver:
+        """Asks, below what the reply showed so far, whether a tool may run."""
+        from memchat.toolbox.approval import Answer
+
+        ask = self.ask_tool
+        assert ask is not None
+
+        async def approve(server: str, tool: str, arguments: str) -> Answer:
+            shown.pause()
+            try:
+                self.out.notice(f"the model wants to run {tool} of MCP server {server} with {arguments[:400]}")
+                answer = Answer(await ask(f"run {tool}?"))
+            finally:
+                shown.resume(f"running {tool}…")
+            return answer
+
+        return approve
 
     async def _update_summary(self, result: TurnResult, *, quiet: bool) -> None:
         """Fold turns that no longer fit into the summary; on failure, retry after a later turn."""

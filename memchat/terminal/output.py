@@ -41,6 +41,12 @@ class ReplyStream(Protocol):
     def finish(self) -> None:
         """The reply ended (or was stopped): leave it on screen, whole."""
 
+    def pause(self) -> None:
+        """Stop drawing, leaving what came on screen, so the person can be asked something."""
+
+    def resume(self, waiting: str) -> None:
+        """Go on after ``pause``, saying what is waited for."""
+
 
 class PlainStream:
     """The raw text as it comes, with a spinner on stderr until the first piece when stderr is a terminal."""
@@ -67,6 +73,12 @@ class PlainStream:
         self._stop_spinner()
         self.file.write("\n")
         self.file.flush()
+
+    def pause(self) -> None:
+        self._stop_spinner()
+
+    def resume(self, waiting: str) -> None:
+        pass
 
     def _stop_spinner(self) -> None:
         if self._spinner is not None:

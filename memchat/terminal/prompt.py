@@ -71,3 +71,13 @@ async def yes_or_no(question: str) -> bool:
     except (KeyboardInterrupt, EOFError):
         return False
     return answer.strip().lower() in ("y", "yes")
+
+
+async def tool_answer(question: str) -> str:
+    """Ask whether a tool may run: y, always, or (anything else, Ctrl-C, Ctrl-D) no."""
+    try:
+        answer = await PromptSession[str]().prompt_async(f"{question} [y/N/always] ")
+    except (KeyboardInterrupt, EOFError):
+        return "no"
+    answer = answer.strip().lower()
+    return "always" if answer in ("a", "always") else "yes" if answer in ("y", "yes") else "no"

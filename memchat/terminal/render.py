@@ -74,15 +74,19 @@ class MarkdownStream:
         self._printed = 0
         self._lines = 0
         self._drawn = 0.0
-        self._live = Live(
+        self._live = self._spinning(waiting)
+
+    def _spinning(self, waiting: str) -> Live:
+        live = Live(
             spinner(waiting),
-            console=console,
+            console=self.console,
             transient=True,
             refresh_per_second=12,
             redirect_stdout=False,
             redirect_stderr=False,
         )
-        self._live.start()
+        live.start()
+        return live
 
     def waiting(self, text: str) -> None:
         """Change what the spinner says (before the first piece)."""
@@ -108,6 +112,14 @@ class MarkdownStream:
         self._live.stop()
         self._print_through(len(self._text))
         self._printed = len(self._text)
+
+    def pause(self) -> None:
+        """Leave what came so far on screen, whole, so a question can be asked below it."""
+        self.finish()
+        self._text, self._printed, self._lines = "", 0, 0
+
+    def resume(self, waiting: str) -> None:
+        self._live = self._spinning(waiting)
 
     def _print_through(self, end: int) -> None:
         """Print the lines of the reply's first ``end`` characters that are not on screen yet.

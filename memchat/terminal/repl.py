@@ -20,7 +20,7 @@ async def interactive(chat: Chat) -> int:
     from prompt_toolkit import PromptSession
     from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 
-    from memchat.terminal.prompt import CommandCompleter, bindings, toolbar, yes_or_no
+    from memchat.terminal.prompt import CommandCompleter, bindings, tool_answer, toolbar, yes_or_no
 
     history: History
     try:
@@ -37,7 +37,7 @@ async def interactive(chat: Chat) -> int:
         bottom_toolbar=lambda: toolbar(chat.conv),
         prompt_continuation=lambda width, line, wrapped: "." * (width - 1) + " ",
     )
-    chat.ask = yes_or_no
+    chat.ask, chat.ask_tool = yes_or_no, tool_answer
 
     def preload_once(_: object) -> None:
         # Load the SDK only once the prompt is on screen, so the two do not share the CPU before it.
