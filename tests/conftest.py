@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import pexpect
 import pytest
 
 from fake_openai import FakeOpenAI
-from support import STORES, Memchat, clean_env, drop_redis_keys, drop_test_database, fresh_store
+from support import AGENT, STORES, Memchat, clean_env, drop_redis_keys, drop_test_database, fresh_store
 
 # The chat page's fixtures (web, browser, page), for every module that drives it.
 pytest_plugins = ["web_page"]
@@ -30,6 +32,30 @@ def memchat(tmp_path: Path, server: FakeOpenAI) -> Memchat:
     work = tmp_path / "work"
     work.mkdir()
     return Memchat(work, clean_env(tmp_path, OPENAI_BASE_URL=server.url))
+
+
+@pytest.fixture
+def spawn(memchat: Memchat) -> Iterator[object]:
+    """Starts ``python agent.py ARGS`` in a pseudo-terminal, as a person runs it; closed at the end."""
+    children: list[pexpect.spawn] = []
+
+    def start(*args: str, **env: str) -> pexpect.spawn:
+        child = pexpect.spawn(
+            sys.executable,
+            [str(AGENT), *args],
+            cwd=str(memchat.cwd),
+            # The pty answers no cursor-position requests; a real terminal does.
+            env={**memchat.env, "TERM": "xterm-256color", "PROMPT_TOOLKIT_NO_CPR": "1", **env},
+            encoding="utf-8",
+            timeout=30,
+            dimensions=(40, 200),
+        )
+        children.append(child)
+        return child
+
+    yield start
+    for child in children:
+        child.close(force=True)
 
 
 @pytest.fixture

@@ -250,6 +250,12 @@ def exchange(text: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": text}, {"role": "assistant", "content": f"noted: {text}"}]
 
 
+def assert_exits_with_0(child: pexpect.spawn) -> None:
+    child.expect(pexpect.EOF)
+    child.wait()
+    assert child.exitstatus == 0
+
+
 def prompt(child: pexpect.spawn, user: str = "user1") -> None:
     """Wait for the prompt: the user id in colour, then '>'."""
     child.expect(re.escape(user) + r"(\x1b\[[0-9;]*m)*>")

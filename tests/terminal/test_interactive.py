@@ -4,48 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import sys
 import time
-from collections.abc import Iterator
 
 import pexpect
 import pytest
 
 from fake_openai import FakeOpenAI
-from support import AGENT, Memchat, assert_alternates, prompt
+from support import Memchat, assert_alternates, assert_exits_with_0, prompt
 
 SLOW = "[[slow]] one two three four five six seven eight nine ten"
 # Text drawn on the input line, perhaps after cursor and colour sequences.
 DRAWN = r"(\x1b\[[0-9;?]*[a-zA-Z])*{}"
-
-
-@pytest.fixture
-def spawn(memchat: Memchat) -> Iterator[object]:
-    children: list[pexpect.spawn] = []
-
-    def start(*args: str, **env: str) -> pexpect.spawn:
-        child = pexpect.spawn(
-            sys.executable,
-            [str(AGENT), *args],
-            cwd=str(memchat.cwd),
-            # The pty answers no cursor-position requests; a real terminal does.
-            env={**memchat.env, "TERM": "xterm-256color", "PROMPT_TOOLKIT_NO_CPR": "1", **env},
-            encoding="utf-8",
-            timeout=30,
-            dimensions=(40, 200),
-        )
-        children.append(child)
-        return child
-
-    yield start
-    for child in children:
-        child.close(force=True)
-
-
-def assert_exits_with_0(child: pexpect.spawn) -> None:
-    child.expect(pexpect.EOF)
-    child.wait()
-    assert child.exitstatus == 0
 
 
 def test_the_banner_names_the_memory_file_and_says_when_it_is_new(spawn, memchat: Memchat) -> None:  # type: ignore[no-untyped-def]
