@@ -85,6 +85,7 @@ ENVIRONMENT: dict[str, str] = {
         "off against another server unless named; off to turn it off)"
     ),
     "MEMCHAT_EMBEDDING_TIMEOUT": f"seconds a turn waits to embed its message (default {DEFAULT_EMBEDDING_TIMEOUT:g})",
+    "MEMCHAT_ATTACHMENTS": "names to store only the name, size and type of an attached text file, not its content",
     "MEMCHAT_WEB_ORIGINS": "memchat web: other origins the page is reached at, comma-separated (a reverse proxy's)",
     "MEMCHAT_PRICES": "prices for /usage's cost estimate, as MODEL=IN/OUT dollars per million tokens, comma-separated",
     "MEMCHAT_PLAIN": "1 to print replies as raw text, not rendered Markdown (also --plain, NO_COLOR)",
@@ -124,6 +125,8 @@ class Settings:
     recall: bool = True
     # The model may call tools: search_memory and the MCP servers' (MEMCHAT_TOOLS=off, --no-tools: none).
     tools: bool = True
+    # An attached text file's content is stored with the message (MEMCHAT_ATTACHMENTS=names: only what it was).
+    keep_attachments: bool = True
     # The file configuring MCP servers (see memchat.toolbox.config); None: no servers.
     mcp_config: Path | None = None
     # Durable facts the model keeps about the user, pinned in every request (MEMCHAT_SAVED_MEMORIES=off: none).
@@ -255,6 +258,7 @@ def load_settings(
         recall=_switch(env, "MEMCHAT_RECALL", default=True),
         tools=tools and _switch(env, "MEMCHAT_TOOLS", default=True),
         mcp_config=_mcp_config(env),
+        keep_attachments=_attachments(env),
         saved_memories=saved_mode != "off",
         noted_memories=saved_mode == "on",
         embedding_model=embedding_model,
@@ -368,6 +372,14 @@ def _context_tokens(flag: int | None, env: dict[str, str]) -> int:
             f"the context budget of {value} tokens is too small to hold a turn: use at least {MIN_CONTEXT_TOKENS}"
         )
     return value
+
+
+def _attachments(env: dict[str, str]) -> bool:
+    """MEMCHAT_ATTACHMENTS: keep (the default) or names."""
+    raw = env.get("MEMCHAT_ATTACHMENTS", "").strip().lower() or "keep"
+    if raw not in ("keep", "names"):
+        raise ConfigError(f"MEMCHAT_ATTACHMENTS is {env['MEMCHAT_ATTACHMENTS']!r}: use keep or names")
+    return raw == "keep"
 
 
 def _mcp_config(env: dict[str, str]) -> Path | None:

@@ -13,6 +13,7 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from config import Settings, check_user_id
+from memchat.attachments import Attachment
 from memchat.errors import MemchatError
 from memchat.items import is_user_message, item_text
 from memchat.loading import load_model_code
@@ -126,6 +127,8 @@ class Conversation:
         self.usage = SessionUsage()
         # The price of the model that answered the last turn, where it is known.
         self.last_price: tuple[float, float] | None = None
+        # Files that go with the next message (/attach, or dropped on the page).
+        self.attached: list[Attachment] = []
 
     async def switch_user(self, user: str) -> int:
         """Talk as ``user`` from now on; the number of messages they have."""
@@ -162,7 +165,11 @@ class Conversation:
             if newest is None:
                 raise MemchatError("there is no earlier message to replace: send one first")
             start = newest.start
-        result = await self.runners.runner(self.model).run(self.memory, text, on_text, replacing=start, approve=approve)
+        # The files go with this message, whatever becomes of it: a failed turn does not carry them to the next.
+        attached, self.attached = self.attached, []
+        result = await self.runners.runner(self.model).run(
+            self.memory, text, on_text, replacing=start, approve=approve, attachments=attached
+        )
         if (semantic := self.runners.semantic) is not None:
             # The new messages are embedded after the reply, never before it.
             semantic.fill(self.memory)

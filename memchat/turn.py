@@ -28,6 +28,7 @@ from agents.result import RunResultBase
 from openai.types.responses import ResponseTextDeltaEvent
 
 from config import MIN_CONTEXT_TOKENS, Settings
+from memchat.attachments import Attachment, content, has_images
 from memchat.context import saved
 from memchat.context.budget import (
     MESSAGE_TOKENS,
@@ -62,6 +63,8 @@ WINDOW_SHARE = 6
 # With the memory tool offered, this share (an eighth) is kept for what it finds, so that the
 # request that answers after a search stays within the budget too.
 TOOL_SHARE = 8
+# What an attached image is counted as against the budget: about what OpenAI charges for a large one.
+IMAGE_TOKENS = 1_000
 
 
 def instructions_with(
@@ -207,6 +210,7 @@ class TurnRunner:
         *,
         replacing: int | None = None,
         approve: Approver | None = None,
+        attachments: Sequence[Attachment] = (),
     ) -> TurnResult:
         """Answer ``text`` in the context of ``memory``; stream pieces to ``on_text`` if given.
 
@@ -220,16 +224,21 @@ class TurnRunner:
         left out of the request and replaced by this one in a single write (/retry, /edit).
 
         ``approve`` asks the person before an MCP tool that is not trusted runs; without it, only trusted ones run.
+        ``attachments`` go with the message (see ``attachments``); the store keeps what the setting says of them.
         """
         notices: list[str] = []
-        user_item: Item = {"role": "user", "content": text}
+        attached = list(attachments)
+        keep = self.settings.keep_attachments
+        user_item: Item = {"role": "user", "content": content(text, attached, sent=False, keep_text=keep)}
+        sent_item: Item = {"role": "user", "content": content(text, attached, sent=True)}
+        attached_tokens = sum(IMAGE_TOKENS if item.is_image else self.estimator.tokens(item.text) for item in attached)
         own = await memory.instructions()
         keeps_facts = self.settings.saved_memories and isinstance(memory, SavedMemory)
         facts = await saved.read(memory) if keeps_facts else []
         if self.tools and self.toolbox is not None:
             await self.toolbox.start()
         while True:
-            built = await self.request_for(memory, text, own, replacing, facts)
+            built = await self.request_for(memory, text, own, replacing, facts, attached_tokens)
             if built.left_out and self._left_out.get(memory.session_id) != built.left_out:
                 # Said when it starts or changes, not every turn.
                 self._left_out[memory.session_id] = built.left_out
@@ -238,7 +247,7 @@ class TurnRunner:
                     "the least recently confirmed are left out of requests (/memories lists them all)"
                 )
             # What other programs left broken in the history is mended here, as sent; the store keeps it as it is.
-            request: list[Any] = repaired([*built.items, user_item])
+            request: list[Any] = repaired([*built.items, sent_item])
             searched = ToolContext(
                 memory,
                 self.semantic,
@@ -262,6 +271,12 @@ class TurnRunner:
                     raise EmptyReplyError(str(exc)) from None
                 raise
             except openai.BadRequestError as exc:
+                if any(item.is_image for item in attached) and "image" in str(exc).lower():
+                    where = self.settings.base_url or "OpenAI"
+                    raise MemchatError(
+                        f"{where} did not take the image for model {self.settings.model!r}: nothing was sent or "
+                        "saved; switch to a model that reads images (/model NAME), or attach text files only"
+                    ) from None
                 notice = self._adapt(exc) if len(notices) < 3 else None
                 if notice is None:
                     raise
@@ -293,7 +308,9 @@ class TurnRunner:
         # is the request that was built here.
         first = result.raw_responses[0].usage.input_tokens if result.raw_responses else 0
         sent = len(built.instructions) + sum(item_chars(item) for item in request) + tools_chars(tools)
-        self.estimator.calibrate(sent, len(request) + 1, first)
+        if not has_images(sent_item["content"]):
+            # An image is counted by its size in pixels, not its characters: nothing to learn from it.
+            self.estimator.calibrate(sent, len(request) + 1, first)
         return TurnResult(
             reply=str(result.final_output),
             context=built.context,
@@ -318,16 +335,23 @@ class TurnRunner:
         own: str | None = None,
         replacing: int | None = None,
         facts: Sequence[saved.Fact] = (),
+        attached_tokens: int = 0,
     ) -> Request:
         """What a request for ``text`` carries besides it: the history, and the instructions with the saved
-        memories (``facts``) and what is recalled."""
+        memories (``facts``) and what is recalled; ``attached_tokens`` of files go with the message."""
         pinned, left_out = saved.pinned(facts, self.budget // saved.PINNED_SHARE, self.estimator)
-        context, recalled, room = await self._history(memory, text, own, replacing, pinned)
+        context, recalled, room = await self._history(memory, text, own, replacing, pinned, attached_tokens)
         instructions = instructions_with(self.settings.instructions, context.summary, own, recalled, pinned=pinned)
         return Request(context, recalled, instructions, room, left_out)
 
     async def _history(
-        self, memory: Memory, text: str, own: str | None, replacing: int | None, pinned: str = ""
+        self,
+        memory: Memory,
+        text: str,
+        own: str | None,
+        replacing: int | None,
+        pinned: str = "",
+        attached_tokens: int = 0,
     ) -> tuple[Context, Recalled, int]:
         """The history to send, what recall found for ``text``, and the budget's tokens left, all within the budget.
 
@@ -336,7 +360,7 @@ class TurnRunner:
         does not fill goes back to the newest turns, which then reach further back.
         """
         bare = instructions_with(self.settings.instructions, None, own, pinned=pinned)
-        fixed = self.estimator.tokens(bare + text + HEADING) + 2 * MESSAGE_TOKENS
+        fixed = self.estimator.tokens(bare + text + HEADING) + 2 * MESSAGE_TOKENS + attached_tokens
         budget = max(0, self.budget - fixed)
         usable = budget - (budget // TOOL_SHARE if self.tools else 0)
         if not self.settings.recall:

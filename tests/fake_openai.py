@@ -33,6 +33,7 @@ Behaviours of real servers, by option:
 - a tool call without its output, or an output without its call, is refused with 400, as OpenAI does
 - ``alternating=True`` two user messages in a row are refused with 400, as llama.cpp's chat templates do
 - ``no_tools=True`` a request with tools is refused with 400, as ``llama-server`` without ``--jinja`` does
+- ``no_images=True`` a request with an image is refused with 400, as OpenAI does for a model without vision
 
 ``first_token_delay=S`` makes every chat answer begin S seconds after its request, as a model that
 thinks would (the web load benchmark subtracts it from the time to first token).
@@ -52,6 +53,7 @@ of the "my name is" facts it contains (or a 500 with ``fail_summaries=True``).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
 import json
@@ -71,12 +73,22 @@ BUSY_MARK = re.compile(r"\[\[busy:(\d+)\]\]")
 
 
 def text_of(content: Any) -> str:
-    """Flatten a message's content (a string or a list of parts) to plain text."""
+    """Flatten a message's content (a string or a list of parts) to plain text; an image is ``[image TYPE, N bytes]``."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+        return "".join(image_of(part) or str(part.get("text", "")) for part in content if isinstance(part, dict))
     return ""
+
+
+def image_of(part: dict[str, Any]) -> str:
+    """An image part (Chat Completions' ``image_url``, Responses' ``input_image``) said as text; "" for others."""
+    url = part.get("image_url")
+    url = url.get("url") if isinstance(url, dict) else url
+    if part.get("type") not in ("image_url", "input_image") or not isinstance(url, str):
+        return ""
+    header, _, data = url.partition(",")
+    return f"[image {header.removeprefix('data:').removesuffix(';base64')}, {len(base64.b64decode(data))} bytes]"
 
 
 def conversation(body: dict[str, Any]) -> list[tuple[str, str]]:
@@ -205,6 +217,8 @@ class FakeOpenAI:
     no_stream_options: bool = False
     alternating: bool = False
     no_tools: bool = False
+    # Refuse images, as a model without vision does.
+    no_images: bool = False
     embedding_status: int | None = None
     embedding_delay: float = 0.0
     # One embedding request at a time, as llama-server and a single-worker embedding server do.
@@ -327,6 +341,10 @@ class _Handler(BaseHTTPRequestHandler):
 
         if state.no_tools and body.get("tools"):
             self._error(400, "tools param requires --jinja flag")
+            return
+        if state.no_images and "[image " in json.dumps([text_of(m.get("content")) for m in body.get("messages") or []]):
+            # What OpenAI answers when a model without vision is sent an image.
+            self._error(400, "Invalid content type. image_url is only supported by certain models.")
             return
         broken = malformed(body, alternating=state.alternating)
         if broken:

@@ -1,9 +1,12 @@
-"""/tools: the MCP servers, their tools, and which of them run without asking."""
+"""What the person brings to the conversation: /tools (the MCP servers and which tools run without asking)
+and /attach (files that go with the next message)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from memchat.attachments import read_attachment
 from memchat.commands.registry import Arg, CommandError, CommandOutput, Note, Rows, command, plural
 
 if TYPE_CHECKING:
@@ -41,3 +44,24 @@ async def _tools(conv: Conversation, arg: str) -> CommandOutput:
         for shown in state.tools:
             rows[f"  {shown}"] = toolbox.rule(conv.user, state, shown)
     return Rows(rows)
+
+
+@command(
+    "attach",
+    "add a text file or an image to your next message; alone, list what is attached; none: attach nothing",
+    arg=Arg.OPTIONAL,
+    arg_help="[PATH]",
+    terminal_only=True,
+)
+async def _attach(conv: Conversation, arg: str) -> CommandOutput:
+    if not arg:
+        if not conv.attached:
+            return Note("nothing is attached: /attach PATH adds a file to your next message")
+        return Note(f"with your next message: {', '.join(item.label for item in conv.attached)}")
+    if arg == "none":
+        count, conv.attached = len(conv.attached), []
+        return Note(f"{plural(count, 'file')} taken off your next message")
+    item = read_attachment(Path(arg), conv.settings.context_tokens)
+    conv.attached.append(item)
+    kept = "" if conv.settings.keep_attachments or item.is_image else "; only its name is kept"
+    return Note(f"attached {item.label}{kept}: it goes with your next message")
