@@ -15,6 +15,8 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+from pathlib import Path
+from typing import Any
 
 import chainlit as cl
 from chainlit.config import config
@@ -26,6 +28,7 @@ from fastapi.exception_handlers import http_exception_handler
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from config import ConfigError, check_user_id
+from memchat.attachments import Attachment, attachment
 from memchat.commands import (
     REGISTRY,
     Command,
@@ -249,10 +252,20 @@ async def on_message(message: cl.Message) -> None:
             await note(parsed.text)
         elif isinstance(parsed, Command):
             await command(conv, parsed)
-        elif isinstance(parsed, Message):
-            await turn(conv, parsed.text)
+        elif isinstance(parsed, Message) or message.elements:
+            conv.attached += [dropped(element) for element in message.elements if element.path]
+            await turn(conv, parsed.text if isinstance(parsed, Message) else "")
     except (CommandError, MemchatError) as exc:
         await error(str(exc))
+
+
+def dropped(element: Any) -> Attachment:
+    """A file dropped on the page, as an attachment of the message it came with; one line when it cannot be one."""
+    try:
+        data = Path(element.path).read_bytes()
+    except OSError as exc:
+        raise MemchatError(f"the file {element.name} could not be read ({exc.strerror}): drop it again") from None
+    return attachment(element.name, data, SETTINGS.context_tokens, element.mime)
 
 
 async def turn(conv: Conversation, text: str, *, replacing: bool = False) -> None:

@@ -27,6 +27,8 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
+from memchat.attachments import MAX_IMAGE_BYTES
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -36,6 +38,8 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SOCKET_PATH = "/ws/socket.io"
 UPLOADS = "/project/file"
+# The largest upload's body: the largest file it may carry, and room for the form around it.
+MAX_UPLOAD_BYTES = MAX_IMAGE_BYTES + 100_000
 INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
 
 
@@ -81,9 +85,12 @@ class WebGuard:
         headers = headers_of(scope)
         origin = headers.get("origin")
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].startswith(UPLOADS):
-            # memchat reads no file: refused before Chainlit reads a byte of the body into memory.
-            await self._refuse(scope, receive, send, "uploads", status=403, detail="this page takes no files")
-            return
+            # Chainlit reads an upload whole into memory: one too large is refused from its headers alone.
+            length = headers.get("content-length", "")
+            if not length.isdigit() or int(length) > MAX_UPLOAD_BYTES:
+                limit = f"files on this page may be up to {MAX_IMAGE_BYTES // 1_000_000} MB"
+                await self._refuse(scope, receive, send, "uploads", status=413, detail=limit)
+                return
         checked = scope["type"] == "websocket" or scope["path"].startswith(SOCKET_PATH)
         checked = checked or scope.get("method", "GET") not in SAFE_METHODS
         if checked and origin is not None and not self.allows(origin, scope, headers):

@@ -66,14 +66,21 @@ def serve(settings: Settings, host: str, port: int, out: Output) -> int:
     )
     # Imported only now: Chainlit reads CHAINLIT_APP_ROOT and the rest when it is first imported.
     from chainlit.cli import run_chainlit
-    from chainlit.config import TRANSLATIONS_DIR, config
+    from chainlit.config import TRANSLATIONS_DIR, SpontaneousFileUploadFeature, config
+
+    from memchat.attachments import IMAGE_TYPES, MAX_IMAGE_BYTES
 
     dress(root, Path(TRANSLATIONS_DIR))
 
-    # Editing a sent message would rewrite a turn the store already holds; files are not read.
+    # Editing a sent message would rewrite a turn the store already holds.
     config.features.edit_message = False
-    if config.features.spontaneous_file_upload is not None:
-        config.features.spontaneous_file_upload.enabled = False
+    # Files dropped on the page go with the message, as /attach does in a terminal (see memchat.attachments).
+    config.features.spontaneous_file_upload = SpontaneousFileUploadFeature(
+        enabled=True,
+        accept=["text/*", "application/json", *sorted(IMAGE_TYPES)],
+        max_files=10,
+        max_size_mb=MAX_IMAGE_BYTES // 1_000_000,
+    )
     config.ui.name = "memchat"
     config.ui.description = "A chat that remembers you"
     # One line from memchat, not a log of every request.

@@ -230,3 +230,18 @@ def test_saved_memories_are_made_by_the_model_and_corrected_on_the_page(page, we
     send(page, "/memories edit 1 eats fish now")
     wait_for_text(page, "Updated: eats fish now")
     assert "eats fish now" in web.terminal("alice", "/memories\n")
+
+
+def test_a_file_dropped_on_the_page_goes_with_the_message_and_is_remembered(page, web: Web, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    open_chat(page, web, "alice")
+    notes = tmp_path / "trip.txt"
+    notes.write_text("the ferry leaves at 7:40 from pier 3\n")
+    page.locator("#upload-button-input").set_input_files(str(notes))
+    wait_for_text(page, "trip.txt")
+    initial = len(stored_items(web.db, "alice"))
+    send(page, "when does the ferry leave?")
+    wait_for_text(page, "the ferry leaves at 7:40 from pier 3")
+    stored_count(web.db, "alice", at_least=initial + 2)
+    speaker, text = describe(stored_items(web.db, "alice")[initial])
+    assert speaker == "you"
+    assert text.startswith("when does the ferry leave?\n\n[attached file trip.txt (37 bytes, text/plain)]\n")

@@ -164,7 +164,7 @@ def test_an_empty_login_secret_file_is_written_again(tmp_path: Path) -> None:
     assert auth_secret(secret) == made  # kept from then on
 
 
-def test_an_upload_is_refused_before_its_body_is_read(web: Web) -> None:
+def test_an_upload_too_large_is_refused_before_its_body_is_read(web: Web) -> None:
     # Before, a 400 MB upload was read into memory before being refused. Here the body is never
     # sent at all: the answer must come from the headers alone.
     host, port = web.url.removeprefix("http://").split(":")
@@ -176,10 +176,10 @@ def test_an_upload_is_refused_before_its_body_is_read(web: Web) -> None:
     with socket.create_connection((host, int(port)), timeout=20) as conn:
         conn.sendall(head.encode())
         answer = ""
-        while "takes no files" not in answer and (piece := conn.recv(65536).decode()):
+        while "may be up to" not in answer and (piece := conn.recv(65536).decode()):
             answer += piece
-    assert answer.startswith("HTTP/1.1 403"), answer[:200]
-    assert '"this page takes no files"' in answer
+    assert answer.startswith("HTTP/1.1 413"), answer[:200]
+    assert '"files on this page may be up to 20 MB"' in answer
 
 
 def test_an_edit_sent_over_the_socket_changes_nothing(web: Web) -> None:
