@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -150,6 +151,15 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
     cwd.mkdir()
     with FakeOpenAI(word_delay=0.05) as server:
         env = clean_env(home, OPENAI_BASE_URL=server.url, OPENAI_API_KEY=KEY)
+        # The test MCP server, one tool of it trusted: on the page only trusted tools run.
+        mcp = home / "config" / "memchat" / "mcp.json"
+        mcp.parent.mkdir(parents=True)
+        server_file = str(Path(__file__).with_name("mcp_server.py"))
+        mcp.write_text(
+            json.dumps(
+                {"mcpServers": {"numbers": {"command": sys.executable, "args": [server_file], "trusted": ["add"]}}}
+            )
+        )
         db = cwd / "conversion.db"
         for user, password in PASSWORDS.items():
             subprocess.run(

@@ -245,3 +245,12 @@ def test_a_file_dropped_on_the_page_goes_with_the_message_and_is_remembered(page
     speaker, text = describe(stored_items(web.db, "alice")[initial])
     assert speaker == "you"
     assert text.startswith("when does the ferry leave?\n\n[attached file trip.txt (37 bytes, text/plain)]\n")
+
+
+def test_on_the_page_only_trusted_tools_run(page, web: Web) -> None:  # type: ignore[no-untyped-def]
+    open_chat(page, web, "bob")
+    send(page, 'add them [[tool:add:{"a": 20, "b": 22}]]')
+    wait_for_text(page, "Tool said: 42")
+    send(page, 'shout it [[tool:shout:{"text": "hi"}]]')
+    wait_for_text(page, "has not allowed shout to run here")
+    wait_for_text(page, "which is not trusted: not run")
