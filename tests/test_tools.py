@@ -134,13 +134,28 @@ def test_in_a_terminal_the_person_approves_each_call_and_always_is_kept_per_user
     child.sendeof()
     assert_exits_with_0(child)
     assert ran(calls) == 3
-    # Kept across runs for this user; another user is asked.
-    assert memchat("--user", "ann", input=f"x {call('shout', text='kept')}\n").stdout.strip() == "Tool said: KEPT"
-    other = memchat("--user", "bob", input=f"x {call('shout', text='kept')}\n")
-    assert "has not allowed shout" in other.stdout
-    revoked = memchat("--user", "ann", input=f"/tools revoke\nx {call('shout', text='again')}\n")
-    assert "1 tool of ann will ask again before running" in revoked.stderr
-    assert "has not allowed shout" in revoked.stdout
+    # Kept across runs for this user, in a terminal; another user is asked.
+    again = spawn("--user", "ann")
+    prompt(again, "ann")
+    again.sendline(f"next day {call('shout', text='kept')}")
+    again.expect_exact("Tool said: KEPT")
+    prompt(again, "ann")
+    assert "run shout?" not in str(again.before)
+    again.sendline("/tools revoke")
+    again.expect_exact("1 tool of ann will ask again before running")
+    again.sendline(f"and now {call('shout', text='asked')}")
+    again.expect_exact("run shout? [y/N/always]")
+    again.sendline("n")
+    prompt(again, "ann")
+    again.sendeof()
+    assert_exits_with_0(again)
+    other = spawn("--user", "bob")
+    prompt(other, "bob")
+    other.sendline(f"mine {call('shout', text='bob')}")
+    other.expect_exact("run shout? [y/N/always]")
+    other.sendline("n")
+    prompt(other, "bob")
+    assert ran(calls) == 4
 
 
 def test_a_server_that_crashes_mid_call_is_one_notice_and_the_turn_is_kept(
@@ -243,16 +258,16 @@ def test_without_servers_nothing_of_mcp_is_loaded(memchat: Memchat) -> None:
     assert run.stdout.decode().splitlines() == ["You said: hello", "loaded: [] 0"], run.stderr.decode()
 
 
-def test_the_approval_question_is_not_asked_on_a_pipe_even_for_a_tool_allowed_elsewhere(
-    memchat: Memchat, calls: Path
-) -> None:
-    # "always" is the person's answer in a terminal; on a pipe a tool allowed that way runs, untrusted ones do not.
-    servers(memchat, numbers=stdio(calls))
+def test_on_a_pipe_a_tool_allowed_for_good_in_a_terminal_still_does_not_run(memchat: Memchat, calls: Path) -> None:
+    # What feeds a pipe may not be the person (a file, another program): only trusted tools run there.
+    servers(memchat, numbers=stdio(calls, trusted=["add"]))
     allowed = Path(memchat.env["XDG_STATE_HOME"]) / "memchat" / "allowed_tools.json"
     allowed.parent.mkdir(parents=True, exist_ok=True)
-    allowed.write_text(json.dumps({"ann": ["numbers/add"]}))
-    run = memchat("--user", "ann", input=f"{call('add', a=4, b=4)}\n{call('shout', text='x')}\n")
-    assert run.stdout.splitlines() == [
+    allowed.write_text(json.dumps({"ann": ["numbers/shout"]}))
+    run = memchat("--user", "ann", input=f"{call('add', a=4, b=4)}\n{call('shout', text='x')}\n/tools\n")
+    assert run.stdout.splitlines()[:2] == [
         "Tool said: 8",
         "Tool said: The person has not allowed shout to run here. Do not call it again in this turn.",
     ]
+    assert "  shout  always allowed in a terminal (not run on a pipe or the page)" in run.stdout
+    assert ran(calls) == 1
