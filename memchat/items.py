@@ -50,6 +50,33 @@ MEMORY_TOOL = "search_memory"
 SAVED_TOOLS = ("remember", "forget_memory")
 
 
+# What a later request carries of one output of another tool (an MCP server's): enough to recall what it said.
+OLD_OUTPUT_CHARS = 1_500
+
+
+def as_history(items: list[Item]) -> list[Item]:
+    """A stored turn's items as a later request carries them: memchat's own memory tools' steps left out
+    (see ``without_memory_searches``), and other tools' long outputs shortened.
+
+    The turn that called a tool needed its whole result; a later one has the reply built on it. A result
+    kept whole (up to the budget's room) would fill the recent history by itself and push out
+    everything older, as memory searches did. The store keeps it whole; ``/history`` shows it.
+    """
+    kept = without_memory_searches(items)
+    return [_shortened(item) if item.get("type") == "function_call_output" else item for item in kept]
+
+
+def _shortened(item: Item) -> Item:
+    output = item.get("output")
+    if not isinstance(output, str) or len(output) <= OLD_OUTPUT_CHARS:
+        return item
+    cut = (
+        f"{output[:OLD_OUTPUT_CHARS]}\n[shortened by memchat in later requests: {len(output):,} characters "
+        "in all, kept in the memory]"
+    )
+    return {**item, "output": cut}
+
+
 def without_memory_searches(items: list[Item]) -> list[Item]:
     """``items`` less memchat's own memory tools' calls and their outputs, as a later request carries them.
 

@@ -21,7 +21,7 @@ Faults are asked for with markers inside the last user message:
 - ``[[lookup:WORD]]`` with tools in the request (Chat Completions): call the ``search_memory`` tool for WORD,
                      then, given its output, answer "From memory: OUTPUT"
 - ``[[tool:NAME:JSON]]`` with tool NAME in the request (Chat Completions): call it with the JSON object as
-                     its arguments, then, given its output, answer "Tool said: OUTPUT"
+                     its arguments, then, given its output, answer "Tool said: OUTPUT" (its first 300 characters)
 
 Behaviours of real servers, by option:
 
@@ -395,7 +395,9 @@ class _Handler(BaseHTTPRequestHandler):
         offered = {tool.get("function", {}).get("name") for tool in body.get("tools") or []}
         if wanted and self.path.endswith("/chat/completions") and wanted.group(1) in offered:
             if messages and messages[-1].get("role") == "tool":
-                words = f"Tool said: {messages[-1].get('content', '')}".split(" ")
+                said = str(messages[-1].get("content", ""))
+                # A model answers from a long result; it does not repeat it whole.
+                words = f"Tool said: {said if len(said) <= 300 else said[:300] + ' …'}".split(" ")
             else:
                 self._tool_call(
                     body, str(body.get("model", "fake-model")), wanted.group(1), json.loads(wanted.group(2))

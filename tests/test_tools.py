@@ -271,3 +271,23 @@ def test_on_a_pipe_a_tool_allowed_for_good_in_a_terminal_still_does_not_run(memc
     ]
     assert "  shout  always allowed in a terminal (not run on a pipe or the page)" in run.stdout
     assert ran(calls) == 1
+
+
+def test_a_later_request_carries_a_long_result_shortened_and_the_store_keeps_it(
+    memchat: Memchat, calls: Path, server: FakeOpenAI
+) -> None:
+    servers(memchat, numbers=stdio(calls, trusted=True))
+    run = memchat("--user", "ann", input=f"all of it {call('big')}\nnext question\n")
+    assert run.returncode == 0, run.stderr
+    whole = memchat.stored("ann")[2][1]
+    assert len(whole) > 10_000
+    later = next(
+        request.body["messages"]
+        for request in server.requests
+        if request.body.get("messages") and request.body["messages"][-1].get("content") == "next question"
+    )
+    (output,) = [message["content"] for message in later if message.get("role") == "tool"]
+    assert output.endswith(
+        f"[shortened by memchat in later requests: {len(whole) - len('returned '):,} characters in all, kept in the memory]"
+    )
+    assert len(output) < 1_700

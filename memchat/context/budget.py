@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from memchat.items import Item, describe, without_memory_searches
+from memchat.items import Item, as_history, describe
 from memchat.stores.protocol import Memory, Summary, Turn
 
 # Cautious until the server reports real counts: fewer characters a token means more tokens counted.
@@ -86,8 +86,8 @@ def opening_days(turns: list[Turn], days: dict[int, str]) -> list[str]:
 
 
 def turn_items(turn: Turn) -> list[Item]:
-    """What a request carries of a stored turn (see ``items.without_memory_searches``)."""
-    return without_memory_searches(turn.items)
+    """What a request carries of a stored turn (see ``items.as_history``)."""
+    return as_history(turn.items)
 
 
 @dataclass(frozen=True)

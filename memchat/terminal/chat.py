@@ -143,6 +143,11 @@ class Chat:
                         shown.waiting("loading the model library (first turn only)…")
                         await load_model_code_aside()
                         shown.waiting("thinking…")
+                    if self.settings.tools and (toolbox := self.conv.runners.toolbox) and not toolbox.started:
+                        # Servers can take seconds to start (a package runner fetching one): say what is waited for.
+                        shown.waiting("starting the MCP servers (first turn only)…")
+                        await toolbox.start()
+                        shown.waiting("thinking…")
                     approve = self._approver(shown) if self.ask_tool is not None else None
                     result = await self.conv.turn(text, shown.add, replacing=replacing, approve=approve)
                 finally:

@@ -147,23 +147,24 @@ class Toolbox:
             parsed = json.loads(arguments) if arguments.strip() else {}
         except json.JSONDecodeError:
             return f"The arguments were not JSON: call {shown} again with a JSON object."
-        if not spec.trusts(name) and context.approve is None:
-            # Nobody to ask (a pipe, the page): what reads the input may not be the person, so not even
-            # a tool they allowed for good in a terminal runs here.
-            context.notices.append(
-                f"the model asked to run {shown} of MCP server {spec.name}, which is not trusted: not run "
-                f'(only tools marked "trusted" in the MCP config run on a pipe and on the page)'
-            )
-            return f"The person has not allowed {shown} to run here. Do not call it again in this turn."
-        if not spec.trusts(name) and not self.allowed.allowed(context.user, spec.name, name):
-            answer = await context.approve(spec.name, shown, json.dumps(parsed, ensure_ascii=False))
-            if answer is Answer.NO:
-                return f"The person declined to run {shown}. Do not call it again unless they ask."
-            if answer is Answer.ALWAYS:
-                try:
-                    self.allowed.allow(context.user, spec.name, name)
-                except MemchatError as exc:
-                    context.notices.append(str(exc))
+        if not spec.trusts(name):
+            if context.approve is None:
+                # Nobody to ask (a pipe, the page): what reads the input may not be the person, so not even
+                # a tool they allowed for good in a terminal runs here.
+                context.notices.append(
+                    f"the model asked to run {shown} of MCP server {spec.name}, which is not trusted: not run "
+                    f'(only tools marked "trusted" in the MCP config run on a pipe and on the page)'
+                )
+                return f"The person has not allowed {shown} to run here. Do not call it again in this turn."
+            if not self.allowed.allowed(context.user, spec.name, name):
+                answer = await context.approve(spec.name, shown, json.dumps(parsed, ensure_ascii=False))
+                if answer is Answer.NO:
+                    return f"The person declined to run {shown}. Do not call it again unless they ask."
+                if answer is Answer.ALWAYS:
+                    try:
+                        self.allowed.allow(context.user, spec.name, name)
+                    except MemchatError as exc:
+                        context.notices.append(str(exc))
         try:
             result = await asyncio.wait_for(state.server.call_tool(name, parsed), spec.timeout)
         except TimeoutError:
