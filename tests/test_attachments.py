@@ -121,3 +121,15 @@ def test_an_attached_file_is_encrypted_at_rest_like_any_message(memchat: Memchat
         assert conn.execute("SELECT count(*) FROM agent_messages").fetchone() == (2,)
     shown = memchat("--user", "ann", input="/history\n", MEMCHAT_ENCRYPTION_KEY="a long passphrase").stdout
     assert "the vault code is zanzibar" in shown
+
+
+def test_an_image_goes_to_openais_responses_api_as_input_image(memchat: Memchat, server: FakeOpenAI) -> None:
+    image = png()
+    (memchat.cwd / "red.png").write_bytes(image)
+    run = memchat("--user", "ann", input="/attach red.png\nwhat colour?\n", MEMCHAT_API="responses")
+    assert run.returncode == 0, run.stderr
+    assert f"[image image/png, {len(image)} bytes]" in run.stdout
+    sent = server.requests[0]
+    assert sent.path.endswith("/responses")
+    parts = sent.body["input"][-1]["content"]
+    assert [part["type"] for part in parts] == ["input_text", "input_text", "input_image"]
