@@ -193,10 +193,17 @@ async def recall(
 
 
 def _line(position: int, item: Item, *, matched: bool) -> Line | None:
-    """A message as recalled: the match cut past ``MATCH_TOKENS``, a neighbour past ``NEIGHBOUR_TOKENS``."""
-    if item.get("role") not in ("user", "assistant"):
+    """A message as recalled: the match cut past ``MATCH_TOKENS``, a neighbour past ``NEIGHBOUR_TOKENS``.
+
+    What a tool returned counts as a message (an MCP server's result may be the answer), except what
+    ``search_memory`` returned: older messages again, which recall brings by themselves.
+    """
+    if item.get("role") in ("user", "assistant"):
+        speaker, text = describe(item)
+    elif item.get("type") == "function_call_output" and not str(item.get("output", "")).startswith(HEADING):
+        speaker, text = "tool", str(item.get("output", ""))
+    else:
         return None
-    speaker, text = describe(item)
     if not text.strip():
         return None
     cut = clip(text, (MATCH_TOKENS if matched else NEIGHBOUR_TOKENS) * 4)

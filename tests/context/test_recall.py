@@ -331,3 +331,28 @@ def test_a_request_on_postgresql_is_read_in_a_few_transactions_not_one_a_read(tm
     # Each on its own costs a connection check, BEGIN and COMMIT: most of the time of a dozen reads.
     _, transactions = built_requests(fresh_store("postgres", tmp_path), concurrently=1)
     assert 0 < transactions <= 4
+
+
+def test_what_a_tool_returned_is_recalled_like_a_message(tmp_path: Path) -> None:
+    from memchat.context.budget import TokenEstimator
+    from memchat.context.recall import recall
+
+    async def run() -> str:
+        async with opened(str(tmp_path / "tools.db")) as store:
+            memory = store.memory("ann")
+            await memory.add_items(
+                [
+                    {"role": "user", "content": "what does the forecast say for the trip?"},
+                    {"type": "function_call", "call_id": "c1", "name": "forecast", "arguments": "{}"},
+                    {"type": "function_call_output", "call_id": "c1", "output": "hailstorm over Tromsø on Thursday"},
+                    {"role": "assistant", "content": "Pack a good coat."},
+                ]
+            )
+            for n in range(30):
+                await memory.add_items(exchange(f"unrelated chat number {n}"))
+            found = await recall(memory, "when is the hailstorm?", 1_000, TokenEstimator())
+            return found.text
+
+    text = asyncio.run(run())
+    assert "tool: hailstorm over Tromsø on Thursday" in text
+    assert "assistant: Pack a good coat." in text
