@@ -47,7 +47,6 @@ class ServerState:
     spec: ServerSpec
     # The tools it offers, as the model sees each name, with the server's own name for it.
     tools: dict[str, str] = field(default_factory=dict)
-    descriptions: dict[str, str] = field(default_factory=dict)
     # Why it is not usable, once it failed; None while it works (or before it started).
     failed: str | None = None
     server: MCPServer | None = None
@@ -106,7 +105,6 @@ class Toolbox:
             self._unsaid.append(f"tool {name} of MCP server {state.spec.name} is left out: another tool has its name")
             return
         state.tools[shown] = name
-        state.descriptions[shown] = description
 
         async def invoke(run: RunContextWrapper[Any], arguments: str) -> str:
             return await self._call(state, shown, run.context, arguments)
