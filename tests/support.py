@@ -12,6 +12,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -248,6 +249,26 @@ def drop_test_database() -> None:
 def exchange(text: str) -> list[dict[str, str]]:
     """One user message and its reply, as stored."""
     return [{"role": "user", "content": text}, {"role": "assistant", "content": f"noted: {text}"}]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def listening(port: int, process: subprocess.Popen[bytes], seconds: float) -> bool:
+    """Wait until ``process`` listens on ``port`` of 127.0.0.1; False (and the process killed) if it does not."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                return False
+            time.sleep(0.1)
 
 
 def assert_exits_with_0(child: pexpect.spawn) -> None:

@@ -4,10 +4,8 @@ need, approved by the person, bounded in the request, and failing as one notice,
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,7 @@ from typing import Any
 import pytest
 
 from fake_openai import FakeOpenAI, request_tokens
-from support import Memchat, assert_exits_with_0, prompt
+from support import Memchat, assert_exits_with_0, free_port, listening, prompt
 
 SERVER = Path(__file__).parent / "mcp_server.py"
 
@@ -65,21 +63,11 @@ def test_a_trusted_tool_runs_and_its_call_is_remembered_with_the_turn(memchat: M
 
 @pytest.fixture
 def http_server(calls: Path) -> Iterator[str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     env = {"MCP_TEST_CALLS": str(calls), "PATH": "/usr/bin:/bin"}
     process = subprocess.Popen([sys.executable, str(SERVER), "--http", str(port)], env=env, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                pytest.fail("the test MCP server did not start listening over HTTP within 20 s")
-            time.sleep(0.1)
+    if not listening(port, process, 20):
+        pytest.fail("the test MCP server did not start listening over HTTP within 20 s")
     yield f"http://127.0.0.1:{port}/mcp"
     process.kill()
     process.wait()

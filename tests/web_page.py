@@ -14,7 +14,6 @@ import concurrent.futures
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ from typing import Any, TypeVar
 import pytest
 
 from fake_openai import FakeOpenAI
-from support import AGENT, clean_env
+from support import AGENT, clean_env, free_port, listening
 
 T = TypeVar("T")
 
@@ -87,12 +86,6 @@ def stored_count(db: Path, user: str, at_least: int) -> int:
     return len(stored_items(db, user))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class Served:
     url: str
@@ -119,16 +112,8 @@ def running_web(cwd: Path, env: dict[str, str], *args: str) -> Iterator[Served]:
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    proc.kill()
-                    raise RuntimeError(f"memchat web did not start: {log.read_text()}") from None
-                time.sleep(0.2)
+        if not listening(port, proc, 60):
+            raise RuntimeError(f"memchat web did not start: {log.read_text()}")
         yield Served(f"http://127.0.0.1:{port}", proc)
     finally:
         proc.terminate()
