@@ -279,3 +279,18 @@ def test_a_later_request_carries_a_long_result_shortened_and_the_store_keeps_it(
         f"[shortened by memchat in later requests: {len(whole) - len('returned '):,} characters in all, kept in the memory]"
     )
     assert len(output) < 1_700
+
+
+def test_a_config_file_named_but_missing_or_a_wrong_trusted_is_one_error_line(memchat: Memchat) -> None:
+    missing = memchat.cwd / "nowhere.json"
+    run = memchat(input="hello\n", MEMCHAT_MCP_CONFIG=str(missing))
+    assert (run.returncode, run.stderr) == (
+        2,
+        f"error: {missing} does not exist: write the MCP servers there, or unset MEMCHAT_MCP_CONFIG\n",
+    )
+    path = configure(memchat, json.dumps({"mcpServers": {"a": {"command": "x", "trusted": "yes"}}}))
+    run = memchat(input="hello\n")
+    assert (run.returncode, run.stderr) == (
+        2,
+        f'error: {path}: server "a" has "trusted" that is neither true, false nor a list of tool names\n',
+    )
