@@ -85,17 +85,17 @@ class Toolbox:
             for state in self.states:
                 server = servers[state.spec.name]
                 error = manager.errors.get(server)
-                if error is None:
-                    try:
-                        listed = await asyncio.wait_for(server.list_tools(), START_SECONDS)
-                    except Exception as exc:  # noqa: BLE001 - any failure of a server is a notice
-                        error = exc
                 if error is not None:
                     self._fail(state, f"did not start ({_reason(error)})")
                     continue
+                try:
+                    listed = await asyncio.wait_for(server.list_tools(), START_SECONDS)
+                    for tool in listed:
+                        self._add(state, tool.name, tool.description or "", tool.inputSchema)
+                except Exception as exc:  # noqa: BLE001 - whatever a server answers, it costs only its own tools
+                    self._fail(state, f"did not start ({_reason(exc)})")
+                    continue
                 state.server = server
-                for tool in listed:
-                    self._add(state, tool.name, tool.description or "", tool.inputSchema)
             self.started = True
 
     def _add(self, state: ServerState, name: str, description: str, schema: dict[str, Any]) -> None:
