@@ -261,10 +261,14 @@ async def on_message(message: cl.Message) -> None:
 
 def dropped(element: Any) -> Attachment:
     """A file dropped on the page, as an attachment of the message it came with; one line when it cannot be one."""
+    path = Path(element.path)
     try:
-        data = Path(element.path).read_bytes()
+        data = path.read_bytes()
     except OSError as exc:
         raise MemchatError(f"the file {element.name} could not be read ({exc.strerror}): drop it again") from None
+    finally:
+        # Chainlit keeps an upload until the session ends, in plain text: the message holds what is kept of it.
+        path.unlink(missing_ok=True)
     return attachment(element.name, data, SETTINGS.context_tokens, element.mime)
 
 
