@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import mimetypes
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,9 @@ IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 MAX_IMAGE_BYTES = 20_000_000
 # The largest file read at all: a text file is cut far below this anyway.
 MAX_FILE_BYTES = 50_000_000
-# What the attached files' text may take of the context budget, at most.
+# What the attached files' text may take of the context budget, together (a half), and each at least.
 TEXT_SHARE = 2
+MIN_TEXT_CHARS = 1_000
 # Characters a token, to turn that share into characters before the server has said (a cautious guess).
 CHARS_PER_TOKEN = 3
 
@@ -49,8 +51,15 @@ class Attachment:
         return f"{self.name} ({_size(self.size)}, {self.mime})"
 
 
-def read_attachment(path: Path, context_tokens: int) -> Attachment:
-    """The file at ``path`` as an attachment; one ``MemchatError`` line when it cannot be one."""
+def text_room(context_tokens: int, attached: Sequence[Attachment]) -> int:
+    """The characters a text file attached now may take: half the budget, less what is attached already."""
+    whole = context_tokens // TEXT_SHARE * CHARS_PER_TOKEN
+    return max(MIN_TEXT_CHARS, whole - sum(len(item.text) for item in attached))
+
+
+def read_attachment(path: Path, room: int) -> Attachment:
+    """The file at ``path`` as an attachment, its text cut to ``room`` characters; one ``MemchatError`` line
+    when it cannot be one."""
     path = path.expanduser()
     try:
         size = path.stat().st_size
@@ -63,11 +72,12 @@ def read_attachment(path: Path, context_tokens: int) -> Attachment:
         raise MemchatError(f"{path} does not exist: give /attach the path of a file") from None
     except OSError as exc:
         raise MemchatError(f"cannot read {path} ({exc.strerror}): check its permissions") from None
-    return attachment(path.name, data, context_tokens)
+    return attachment(path.name, data, room)
 
 
-def attachment(name: str, data: bytes, context_tokens: int, mime: str | None = None) -> Attachment:
-    """``data`` of a file called ``name`` as an attachment: an image of a known type, or UTF-8 text."""
+def attachment(name: str, data: bytes, room: int, mime: str | None = None) -> Attachment:
+    """``data`` of a file called ``name`` as an attachment: an image of a known type, or UTF-8 text cut to
+    ``room`` characters."""
     guessed = mime or mimetypes.guess_type(name)[0] or "application/octet-stream"
     if guessed in IMAGE_TYPES or _image_type(data) is not None:
         kind = _image_type(data)
@@ -84,9 +94,8 @@ def attachment(name: str, data: bytes, context_tokens: int, mime: str | None = N
         raise MemchatError(
             f"{name} is neither text nor an image ({guessed}): attach a UTF-8 text file or a PNG, JPEG, GIF or WebP image"
         )
-    limit = max(1_000, context_tokens // TEXT_SHARE * CHARS_PER_TOKEN)
-    if len(text) > limit:
-        text = f"{text[:limit]}\n[cut by memchat: the file has {len(text):,} characters; the first {limit:,} are here]"
+    if len(text) > room:
+        text = f"{text[:room]}\n[cut by memchat: the file has {len(text):,} characters; the first {room:,} are here]"
     mime = guessed if guessed.startswith("text/") or guessed in ("application/json",) else "text/plain"
     return Attachment(name, mime, len(data), text=text)
 

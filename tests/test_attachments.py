@@ -133,3 +133,16 @@ def test_an_image_goes_to_openais_responses_api_as_input_image(memchat: Memchat,
     assert sent.path.endswith("/responses")
     parts = sent.body["input"][-1]["content"]
     assert [part["type"] for part in parts] == ["input_text", "input_text", "input_image"]
+
+
+def test_several_text_files_share_half_the_budget(memchat: Memchat, server: FakeOpenAI) -> None:
+    for name in ("a.log", "b.log", "c.log"):
+        (memchat.cwd / name).write_text(f"{name} line\n" * 1_000)
+    attach = "/attach a.log\n/attach b.log\n/attach c.log\n"
+    run = memchat("--user", "ann", "--context-tokens", "2000", input=f"{attach}read them\n")
+    assert run.returncode == 0, run.stderr
+    stored = memchat.stored("ann")[0][1]
+    # 3,000 characters in all: the first file takes them, the others the least a file gets.
+    assert "the file has 11,000 characters; the first 3,000 are here" in stored
+    assert stored.count("the first 1,000 are here") == 2
+    assert request_tokens(server.requests[-1].body) < 2_000 * 1.25

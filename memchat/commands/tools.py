@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from memchat.attachments import read_attachment
+from memchat.attachments import read_attachment, text_room
 from memchat.commands.registry import Arg, CommandError, CommandOutput, Note, Rows, command, plural
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ async def _attach(conv: Conversation, arg: str) -> CommandOutput:
     if arg == "none":
         count, conv.attached = len(conv.attached), []
         return Note(f"{plural(count, 'file')} taken off your next message")
-    item = read_attachment(Path(arg), conv.settings.context_tokens)
+    item = read_attachment(Path(arg), text_room(conv.settings.context_tokens, conv.attached))
     conv.attached.append(item)
     kept = "" if conv.settings.keep_attachments or item.is_image else "; only its name is kept"
     return Note(f"attached {item.label}{kept}: it goes with your next message")

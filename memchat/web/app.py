@@ -28,7 +28,7 @@ from fastapi.exception_handlers import http_exception_handler
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from config import ConfigError, check_user_id
-from memchat.attachments import Attachment, attachment
+from memchat.attachments import Attachment, attachment, text_room
 from memchat.commands import (
     REGISTRY,
     Command,
@@ -253,13 +253,18 @@ async def on_message(message: cl.Message) -> None:
         elif isinstance(parsed, Command):
             await command(conv, parsed)
         elif isinstance(parsed, Message) or message.elements:
-            conv.attached += [dropped(element) for element in message.elements if element.path]
+            files: list[Attachment] = []
+            for element in message.elements:
+                if element.path:
+                    # Each file's text shares half the budget with those before it.
+                    files.append(dropped(element, [*conv.attached, *files]))
+            conv.attached += files
             await turn(conv, parsed.text if isinstance(parsed, Message) else "")
     except (CommandError, MemchatError) as exc:
         await error(str(exc))
 
 
-def dropped(element: Any) -> Attachment:
+def dropped(element: Any, attached: list[Attachment]) -> Attachment:
     """A file dropped on the page, as an attachment of the message it came with; one line when it cannot be one."""
     path = Path(element.path)
     try:
@@ -269,7 +274,7 @@ def dropped(element: Any) -> Attachment:
     finally:
         # Chainlit keeps an upload until the session ends, in plain text: the message holds what is kept of it.
         path.unlink(missing_ok=True)
-    return attachment(element.name, data, SETTINGS.context_tokens, element.mime)
+    return attachment(element.name, data, text_room(SETTINGS.context_tokens, attached), element.mime)
 
 
 async def turn(conv: Conversation, text: str, *, replacing: bool = False) -> None:
