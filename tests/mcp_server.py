@@ -6,7 +6,7 @@ Its tools:
 - ``shout(text)``    the text in capitals
 - ``big()``          a result of 1 MB
 - ``crash()``        the server process dies mid-call
-- ``count_calls()``  how many calls this process has answered, itself included: a tool that ran is counted
+- ``env(name)``      the value of an environment variable of the server, or ``(unset)``
 """
 
 from __future__ import annotations
@@ -49,6 +49,13 @@ def big() -> str:
     """A very long text."""
     _counted()
     return "x" * 1_000_000
+
+
+@app.tool()
+def env(name: str) -> str:
+    """An environment variable of this server."""
+    _counted()
+    return os.environ.get(name, "(unset)")
 
 
 @app.tool()

@@ -223,7 +223,7 @@ def test_tools_lists_each_server_its_tools_and_what_each_may_do(memchat: Memchat
         gone={"command": str(memchat.cwd / "no-such-server")},
     )
     shown = memchat(input="/tools\n").stdout
-    assert f"numbers  4 tools · {sys.executable} {SERVER}" in shown
+    assert f"numbers  5 tools · {sys.executable} {SERVER}" in shown
     assert "  add    trusted" in shown
     assert "  shout  asks first" in shown
     assert "gone     not available: did not start" in shown
@@ -294,3 +294,15 @@ def test_a_config_file_named_but_missing_or_a_wrong_trusted_is_one_error_line(me
         2,
         f'error: {path}: server "a" has "trusted" that is neither true, false nor a list of tool names\n',
     )
+
+
+def test_a_server_gets_its_own_env_and_never_memchats_api_key(memchat: Memchat, calls: Path) -> None:
+    entry = stdio(calls, trusted=True)
+    entry["env"]["GREETING"] = "hej"
+    servers(memchat, numbers=entry)
+    key = "sk-memchat-secret-key-1234567890"
+    run = memchat(
+        input=f"{call('env', name='GREETING')}\n{call('env', name='OPENAI_API_KEY')}\n", OPENAI_API_KEY=key
+    )
+    assert run.stdout.splitlines() == ["Tool said: hej", "Tool said: (unset)"]
+    assert key not in run.stdout + run.stderr

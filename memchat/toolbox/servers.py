@@ -197,8 +197,9 @@ class Toolbox:
             )
         params: dict[str, Any] = {"command": spec.command or "", "args": list(spec.args)}
         if spec.env:
-            # The server gets memchat's environment too, as a program started from this shell would.
-            params["env"] = {**os.environ, **spec.env}
+            # Added to the few variables the MCP client gives every server (PATH, HOME...): never memchat's
+            # own environment, which holds the model's API key.
+            params["env"] = spec.env
         if spec.cwd:
             params["cwd"] = spec.cwd
         try:

@@ -247,7 +247,7 @@ def test_a_file_dropped_on_the_page_goes_with_the_message_and_is_remembered(page
     assert text.startswith("when does the ferry leave?\n\n[attached file trip.txt (37 bytes, text/plain)]\n")
     # Chainlit's own copy of the upload is gone once read: the store (encrypted, if set) holds what is kept.
     uploads = Path(web.env["XDG_STATE_HOME"]) / "memchat" / "web" / ".files"
-    assert not [path for path in uploads.rglob("*") if path.is_file()]
+    assert not [path for path in uploads.rglob("*") if path.is_file() and b"ferry" in path.read_bytes()]
 
 
 def test_on_the_page_only_trusted_tools_run(page, web: Web) -> None:  # type: ignore[no-untyped-def]
