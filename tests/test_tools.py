@@ -301,8 +301,6 @@ def test_a_server_gets_its_own_env_and_never_memchats_api_key(memchat: Memchat, 
     entry["env"]["GREETING"] = "hej"
     servers(memchat, numbers=entry)
     key = "sk-memchat-secret-key-1234567890"
-    run = memchat(
-        input=f"{call('env', name='GREETING')}\n{call('env', name='OPENAI_API_KEY')}\n", OPENAI_API_KEY=key
-    )
+    run = memchat(input=f"{call('env', name='GREETING')}\n{call('env', name='OPENAI_API_KEY')}\n", OPENAI_API_KEY=key)
     assert run.stdout.splitlines() == ["Tool said: hej", "Tool said: (unset)"]
     assert key not in run.stdout + run.stderr
