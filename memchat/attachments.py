@@ -14,7 +14,6 @@ import mimetypes
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from memchat.errors import MemchatError
 from memchat.items import Item
@@ -79,8 +78,8 @@ def attachment(name: str, data: bytes, room: int, mime: str | None = None) -> At
     """``data`` of a file called ``name`` as an attachment: an image of a known type, or UTF-8 text cut to
     ``room`` characters."""
     guessed = mime or mimetypes.guess_type(name)[0] or "application/octet-stream"
-    if guessed in IMAGE_TYPES or _image_type(data) is not None:
-        kind = _image_type(data)
+    kind = _image_type(data)
+    if guessed in IMAGE_TYPES or kind is not None:
         if kind is None:
             raise MemchatError(f"{name} is named as an image but is not a PNG, JPEG, GIF or WebP file")
         if len(data) > MAX_IMAGE_BYTES:
@@ -121,10 +120,6 @@ def content(text: str, attachments: list[Attachment], *, sent: bool, keep_text: 
         else:
             parts.append({"type": "input_text", "text": f"\n\n[attached file {item.label}: its content is not kept]"})
     return parts
-
-
-def has_images(content: Any) -> bool:
-    return isinstance(content, list) and any(isinstance(p, dict) and p.get("type") == "input_image" for p in content)
 
 
 def _image_type(data: bytes) -> str | None:

@@ -28,7 +28,7 @@ from agents.result import RunResultBase
 from openai.types.responses import ResponseTextDeltaEvent
 
 from config import MIN_CONTEXT_TOKENS, Settings
-from memchat.attachments import Attachment, content, has_images
+from memchat.attachments import Attachment, content
 from memchat.context import saved
 from memchat.context.budget import (
     MESSAGE_TOKENS,
@@ -231,6 +231,7 @@ class TurnRunner:
         keep = self.settings.keep_attachments
         user_item: Item = {"role": "user", "content": content(text, attached, sent=False, keep_text=keep)}
         sent_item: Item = {"role": "user", "content": content(text, attached, sent=True)}
+        images = any(item.is_image for item in attached)
         attached_tokens = sum(IMAGE_TOKENS if item.is_image else self.estimator.tokens(item.text) for item in attached)
         own = await memory.instructions()
         keeps_facts = self.settings.saved_memories and isinstance(memory, SavedMemory)
@@ -271,7 +272,7 @@ class TurnRunner:
                     raise EmptyReplyError(str(exc)) from None
                 raise
             except openai.BadRequestError as exc:
-                if any(item.is_image for item in attached) and "image" in str(exc).lower():
+                if images and "image" in str(exc).lower():
                     where = self.settings.base_url or "OpenAI"
                     raise MemchatError(
                         f"{where} did not take the image for model {self.settings.model!r}: nothing was sent or "
@@ -308,7 +309,7 @@ class TurnRunner:
         # is the request that was built here.
         first = result.raw_responses[0].usage.input_tokens if result.raw_responses else 0
         sent = len(built.instructions) + sum(item_chars(item) for item in request) + tools_chars(tools)
-        if not has_images(sent_item["content"]):
+        if not images:
             # An image is counted by its size in pixels, not its characters: nothing to learn from it.
             self.estimator.calibrate(sent, len(request) + 1, first)
         return TurnResult(

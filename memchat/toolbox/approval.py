@@ -38,10 +38,8 @@ class AllowedTools:
     def _read(self) -> dict[str, list[str]]:
         try:
             document = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {}
         except (OSError, ValueError):
-            # A damaged file allows nothing: the person is asked again, which is safe.
+            # No file, or a damaged one, allows nothing: the person is asked again, which is safe.
             return {}
         if not isinstance(document, dict):
             return {}
@@ -49,9 +47,6 @@ class AllowedTools:
 
     def allowed(self, user: str, server: str, tool: str) -> bool:
         return f"{server}/{tool}" in self._read().get(user, [])
-
-    def tools(self, user: str) -> list[str]:
-        return sorted(self._read().get(user, []))
 
     def allow(self, user: str, server: str, tool: str) -> None:
         self._change(user, add=f"{server}/{tool}")
@@ -70,13 +65,17 @@ class AllowedTools:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=".allowed_tools.")
+        except OSError as exc:
+            raise self._unwritable(exc) from None
+        try:
             with os.fdopen(handle, "w", encoding="utf-8") as file:
                 json.dump(document, file, indent=1)
             os.replace(temporary, self.path)
         except OSError as exc:
-            with contextlib.suppress(NameError, OSError):
+            with contextlib.suppress(OSError):
                 os.unlink(temporary)
-            raise MemchatError(
-                f"cannot write {self.path} ({exc.strerror}): the tool is allowed for this time only"
-            ) from None
+            raise self._unwritable(exc) from None
         return len(before)
+
+    def _unwritable(self, exc: OSError) -> MemchatError:
+        return MemchatError(f"cannot write {self.path} ({exc.strerror}): the tool is allowed for this time only")

@@ -26,6 +26,7 @@ from agents.mcp import MCPServer, MCPServerManager, MCPServerStdio, MCPServerStr
 from mcp.client.stdio import stdio_client
 
 from memchat.errors import MemchatError
+from memchat.items import MEMORY_TOOL, SAVED_TOOLS
 from memchat.toolbox.approval import AllowedTools, Answer
 from memchat.toolbox.config import ServerSpec
 
@@ -37,7 +38,7 @@ START_SECONDS = 20.0
 # A result is cut to the room the request has left, but never below this many tokens.
 MIN_RESULT_TOKENS = 200
 # memchat's own tools' names, which a server's tool may not take.
-RESERVED = frozenset({"search_memory", "remember", "forget_memory"})
+RESERVED = frozenset({MEMORY_TOOL, *SAVED_TOOLS})
 # What a tool name may hold, for the model's API.
 _NAME = re.compile(r"[^A-Za-z0-9_-]")
 
