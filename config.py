@@ -335,15 +335,10 @@ def _prices(env: dict[str, str], base_url: str | None) -> tuple[tuple[str, float
 
 
 def _saved_memories(env: dict[str, str]) -> str:
-    """on (the default), tools (kept only by the model's tools and /memories) or off."""
-    raw = env.get("MEMCHAT_SAVED_MEMORIES", "").strip().lower() or "on"
-    if raw in ("1", "true", "yes"):
-        return "on"
-    if raw in ("0", "false", "no"):
-        return "off"
-    if raw not in ("on", "tools", "off"):
-        raise ConfigError(f"MEMCHAT_SAVED_MEMORIES is {env['MEMCHAT_SAVED_MEMORIES']!r}: use on, tools or off")
-    return raw
+    """on (the default), tools (kept only by the model's tools and /memories) or off; the words of an on/off
+    switch mean on and off."""
+    switch = {"1": "on", "true": "on", "yes": "on", "0": "off", "false": "off", "no": "off"}
+    return _choice(env, "MEMCHAT_SAVED_MEMORIES", ("on", "tools", "off"), switch)
 
 
 def _number(
@@ -376,10 +371,16 @@ def _context_tokens(flag: int | None, env: dict[str, str]) -> int:
 
 def _attachments(env: dict[str, str]) -> bool:
     """MEMCHAT_ATTACHMENTS: keep (the default) or names."""
-    raw = env.get("MEMCHAT_ATTACHMENTS", "").strip().lower() or "keep"
-    if raw not in ("keep", "names"):
-        raise ConfigError(f"MEMCHAT_ATTACHMENTS is {env['MEMCHAT_ATTACHMENTS']!r}: use keep or names")
-    return raw == "keep"
+    return _choice(env, "MEMCHAT_ATTACHMENTS", ("keep", "names")) == "keep"
+
+
+def _choice(env: dict[str, str], name: str, choices: tuple[str, ...], aliases: dict[str, str] | None = None) -> str:
+    """A setting that is one of ``choices`` (the first by default); anything else is one line naming them."""
+    raw = env.get(name, "").strip().lower() or choices[0]
+    raw = (aliases or {}).get(raw, raw)
+    if raw not in choices:
+        raise ConfigError(f"{name} is {env[name]!r}: use {', '.join(choices[:-1])} or {choices[-1]}")
+    return raw
 
 
 def _mcp_config(env: dict[str, str]) -> Path | None:
