@@ -96,12 +96,12 @@ class Semantic:
             if not self._queries:
                 self._no_query.set()
         found = await memory.nearest(self.model, vector, limit, before)
-        if found is not None:
-            return found
         note = memory.vector_search_note
         if note is not None and note not in self._told:
             self._told.add(note)
             self._notices.append(note)
+        if found is not None:
+            return found
         return (await self._held_for(memory)).nearest(vector, limit, before)
 
     async def _held_for(self, memory: VectorMemory) -> HeldVectors:

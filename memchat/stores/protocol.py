@@ -246,7 +246,7 @@ class VectorMemory(Protocol):
 
     @property
     def vector_search_note(self) -> str | None:
-        """Why ``nearest`` gives None here and how to change that, said once to the person; None if nothing to say."""
+        """Why ``nearest`` gives None here or is slow, and how to change that, said once to the person; or None."""
         ...
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import sqlite3
@@ -35,7 +36,7 @@ from typing import Any, TypeVar
 
 from memchat.errors import StoreError, StoreLostError
 from memchat.items import Item, is_user_message
-from memchat.stores import vector_index
+from memchat.stores import graph, vector_index
 from memchat.stores.base import END, PAGE_ROWS, MemoryBase, RawRow, new_mark, uninterrupted
 from memchat.stores.codec import Codecs, UnreadableError
 from memchat.stores.migrations.sqlite import MIGRATIONS
@@ -66,6 +67,7 @@ ORDER BY id DESC LIMIT ?3
 """
 GONE_CODES = "SELECT seq FROM memchat_codes_gone WHERE session_id = ? AND model = ?"
 USER_CODES = "SELECT block, size, entries FROM memchat_codes WHERE session_id = ? AND model = ?"
+GRAPH = "SELECT file, through_seq, from_block FROM memchat_graphs WHERE session_id = ? AND model = ? AND size = ?"
 UPDATE_CODES = "UPDATE memchat_codes SET entries = ? WHERE session_id = ? AND model = ? AND block = ?"
 
 # How long a write waits for another process holding the lock before giving up.
@@ -112,6 +114,7 @@ class SQLiteStore:
             self._worker.shutdown(wait=False)
             raise
         self._closed = threading.Event()
+        self.graphs = graph.Graphs(self.path)
 
     def memory(self, user: str) -> SQLiteMemory:
         return SQLiteMemory(self, user)
@@ -224,6 +227,17 @@ class SQLiteMemory(MemoryBase):
     def __init__(self, store: SQLiteStore, user: str) -> None:
         super().__init__(user, store.codecs(user))
         self._store = store
+        # Set when a search scanned far more vectors than a graph leaves outside it.
+        self._slow_search = False
+
+    @property
+    def vector_search_note(self) -> str | None:
+        if not self._slow_search:
+            return None
+        return (
+            f"{self.session_id}'s search by meaning reads every vector written since its last graph was made: "
+            f"memchat index --user {self.session_id} makes it quick again (see docs/recall.md)"
+        )
 
     async def append(self, items: list[Item]) -> None:
         def add(conn: sqlite3.Connection) -> None:
@@ -348,7 +362,7 @@ class SQLiteMemory(MemoryBase):
         return await self._store.write(pop)
 
     async def clear_session(self) -> None:
-        def clear(conn: sqlite3.Connection) -> None:
+        def clear(conn: sqlite3.Connection) -> list[str]:
             conn.execute("DELETE FROM agent_messages WHERE session_id = ?", (self.session_id,))
             conn.execute("DELETE FROM agent_sessions WHERE session_id = ?", (self.session_id,))
             conn.execute("DELETE FROM memchat_summaries WHERE session_id = ?", (self.session_id,))
@@ -358,8 +372,11 @@ class SQLiteMemory(MemoryBase):
             conn.execute("DELETE FROM memchat_indexed WHERE session_id = ?", (self.session_id,))
             for table in ("memchat_codes", "memchat_coded", "memchat_codes_gone"):
                 conn.execute(f"DELETE FROM {table} WHERE session_id = ?", (self.session_id,))
+            graphs = conn.execute("DELETE FROM memchat_graphs WHERE session_id = ? RETURNING file", (self.session_id,))
+            return [str(name) for (name,) in graphs.fetchall()]
 
-        await self._store.write(clear)
+        for name in await self._store.write(clear):
+            self._store.graphs.remove(name)
 
     async def unembedded(self, model: str, limit: int) -> list[tuple[int, str]]:
         def find(conn: sqlite3.Connection) -> list[RawRow]:
@@ -400,21 +417,37 @@ class SQLiteMemory(MemoryBase):
             # Bits for vectors written without them (an older memchat, a run cut short), and none for deleted ones.
             while self._uncoded(conn, model) and _transaction(conn, lambda conn: self._code(conn, model, CODE_BATCH)):
                 pass
-            blocks = (
-                row[0]
-                for row in conn.execute(
-                    "SELECT entries FROM memchat_codes WHERE session_id = ? AND model = ? AND size = ?",
-                    (self.session_id, model, len(query)),
-                )
-            )
-            seqs = vector_index.closest(blocks, query, vector_index.candidates(limit), before)
+            wanted = vector_index.candidates(limit)
+            known = conn.execute(GRAPH, (self.session_id, model, len(query))).fetchone()
+            found = None if known is None else self._store.graphs.closest(known[0], vector_index.query_bits(query))
+            # Without a graph (or with one that cannot be read), every block is scanned.
+            after, from_block = (0, 0) if found is None else (int(known[1]), int(known[2]))
+            scanned = 0
+
+            def blocks() -> Iterator[bytes]:
+                # One at a time: a search holds one block, however long the history.
+                nonlocal scanned
+                for (data,) in conn.execute(
+                    """
+                    SELECT entries FROM memchat_codes WHERE session_id = ? AND model = ? AND size = ? AND block >= ?
+                    """,
+                    (self.session_id, model, len(query), from_block),
+                ):
+                    scanned += vector_index.count(data, len(query))
+                    yield data
+
+            seqs, distances = vector_index.closest(blocks(), query, wanted, before, after)
+            if scanned > 2 * graph.TAIL_MOST:
+                self._slow_search = True
+            if found is not None:
+                seqs, distances = vector_index.best(*vector_index.joined(found, (seqs, distances)), wanted)
             rows = conn.execute(
                 """
                 SELECT v.message_id, m.created_at, v.vector
                 FROM memchat_vectors AS v JOIN agent_messages AS m ON m.id = v.message_id
-                WHERE v.seq IN (SELECT value FROM json_each(?))
+                WHERE v.seq IN (SELECT value FROM json_each(?)) AND v.message_id < ?
                 """,
-                (json.dumps(seqs),),
+                (json.dumps(seqs.tolist()), END if before is None else before),
             ).fetchall()
             return vector_index.ranked([(int(at), str(day), bytes(vector)) for at, day, vector in rows], query, limit)
 
@@ -436,7 +469,68 @@ class SQLiteMemory(MemoryBase):
             done += added
             if progress is not None:
                 progress(min(done, total), max(total, done))
+        sizes = await self._store.query(
+            "SELECT DISTINCT size FROM memchat_codes WHERE session_id = ? AND model = ?", self.session_id, model
+        )
+        for (size,) in sizes:
+            await self._store.run(functools.partial(self._extend_graph, model=model, size=int(size)))
         return done
+
+    def _extend_graph(self, conn: sqlite3.Connection, model: str, size: int) -> None:
+        """Put the user's vectors of this size that are outside their graph into it, once there are enough.
+
+        Run outside any transaction: the blocks are read as they are, and the graph is switched to
+        only if no other process switched it meanwhile.
+        """
+        user = (self.session_id, model, size)
+        known = conn.execute(GRAPH, user).fetchone()
+        old, after, from_block = (None, 0, 0) if known is None else (str(known[0]), int(known[1]), int(known[2]))
+        if old is not None and not self._store.graphs.readable(old):
+            old, after, from_block = None, 0, 0
+        (outside,) = conn.execute(
+            "SELECT COUNT(*) FROM memchat_vectors WHERE session_id = ? AND model = ? AND seq > ? AND length(vector) = ?",
+            (self.session_id, model, after, size),
+        ).fetchone()
+        if outside < graph.TAIL_MOST:
+            return
+        (newest, last_block) = conn.execute(
+            """
+            SELECT (SELECT through_seq FROM memchat_coded WHERE session_id = ?1 AND model = ?2),
+                (SELECT MAX(block) FROM memchat_codes WHERE session_id = ?1 AND model = ?2 AND size = ?3)
+            """,
+            user,
+        ).fetchone()
+        if newest is None or last_block is None:
+            return
+        rows = conn.execute(
+            """
+            SELECT entries FROM memchat_codes WHERE session_id = ? AND model = ? AND size = ? AND block >= ?
+            ORDER BY block
+            """,
+            (*user, from_block),
+        )
+        chunks = (vector_index.keyed_bits([data], size, after) for (data,) in rows)
+        name = graph.file_name(*user, int(newest))
+        self._store.graphs.extended(old, chunks, name)
+        switched = _transaction(
+            conn,
+            lambda conn: (
+                conn.execute(
+                    """
+                INSERT INTO memchat_graphs (session_id, model, size, file, through_seq, from_block)
+                VALUES (?, ?, ?, ?, ?, ?)
+                ON CONFLICT (session_id, model, size) DO UPDATE SET
+                    file = excluded.file, through_seq = excluded.through_seq, from_block = excluded.from_block
+                WHERE memchat_graphs.file IS ?
+                """,
+                    (*user, name, int(newest), int(last_block), None if known is None else str(known[0])),
+                ).rowcount
+            ),
+        )
+        if switched and known is not None:
+            self._store.graphs.remove(str(known[0]))
+        elif not switched:
+            self._store.graphs.remove(name)
 
     def _uncoded(self, conn: sqlite3.Connection, model: str) -> bool:
         """Whether some of this user's vectors have no bits yet, or some bits have no vector."""
@@ -455,9 +549,13 @@ class SQLiteMemory(MemoryBase):
         user = (self.session_id, model)
         gone = {seq for (seq,) in conn.execute(GONE_CODES, user)}
         if gone:
+            # The last block stays, even empty: block numbers then only grow, so a graph's from_block holds.
+            (last,) = conn.execute(
+                "SELECT MAX(block) FROM memchat_codes WHERE session_id = ? AND model = ?", user
+            ).fetchone()
             for block, size, data in conn.execute(USER_CODES, user).fetchall():
                 kept = vector_index.without(data, size, gone)
-                if not kept:
+                if not kept and block != last:
                     conn.execute(
                         "DELETE FROM memchat_codes WHERE session_id = ? AND model = ? AND block = ?", (*user, block)
                     )

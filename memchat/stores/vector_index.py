@@ -73,9 +73,18 @@ def _bits(vectors: Any, words: int) -> Any:
     return padded.view("<u8")
 
 
-def closest(blocks: Iterable[bytes], query: bytes, wanted: int, before: int | None) -> list[int]:
-    """The write numbers of the ``wanted`` entries whose bits are closest to ``query``'s, of messages before ``before``.
+def query_bits(query: bytes) -> Any:
+    """The sign bits of vector ``query`` as one row of bytes, laid out as a block's (see ``entry_dtype``)."""
+    import numpy as np
 
+    size = len(query)
+    return _bits(np.frombuffer(query, dtype=np.float32).reshape(1, -1), _words(size)).view(np.uint8)
+
+
+def closest(blocks: Iterable[bytes], query: bytes, wanted: int, before: int | None, after: int = 0) -> tuple[Any, Any]:
+    """(write numbers, Hamming distances) of the ``wanted`` entries whose bits are closest to ``query``'s.
+
+    Only entries of messages before ``before`` and written after write number ``after`` count.
     Blocks are read one at a time and only the best so far are kept, so a search holds one block and
     ``wanted`` entries, however long the history.
     """
@@ -83,7 +92,7 @@ def closest(blocks: Iterable[bytes], query: bytes, wanted: int, before: int | No
 
     size = len(query)
     dtype = entry_dtype(size)
-    target = _bits(np.frombuffer(query, dtype=np.float32).reshape(1, -1), _words(size))[0]
+    target = query_bits(query).view("<u8")[0]
     best_seq = np.zeros(0, dtype=np.int64)
     best_distance = np.zeros(0, dtype=np.int64)
     for data in blocks:
@@ -92,14 +101,41 @@ def closest(blocks: Iterable[bytes], query: bytes, wanted: int, before: int | No
         block = np.frombuffer(data, dtype=dtype)
         if before is not None:
             block = block[block["position"] < before]
+        if after:
+            block = block[block["seq"] > after]
         distance = np.bitwise_count(block["bits"] ^ target).sum(axis=1, dtype=np.int64)
-        seqs = np.concatenate([best_seq, block["seq"]])
-        distances = np.concatenate([best_distance, distance])
-        if len(seqs) > wanted:
-            keep = np.argpartition(distances, wanted - 1)[:wanted]
-            seqs, distances = seqs[keep], distances[keep]
-        best_seq, best_distance = seqs, distances
-    return [int(seq) for seq in best_seq]
+        best_seq, best_distance = best(
+            np.concatenate([best_seq, block["seq"]]), np.concatenate([best_distance, distance]), wanted
+        )
+    return best_seq, best_distance
+
+
+def best(seqs: Any, distances: Any, wanted: int) -> tuple[Any, Any]:
+    """The ``wanted`` of (``seqs``, ``distances``) with the smallest distances, in no order."""
+    import numpy as np
+
+    if len(seqs) <= wanted:
+        return seqs, distances
+    keep = np.argpartition(distances, wanted - 1)[:wanted]
+    return seqs[keep], distances[keep]
+
+
+def joined(*parts: tuple[Any, Any]) -> tuple[Any, Any]:
+    """(write numbers, distances) of several searches together."""
+    import numpy as np
+
+    return np.concatenate([seqs for seqs, _ in parts]), np.concatenate([distances for _, distances in parts])
+
+
+def keyed_bits(blocks: Iterable[bytes], size: int, after: int) -> tuple[Any, Any]:
+    """(write numbers, bits as rows of bytes) of the entries written after ``after``, for a graph."""
+    import numpy as np
+
+    dtype = entry_dtype(size)
+    parts = [np.frombuffer(data, dtype=dtype) for data in blocks if data and not len(data) % dtype.itemsize]
+    entries = np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+    entries = entries[entries["seq"] > after]
+    return entries["seq"].astype(np.int64), np.ascontiguousarray(entries["bits"]).view(np.uint8)
 
 
 def without(data: bytes, size: int, gone: set[int]) -> bytes:

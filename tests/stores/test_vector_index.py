@@ -15,9 +15,9 @@ import pytest
 from fake_openai import FakeOpenAI, meaning
 from memchat.context import semantic as semantic_module
 from memchat.context.semantic import HeldVectors, normalized
-from memchat.stores import postgres, vector_index
+from memchat.stores import graph, postgres, vector_index
 from memchat.stores.protocol import Memory, Vectors
-from memchat.stores.sqlite import MIGRATIONS
+from memchat.stores.sqlite import MIGRATIONS, SQLiteMemory
 from support import Memchat, fresh_store, opened, semantic_for
 
 WORDS = [f"w{n}" for n in range(400)]
@@ -40,6 +40,8 @@ async def planted(memory: Memory, messages: list[str]) -> list[int]:
     await memory.add_items([{"role": "user", "content": text} for text in messages])
     rows = await memory.unembedded(EMBEDDER, len(messages))
     await memory.save_vectors(EMBEDDER, [(at, text, vector(text)) for at, text in rows])
+    # As memchat index does after a bulk load: SQLite's graph, PostgreSQL's copies, where they are due.
+    await memory.index_vectors(EMBEDDER)
     return sorted(at for at, _ in rows)
 
 
@@ -50,11 +52,14 @@ def exact(vectors: Vectors, query: str, limit: int) -> dict[int, float]:
     return {hit.position: -hit.rank for hit in held.nearest(vector(query), limit)}
 
 
-@pytest.fixture(params=["sqlite", "postgres", "postgres-hnsw"])
+@pytest.fixture(params=["sqlite", "sqlite-graph", "postgres", "postgres-hnsw"])
 def in_place(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A store that searches vectors where they are: SQLite, PostgreSQL with pgvector exactly, and by its index."""
+    """A store that searches vectors where they are: SQLite by a scan and through its graph, PostgreSQL
+    with pgvector exactly and by its index."""
     if request.param == "postgres-hnsw":
         monkeypatch.setattr(postgres, "EXACT_UP_TO", 100)  # past it, the HNSW index answers
+    if request.param == "sqlite-graph":
+        monkeypatch.setattr(graph, "TAIL_MOST", 100)  # past it, memchat index makes a graph
     location = fresh_store(request.param.split("-")[0], tmp_path)
     if location.startswith("postgresql"):
         require_pgvector(location)
@@ -181,6 +186,125 @@ def test_a_file_with_vectors_from_before_the_bits_is_searched_after_catching_up(
 
     asyncio.run(search())
     assert codes(path, "ann") == 1501
+
+
+def graph_files(path: Path) -> list[str]:
+    folder = graph.folder(path)
+    return sorted(file.name for file in folder.iterdir()) if folder.exists() else []
+
+
+def test_a_long_sqlite_history_is_searched_through_a_graph_not_read_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(graph, "TAIL_MOST", 300)
+    monkeypatch.setattr(vector_index, "BLOCK_ENTRIES", 50)
+    scanned: list[int] = []
+    scan = vector_index.closest
+
+    def counted(blocks: Any, *args: Any) -> Any:
+        blocks = list(blocks)
+        scanned.append(len(blocks))
+        return scan(blocks, *args)
+
+    monkeypatch.setattr(vector_index, "closest", counted)
+    path = tmp_path / "m.db"
+
+    async def run() -> None:
+        async with opened(str(path)) as store:
+            memory = store.memory("ann")
+            await planted(memory, ["my Volvo is red", *texts(199)])
+            assert graph_files(path) == []  # too few for a graph: scanned
+            await planted(memory, texts(400, seed=3))
+            (made,) = graph_files(path)
+            assert not made.startswith("ann")  # no user id in a file name
+            # Written after the graph: found by a scan of the newest blocks only.
+            latest = await planted(memory, ["my Porsche is green"])
+            scanned.clear()
+            hits = await memory.nearest(EMBEDDER, vector("volvo"), 3)
+            assert hits and hits[0].position == 1
+            hits = await memory.nearest(EMBEDDER, vector("porsche"), 3)
+            assert hits and hits[0].position == latest[0]
+            assert scanned and max(scanned) <= 2  # of 17 blocks
+            # Deleted: still in the graph, never answered.
+            with sqlite3.connect(path) as db:
+                db.execute("DELETE FROM agent_messages WHERE id = 1")
+            hits = await memory.nearest(EMBEDDER, vector("volvo"), 3)
+            assert hits and 1 not in {hit.position for hit in hits}
+
+    asyncio.run(run())
+
+
+def test_a_graph_deleted_under_a_running_process_costs_a_scan_and_memchat_index_makes_it_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(graph, "TAIL_MOST", 300)
+    path = tmp_path / "m.db"
+
+    async def run() -> None:
+        async with opened(str(path)) as store:
+            memory = store.memory("ann")
+            await planted(memory, ["my Volvo is red", *texts(599)])
+            (made,) = graph_files(path)
+            (graph.folder(path) / made).unlink()
+            async with opened(str(path)) as other:
+                hits = await other.memory("ann").nearest(EMBEDDER, vector("volvo"), 3)
+                assert hits and hits[0].position == 1
+                await other.memory("ann").index_vectors(EMBEDDER)
+                (again,) = graph_files(path)
+                assert again != made
+            # The first process, which had the old graph open, goes on with the new one.
+            hits = await memory.nearest(EMBEDDER, vector("volvo"), 3)
+            assert hits and hits[0].position == 1
+
+    asyncio.run(run())
+
+
+def test_a_search_that_reads_a_long_history_says_once_that_memchat_index_makes_it_quick(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: FakeOpenAI
+) -> None:
+    monkeypatch.setattr(graph, "TAIL_MOST", 100)
+    monkeypatch.setattr(vector_index, "BLOCK_ENTRIES", 50)
+    monkeypatch.setattr(SQLiteMemory, "index_vectors", lambda *args: asyncio.sleep(0, 0))  # written as by a fill
+
+    async def run() -> list[list[str]]:
+        notices = []
+        async with opened(str(tmp_path / "m.db")) as store:
+            memory = store.memory("ann")
+            await planted(memory, ["my Volvo is red", *texts(299)])
+            for _ in range(2):
+                semantic = semantic_for(server, MEMCHAT_EMBEDDING_MODEL=EMBEDDER)
+                for _ in range(2):
+                    hits = await semantic.hits(memory, "which automobile do I own?", 3)
+                    assert hits and hits[0].position == 1
+                notices.append(semantic.notices())
+                await semantic.aclose()
+                monkeypatch.undo()  # memchat index, as the notice says
+                monkeypatch.setattr(graph, "TAIL_MOST", 100)
+                await memory.index_vectors(EMBEDDER)
+                memory = store.memory("ann")
+        return notices
+
+    before, after = asyncio.run(run())
+    assert len(before) == 1 and "memchat index --user ann makes it quick again" in before[0], before
+    assert not after
+
+
+def test_clear_deletes_the_users_graph_and_no_other(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(graph, "TAIL_MOST", 300)
+    path = tmp_path / "m.db"
+
+    async def run() -> None:
+        async with opened(str(path)) as store:
+            await planted(store.memory("ann"), texts(400))
+            await planted(store.memory("bob"), ["my Volvo is red", *texts(399)])
+            assert len(graph_files(path)) == 2
+            await store.memory("ann").clear_session()
+            assert len(graph_files(path)) == 1
+            assert await store.memory("ann").nearest(EMBEDDER, vector("volvo"), 3) == []
+            hits = await store.memory("bob").nearest(EMBEDDER, vector("volvo"), 3)
+            assert hits and hits[0].position == 401
+
+    asyncio.run(run())
 
 
 def test_postgresql_without_pgvector_searches_in_memory_and_says_so_once(tmp_path: Path, server: FakeOpenAI) -> None:

@@ -173,4 +173,22 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        "graphs: a long history's vector bits searched through a graph kept beside the file",
+        # Which graph file (see memchat.stores.graph) covers a user's vectors of one model and size:
+        # those up to write number through_seq; blocks from from_block on hold the ones after it.
+        (
+            """
+            CREATE TABLE IF NOT EXISTS memchat_graphs (
+                session_id TEXT NOT NULL,
+                model TEXT NOT NULL,
+                size INTEGER NOT NULL,
+                file TEXT NOT NULL,
+                through_seq INTEGER NOT NULL,
+                from_block INTEGER NOT NULL,
+                PRIMARY KEY (session_id, model, size)
+            )
+            """,
+        ),
+    ),
 )
