@@ -88,6 +88,11 @@ def plant(location: str, count: int, questions: list[str], graph_from: int | Non
         store = await open_store(location)
         memory = store.memory(USER)
         planted = texts(count, seed=1)
+        # PostgreSQL's HNSW index is made after the rows, as for any bulk load: pgvector adds about 250
+        # vectors a second to an index here, so a million written through it would take over an hour.
+        bulk = getattr(store, "pgvector", False) and hasattr(store, "_indexed_sizes")
+        if bulk:
+            store._indexed_sizes.add(SIZE)
         for start in range(0, count, BATCH):
             batch = planted[start : start + BATCH]
             await memory.add_items([{"role": "user", "content": text} for text in batch])
@@ -102,6 +107,14 @@ def plant(location: str, count: int, questions: list[str], graph_from: int | Non
         # What a store indexes on its own (pgvector's copy) is brought up to date, as memchat index does.
         if hasattr(memory, "index_vectors"):  # code from before it had none
             await memory.index_vectors(MODEL)
+        if bulk:
+            from sqlalchemy import text as sql
+
+            store._indexed_sizes.discard(SIZE)
+            async with store.connection() as conn:
+                await conn.execute(sql("SET LOCAL statement_timeout = 0"))
+                await conn.execute(sql("SET LOCAL maintenance_work_mem = '2GB'"))
+                await store.index_size(conn, SIZE)
         await store.close()
 
     asyncio.run(write())

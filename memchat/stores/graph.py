@@ -20,7 +20,7 @@ import os
 import secrets
 import tempfile
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -88,9 +88,16 @@ class Graphs:
             self._open[name] = graph
         return graph
 
-    def extended(self, name: str | None, chunks: Iterable[tuple[Any, Any]], new_name: str) -> int:
+    def extended(
+        self,
+        name: str | None,
+        chunks: Iterable[tuple[Any, Any]],
+        new_name: str,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
         """Write graph ``new_name``: graph ``name`` (or none) with the (write numbers, bits) of ``chunks`` added.
 
+        ``progress(added)`` follows it (a million entries take minutes on two cores).
         How many entries were added. The old graph is read whole to be extended (about 470 MB at a
         million entries), then written under a new name, so a process searching the old one goes on.
         """
@@ -114,6 +121,8 @@ class Graphs:
             if len(keys):
                 graph.add(keys, bits, threads=os.cpu_count() or 1)
                 added += len(keys)
+                if progress is not None:
+                    progress(added)
         if graph is None:
             return 0
         self.folder.mkdir(exist_ok=True)

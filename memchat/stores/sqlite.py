@@ -473,14 +473,17 @@ class SQLiteMemory(MemoryBase):
             "SELECT DISTINCT size FROM memchat_codes WHERE session_id = ? AND model = ?", self.session_id, model
         )
         for (size,) in sizes:
-            await self._store.run(functools.partial(self._extend_graph, model=model, size=int(size)))
+            await self._store.run(functools.partial(self._extend_graph, model=model, size=int(size), progress=progress))
         return done
 
-    def _extend_graph(self, conn: sqlite3.Connection, model: str, size: int) -> None:
+    def _extend_graph(
+        self, conn: sqlite3.Connection, model: str, size: int, progress: Callable[[int, int], None] | None
+    ) -> None:
         """Put the user's vectors of this size that are outside their graph into it, once there are enough.
 
-        Run outside any transaction: the blocks are read as they are, and the graph is switched to
-        only if no other process switched it meanwhile.
+        Run outside any transaction, as memchat index: the blocks are read as they are (a million
+        entries take minutes), and the new graph replaces the old only if no other process replaced it
+        meanwhile. A graph that cannot be read is made again from all the vectors.
         """
         user = (self.session_id, model, size)
         known = conn.execute(GRAPH, user).fetchone()
@@ -511,22 +514,29 @@ class SQLiteMemory(MemoryBase):
         )
         chunks = (vector_index.keyed_bits([data], size, after) for (data,) in rows)
         name = graph.file_name(*user, int(newest))
-        self._store.graphs.extended(old, chunks, name)
-        switched = _transaction(
-            conn,
-            lambda conn: (
+
+        def followed(added: int) -> None:
+            if progress is not None:
+                progress(added, outside)
+
+        self._store.graphs.extended(old, chunks, name, followed)
+
+        def switch(conn: sqlite3.Connection) -> bool:
+            # Only from the graph this one extends: another process may have switched meanwhile.
+            return bool(
                 conn.execute(
                     """
-                INSERT INTO memchat_graphs (session_id, model, size, file, through_seq, from_block)
-                VALUES (?, ?, ?, ?, ?, ?)
-                ON CONFLICT (session_id, model, size) DO UPDATE SET
-                    file = excluded.file, through_seq = excluded.through_seq, from_block = excluded.from_block
-                WHERE memchat_graphs.file IS ?
-                """,
+                    INSERT INTO memchat_graphs (session_id, model, size, file, through_seq, from_block)
+                    VALUES (?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (session_id, model, size) DO UPDATE SET
+                        file = excluded.file, through_seq = excluded.through_seq, from_block = excluded.from_block
+                    WHERE memchat_graphs.file IS ?
+                    """,
                     (*user, name, int(newest), int(last_block), None if known is None else str(known[0])),
                 ).rowcount
-            ),
-        )
+            )
+
+        switched = _transaction(conn, switch)
         if switched and known is not None:
             self._store.graphs.remove(str(known[0]))
         elif not switched:
