@@ -78,6 +78,9 @@ class Semantic:
             return []
         self._queries += 1
         self._no_query.clear()
+        prepared = asyncio.ensure_future(memory.prepare_search(self.model))
+        # Its failure, if the question is not searched after all, is the next search's to meet.
+        prepared.add_done_callback(lambda task: task.cancelled() or task.exception())
         try:
             # The batch under way, if any, is waited for first, with a timeout of its own.
             async with asyncio.timeout(self._query_timeout):
@@ -95,6 +98,7 @@ class Semantic:
             self._queries -= 1
             if not self._queries:
                 self._no_query.set()
+        await prepared
         found = await memory.nearest(self.model, vector, limit, before)
         note = memory.vector_search_note
         if note is not None and note not in self._told:
@@ -156,6 +160,8 @@ class Semantic:
             return 0
         done = 0
         try:
+            # Before anything is embedded: the first search then finds its graph open (see SQLite's).
+            await memory.prepare_search(self.model)
             # Each look for what has no vector reads the whole history when little is missing (100 ms at
             # 100,000 messages): a look that finds fewer than it asked for found all there was.
             while missing := await memory.unembedded(self.model, MANY_MISSING):

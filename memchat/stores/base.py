@@ -65,6 +65,9 @@ class MemoryBase(ABC):
         # A store that cannot search its vectors in place: semantic search holds them (see semantic.HeldVectors).
         return None
 
+    async def prepare_search(self, model: str) -> None:
+        return None
+
     async def index_vectors(self, model: str, progress: Callable[[int, int], None] | None = None) -> int:
         return 0
 

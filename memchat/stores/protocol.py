@@ -236,6 +236,10 @@ class VectorMemory(Protocol):
         """
         ...
 
+    async def prepare_search(self, model: str) -> None:
+        """Make ready what a first ``nearest`` needs (SQLite: its graph), while the question is being embedded."""
+        ...
+
     async def index_vectors(self, model: str, progress: Callable[[int, int], None] | None = None) -> int:
         """Bring the store's own index of this user's ``model`` vectors up to date (vectors from an older memchat).
 
