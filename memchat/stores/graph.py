@@ -125,7 +125,8 @@ class Graphs:
                     progress(added)
         if graph is None:
             return 0
-        self.folder.mkdir(exist_ok=True)
+        # Readable by its owner only, as the database is: bits say something of what was said.
+        self.folder.mkdir(mode=0o700, exist_ok=True)
         handle, part = tempfile.mkstemp(dir=self.folder, suffix=".part")
         os.close(handle)
         try:

@@ -217,6 +217,9 @@ def test_a_long_sqlite_history_is_searched_through_a_graph_not_read_whole(
             await planted(memory, texts(400, seed=3))
             (made,) = graph_files(path)
             assert not made.startswith("ann")  # no user id in a file name
+            # Readable by its owner only, as the database is.
+            assert graph.folder(path).stat().st_mode & 0o777 == 0o700
+            assert (graph.folder(path) / made).stat().st_mode & 0o777 == 0o600
             # Written after the graph: found by a scan of the newest blocks only.
             latest = await planted(memory, ["my Porsche is green"])
             scanned.clear()
