@@ -154,16 +154,16 @@ def child(location: str, url: str, questions: list[str]) -> None:
             seconds.append(time.perf_counter() - embedded)
             embedding.append(embedded - started)
             found.append([hit.position for hit in hits])
+        # Of what the process holds, the pages of files it maps (SQLite's graph), read while they are
+        # mapped: the system's file cache, shared by every process that maps them.
+        status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+        mapped = int(status.get("RssFile", "0 kB").split()[0]) / 1024
         await semantic.aclose()
         await store.close()
-        return {"seconds": seconds, "embedding": embedding, "found": found}
+        return {"seconds": seconds, "embedding": embedding, "found": found, "mapped_mb": mapped}
 
     result = asyncio.run(search())
     result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    # Of what the process holds, the pages of files it maps (SQLite's graph): the system's file cache,
-    # shared by every process that maps them and given back under memory pressure.
-    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
-    result["mapped_mb"] = int(status.get("RssFile", "0 kB").split()[0]) / 1024
     print(json.dumps(result))
 
 

@@ -27,7 +27,7 @@ from memchat.stores.search import Hit
 # Entries a block holds: about 200 KB with 1,536-number vectors.
 BLOCK_ENTRIES = 1024
 # Vectors re-ranked exactly: this many times those asked for, and at least RESCORE_MIN.
-RESCORE_FACTOR, RESCORE_MIN = 4, 400
+RESCORE_FACTOR, RESCORE_MIN = 2, 200
 
 
 def candidates(limit: int) -> int:
