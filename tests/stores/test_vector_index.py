@@ -160,7 +160,9 @@ def test_bits_go_with_their_vectors_whoever_deletes_them(tmp_path: Path) -> None
     asyncio.run(run())
 
 
-def test_a_file_with_vectors_from_before_the_bits_is_searched_after_catching_up(tmp_path: Path) -> None:
+def test_a_file_with_vectors_from_before_the_bits_is_searched_after_catching_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "m.db"
 
     async def plant() -> None:
@@ -174,7 +176,7 @@ def test_a_file_with_vectors_from_before_the_bits_is_searched_after_catching_up(
         db.executescript(
             """
             DROP TRIGGER memchat_codes_follow; DROP TABLE memchat_codes; DROP TABLE memchat_coded;
-            DROP TABLE memchat_codes_gone; DROP TABLE memchat_saved;
+            DROP TABLE memchat_codes_gone; DROP TABLE memchat_saved; DROP TABLE memchat_graphs;
             """
         )
         db.execute("DELETE FROM memchat_migrations WHERE version >= ?", (bits,))
@@ -183,9 +185,15 @@ def test_a_file_with_vectors_from_before_the_bits_is_searched_after_catching_up(
         async with opened(str(path)) as store:
             hits = await store.memory("ann").nearest(EMBEDDER, vector("automobile"), 3)
             assert hits and hits[0].position == 1
+            # memchat index then makes the graph of a long history, as in a file made by this version.
+            await store.memory("ann").index_vectors(EMBEDDER)
+            hits = await store.memory("ann").nearest(EMBEDDER, vector("automobile"), 3)
+            assert hits and hits[0].position == 1
 
+    monkeypatch.setattr(graph, "TAIL_MOST", 1000)
     asyncio.run(search())
     assert codes(path, "ann") == 1501
+    assert len(graph_files(path)) == 1
 
 
 def graph_files(path: Path) -> list[str]:
