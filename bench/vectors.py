@@ -107,15 +107,16 @@ def plant(location: str, count: int, questions: list[str], graph_from: int | Non
         # What a store indexes on its own (pgvector's copy) is brought up to date, as memchat index does.
         if hasattr(memory, "index_vectors"):  # code from before it had none
             await memory.index_vectors(MODEL)
+        await store.close()
         if bulk:
             from sqlalchemy import text as sql
 
-            store._indexed_sizes.discard(SIZE)
-            async with store.connection() as conn:
-                await conn.execute(sql("SET LOCAL statement_timeout = 0"))
+            # memchat's own index, made by a store that waits as long as it takes (minutes at a million).
+            patient = type(store).connect(location, timeout=24 * 3600)
+            async with patient.connection() as conn:
                 await conn.execute(sql("SET LOCAL maintenance_work_mem = '2GB'"))
-                await store.index_size(conn, SIZE)
-        await store.close()
+                await patient.index_size(conn, SIZE)
+            await patient.close()
 
     asyncio.run(write())
     return [[position for _, position in found] for found in best]
