@@ -428,7 +428,7 @@ class SQLiteMemory(MemoryBase):
             # Bits for vectors written without them (an older memchat, a run cut short), and none for deleted ones.
             while self._uncoded(conn, model) and _transaction(conn, lambda conn: self._code(conn, model, CODE_BATCH)):
                 pass
-            wanted = vector_index.candidates(limit)
+            wanted = vector_index.candidates(limit, len(query))
             known = conn.execute(GRAPH, (self.session_id, model, len(query))).fetchone()
             found = None if known is None else self._store.graphs.closest(known[0], vector_index.query_bits(query))
             # Without a graph (or with one that cannot be read), every block is scanned.
