@@ -449,11 +449,9 @@ class SQLiteMemory(MemoryBase):
                     scanned += vector_index.count(data, len(query))
                     yield data
 
-            seqs, distances = vector_index.closest(blocks(), query, wanted, before, after)
+            seqs, _ = vector_index.closest(blocks(), query, wanted, before, after, found)
             if scanned > 2 * graph.TAIL_MOST:
                 self._slow_search = True
-            if found is not None:
-                seqs, distances = vector_index.best(*vector_index.joined(found, (seqs, distances)), wanted)
             rows = conn.execute(
                 """
                 SELECT v.message_id, m.created_at, v.vector
@@ -525,7 +523,7 @@ class SQLiteMemory(MemoryBase):
             """,
             (*user, from_block),
         )
-        chunks = (vector_index.keyed_bits([data], size, after) for (data,) in rows)
+        chunks = (vector_index.keyed_bits(data, size, after) for (data,) in rows)
         name = graph.file_name(*user, int(newest))
 
         def followed(added: int) -> None:

@@ -84,10 +84,18 @@ def query_bits(query: bytes) -> Any:
     return _bits(np.frombuffer(query, dtype=np.float32).reshape(1, -1), _words(size)).view(np.uint8)
 
 
-def closest(blocks: Iterable[bytes], query: bytes, wanted: int, before: int | None, after: int = 0) -> tuple[Any, Any]:
+def closest(
+    blocks: Iterable[bytes],
+    query: bytes,
+    wanted: int,
+    before: int | None,
+    after: int = 0,
+    found: tuple[Any, Any] | None = None,
+) -> tuple[Any, Any]:
     """(write numbers, Hamming distances) of the ``wanted`` entries whose bits are closest to ``query``'s.
 
-    Only entries of messages before ``before`` and written after write number ``after`` count.
+    Only entries of messages before ``before`` and written after write number ``after`` count;
+    ``found`` are candidates found already (a graph's), which the blocks' entries compete with.
     Blocks are read one at a time and only the best so far are kept, so a search holds one block and
     ``wanted`` entries, however long the history.
     """
@@ -96,8 +104,7 @@ def closest(blocks: Iterable[bytes], query: bytes, wanted: int, before: int | No
     size = len(query)
     dtype = entry_dtype(size)
     target = query_bits(query).view("<u8")[0]
-    best_seq = np.zeros(0, dtype=np.int64)
-    best_distance = np.zeros(0, dtype=np.int64)
+    best_seq, best_distance = found or (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
     for data in blocks:
         if not data or len(data) % dtype.itemsize:
             continue
@@ -107,13 +114,13 @@ def closest(blocks: Iterable[bytes], query: bytes, wanted: int, before: int | No
         if after:
             block = block[block["seq"] > after]
         distance = np.bitwise_count(block["bits"] ^ target).sum(axis=1, dtype=np.int64)
-        best_seq, best_distance = best(
+        best_seq, best_distance = _best(
             np.concatenate([best_seq, block["seq"]]), np.concatenate([best_distance, distance]), wanted
         )
-    return best_seq, best_distance
+    return _best(best_seq, best_distance, wanted)
 
 
-def best(seqs: Any, distances: Any, wanted: int) -> tuple[Any, Any]:
+def _best(seqs: Any, distances: Any, wanted: int) -> tuple[Any, Any]:
     """The ``wanted`` of (``seqs``, ``distances``) with the smallest distances, in no order."""
     import numpy as np
 
@@ -123,20 +130,12 @@ def best(seqs: Any, distances: Any, wanted: int) -> tuple[Any, Any]:
     return seqs[keep], distances[keep]
 
 
-def joined(*parts: tuple[Any, Any]) -> tuple[Any, Any]:
-    """(write numbers, distances) of several searches together."""
-    import numpy as np
-
-    return np.concatenate([seqs for seqs, _ in parts]), np.concatenate([distances for _, distances in parts])
-
-
-def keyed_bits(blocks: Iterable[bytes], size: int, after: int) -> tuple[Any, Any]:
-    """(write numbers, bits as rows of bytes) of the entries written after ``after``, for a graph."""
+def keyed_bits(data: bytes, size: int, after: int) -> tuple[Any, Any]:
+    """(write numbers, bits as rows of bytes) of a block's entries written after ``after``, for a graph."""
     import numpy as np
 
     dtype = entry_dtype(size)
-    parts = [np.frombuffer(data, dtype=dtype) for data in blocks if data and not len(data) % dtype.itemsize]
-    entries = np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+    entries = np.frombuffer(data, dtype=dtype) if data and not len(data) % dtype.itemsize else np.zeros(0, dtype)
     entries = entries[entries["seq"] > after]
     return entries["seq"].astype(np.int64), np.ascontiguousarray(entries["bits"]).view(np.uint8)
 
