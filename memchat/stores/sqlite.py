@@ -453,14 +453,20 @@ class SQLiteMemory(MemoryBase):
             if scanned > 2 * graph.TAIL_MOST:
                 self._slow_search = True
             rows = conn.execute(
-                """
-                SELECT v.message_id, m.created_at, v.vector
-                FROM memchat_vectors AS v JOIN agent_messages AS m ON m.id = v.message_id
-                WHERE v.seq IN (SELECT value FROM json_each(?)) AND v.message_id < ?
-                """,
+                "SELECT message_id, vector FROM memchat_vectors WHERE seq IN (SELECT value FROM json_each(?)) "
+                "AND message_id < ?",
                 (json.dumps(seqs.tolist()), END if before is None else before),
             ).fetchall()
-            return vector_index.ranked([(int(at), str(day), bytes(vector)) for at, day, vector in rows], query, limit)
+            hits = vector_index.ranked([(int(at), "", bytes(vector)) for at, vector in rows], query, limit)
+            # Dates for the hits alone: on a cold disk each candidate's message is one more read (a vector
+            # outlives no message, its trigger sees to that).
+            days = dict(
+                conn.execute(
+                    "SELECT id, created_at FROM agent_messages WHERE id IN (SELECT value FROM json_each(?))",
+                    (json.dumps([hit.position for hit in hits]),),
+                ).fetchall()
+            )
+            return [Hit(hit.position, str(days[hit.position]), hit.rank) for hit in hits if hit.position in days]
 
         return await self._store.run(search)
 

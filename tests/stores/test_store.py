@@ -150,3 +150,42 @@ def test_a_write_blocked_by_another_process_waits_then_fails_clearly(
     blocker.execute("ROLLBACK")
     run(store.memory("alice").add_items(turn("a")))
     assert run(store.memory("alice").count()) == 2
+
+
+def test_postgresql_reads_a_long_history_newest_first_by_its_index_on_a_server_that_never_counts_its_tables(
+    tmp_path: Path,
+) -> None:
+    import asyncpg
+
+    from support import fresh_store, opened
+
+    location = fresh_store("postgres", tmp_path)
+    newest_page = (
+        "EXPLAIN SELECT id, message_data FROM agent_messages WHERE session_id = 'ann' AND id > 0 "
+        "AND id < CAST(4611686018427387904 AS BIGINT) ORDER BY id DESC LIMIT 64"
+    )
+
+    async def run() -> str:
+        async with opened(location):
+            pass
+        conn = await asyncpg.connect(location)
+        try:
+            # As on a server with autovacuum off: nothing counts the tables but memchat.
+            for table in ("agent_messages", "memchat_search", "memchat_vectors"):
+                await conn.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = off)")
+            async with opened(location) as store:
+                await store.memory("ann").add_items([{"role": "user", "content": "a first note"}])
+            # A long history, written at once (as memchat import or a plain SDK loop would over months).
+            await conn.execute(
+                "INSERT INTO agent_messages (session_id, message_data) SELECT 'ann', "
+                """'{"role": "user", "content": "note ' || n || '"}' FROM generate_series(1, 200000) AS n"""
+            )
+            async with opened(location):  # the next run starts
+                pass
+            return "\n".join(row[0] for row in await conn.fetch(newest_page))
+        finally:
+            await conn.close()
+
+    plan = asyncio.run(run())
+    # Uncounted, the planner takes the user for a few rows: it reads all 200,000 and sorts them.
+    assert "Sort" not in plan and "Index Scan Backward" in plan, plan

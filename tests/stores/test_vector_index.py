@@ -132,6 +132,19 @@ def test_the_search_in_the_store_keeps_to_messages_before_the_mark(in_place: str
     asyncio.run(run())
 
 
+def test_a_hit_by_meaning_carries_the_date_its_message_was_stored(in_place: str) -> None:
+    async def run() -> None:
+        async with opened(in_place) as store:
+            memory = store.memory("ann")
+            await planted(memory, ["my Volvo is red", *texts(150)])
+            hits = await memory.nearest(EMBEDDER, vector("volvo"), 5)
+            assert hits is not None and len(hits) == 5
+            stored = await memory.days([hit.position for hit in hits])
+            assert all(hit.stored_at[:10] == stored[hit.position][:10] != "" for hit in hits)
+
+    asyncio.run(run())
+
+
 def codes(path: Path, user: str) -> int:
     """How many vectors of ``user`` have bits in the file."""
     with sqlite3.connect(path) as db:
