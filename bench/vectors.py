@@ -7,7 +7,7 @@ Run from the repository root, after ``pip install -e '.[test]'``::
 Each store gets one user's history of MESSAGES generated messages (nothing is downloaded), with the
 vectors the test server's ``fake-dense-1536`` model gives them (each word a fixed random direction, a
 message the sum of its words'), written through memchat's own store code. Then, in a fresh process,
-as a one-shot run would (after reading the memory, as a run does): the first search by meaning and the later ones (the question's embedding
+as a one-shot run would (started as a run starts, the question asked at once): the first search by meaning and the later ones (the question's embedding
 timed apart, from the test server on 127.0.0.1), that process's peak memory, and recall of the true
 nearest 10 (by an exact scan done here) among the 10 found. Last, whole one-shot piped turns
 (``python agent.py`` with a question on stdin) with search by meaning and with it off, run alternately.
@@ -135,7 +135,11 @@ def child(location: str, url: str, questions: list[str]) -> None:
         store = await open_store(location)
         memory = store.memory(USER)
         semantic = Semantic(settings)
-        # As a run does before its first search: the memory is read (its size, for the banner).
+        # As a run starts (Conversation.catch_up): what the word index lacks is indexed, and the background
+        # fill begins, which first opens what the search needs (SQLite's graph); then the memory is read
+        # (its size, for the banner), and the question comes at once.
+        await memory.index_missing()
+        filling = semantic.fill(memory)
         await memory.count()
         seconds, embedding, found = [], [], []
         for question in questions:
@@ -159,6 +163,7 @@ def child(location: str, url: str, questions: list[str]) -> None:
         # mapped: the system's file cache, shared by every process that maps them.
         status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
         mapped = int(status.get("RssFile", "0 kB").split()[0]) / 1024
+        await filling
         await semantic.aclose()
         await store.close()
         return {"seconds": seconds, "embedding": embedding, "found": found, "mapped_mb": mapped}

@@ -75,18 +75,17 @@ class Graphs:
         return np.asarray(found.keys, dtype=np.int64), np.asarray(found.distances, dtype=np.int64)
 
     def _opened(self, name: str) -> Any:
+        # Opened under the lock: a search that comes while the run's start is opening a graph waits for
+        # that opening rather than walking the file a second time.
         with self._lock:
-            if name in self._open:
-                return self._open[name]
-        from usearch.index import Index
+            if name not in self._open:
+                from usearch.index import Index
 
-        try:
-            graph = Index.restore(str(self.folder / name), view=True, expansion_search=CANDIDATES)
-        except (OSError, RuntimeError, ValueError):
-            graph = None
-        with self._lock:
-            self._open[name] = graph
-        return graph
+                try:
+                    self._open[name] = Index.restore(str(self.folder / name), view=True, expansion_search=CANDIDATES)
+                except (OSError, RuntimeError, ValueError):
+                    self._open[name] = None
+            return self._open[name]
 
     def extended(
         self,

@@ -65,6 +65,11 @@ SELECT id, message_data FROM agent_messages AS m WHERE session_id = ?1
 AND NOT EXISTS (SELECT 1 FROM memchat_vectors AS v WHERE v.message_id = m.id AND v.model = ?2)
 ORDER BY id DESC LIMIT ?3
 """
+UNEMBEDDED_AFTER = """
+SELECT id, message_data FROM agent_messages AS m WHERE session_id = ?1 AND id > ?3 AND id <= ?4
+AND NOT EXISTS (SELECT 1 FROM memchat_vectors AS v WHERE v.message_id = m.id AND v.model = ?2)
+ORDER BY id DESC LIMIT ?5
+"""
 GONE_CODES = "SELECT seq FROM memchat_codes_gone WHERE session_id = ? AND model = ?"
 USER_CODES = "SELECT block, size, entries FROM memchat_codes WHERE session_id = ? AND model = ?"
 GRAPH = "SELECT file, through_seq, from_block FROM memchat_graphs WHERE session_id = ? AND model = ? AND size = ?"
@@ -370,6 +375,7 @@ class SQLiteMemory(MemoryBase):
             conn.execute("DELETE FROM memchat_saved WHERE session_id = ?", (self.session_id,))
             conn.execute("DELETE FROM memchat_search WHERE session_id = ?", (self.session_id,))
             conn.execute("DELETE FROM memchat_indexed WHERE session_id = ?", (self.session_id,))
+            conn.execute("DELETE FROM memchat_embedded WHERE session_id = ?", (self.session_id,))
             for table in ("memchat_codes", "memchat_coded", "memchat_codes_gone"):
                 conn.execute(f"DELETE FROM {table} WHERE session_id = ?", (self.session_id,))
             # Read, then deleted: RETURNING needs SQLite 3.35, newer than some systems' own.
@@ -381,19 +387,41 @@ class SQLiteMemory(MemoryBase):
             self._store.graphs.remove(name)
 
     async def unembedded(self, model: str, limit: int) -> list[tuple[int, str]]:
-        def find(conn: sqlite3.Connection) -> list[RawRow]:
-            params = (self.session_id, model)
-            # Looking at every message for the few without a vector took 100 ms at 100,000: two counts
-            # tell how many there are, and they are nearly always among as many of the newest messages.
+        params = (self.session_id, model)
+
+        def find(conn: sqlite3.Connection) -> tuple[list[RawRow], int | None]:
+            # Up to the newest message now: one written meanwhile is after it, and not vouched for below.
+            (newest,) = conn.execute("SELECT MAX(id) FROM agent_messages WHERE session_id = ?", params[:1]).fetchone()
+            if newest is None:
+                return [], None
+            mark = conn.execute("SELECT through_id FROM memchat_embedded WHERE session_id = ? AND model = ?", params)
+            known = mark.fetchone()
+            if known is not None:
+                # Only what came after the mark is looked at: counting a million messages took 1.2 s when the
+                # file was not in the system's cache, and a run's first turn waited behind it.
+                return conn.execute(UNEMBEDDED_AFTER, (*params, known[0], newest, limit)).fetchall(), newest
+            # No mark yet (a file from before it, or a history never fully embedded): two counts tell how
+            # many lack a vector, and they are nearly always among as many of the newest messages.
             (missing,) = conn.execute(UNEMBEDDED_COUNT, params).fetchone()
             if missing <= 0:
-                return []
-            newest = conn.execute(UNEMBEDDED_NEWEST, (*params, limit, missing)).fetchall()
-            if len(newest) >= min(missing, limit):
-                return newest
-            return conn.execute(UNEMBEDDED_ANY, (*params, limit)).fetchall()
+                return [], newest
+            found = conn.execute(UNEMBEDDED_NEWEST, (*params, limit, missing)).fetchall()
+            if len(found) < min(missing, limit):
+                found = conn.execute(UNEMBEDDED_ANY, (*params, limit)).fetchall()
+            return found, newest
 
-        return self.texts(await self._store.run(find))
+        rows, newest = await self._store.run(find)
+        if not rows and newest is not None:
+            await self._store.write(
+                lambda conn: conn.execute(
+                    """
+                    INSERT INTO memchat_embedded (session_id, model, through_id) VALUES (?1, ?2, ?3)
+                    ON CONFLICT (session_id, model) DO UPDATE SET through_id = MAX(through_id, excluded.through_id)
+                    """,
+                    (*params, newest),
+                )
+            )
+        return self.texts(rows)
 
     async def save_vectors(self, model: str, vectors: Sequence[tuple[int, str, bytes]]) -> None:
         # Message ids are never reused: a message still there is the one the vector was made from.
@@ -403,6 +431,9 @@ class SQLiteMemory(MemoryBase):
                 "DELETE FROM memchat_vectors WHERE message_id = ? AND session_id = ?",
                 [(position, self.session_id) for position, _, _ in vectors],
             )
+            # A message has one vector: any other model's may have been replaced here, so its mark is no
+            # longer sure (see ``unembedded``).
+            conn.execute("DELETE FROM memchat_embedded WHERE session_id = ? AND model != ?", (self.session_id, model))
             conn.executemany(
                 """
                 INSERT INTO memchat_vectors (message_id, session_id, model, vector)
@@ -415,15 +446,14 @@ class SQLiteMemory(MemoryBase):
         await self._store.write(save)
 
     async def prepare_search(self, model: str) -> None:
-        # Opening a graph walks its file (12 ms at 100,000 entries, 110 at a million, and 11 to import the
-        # library): done while the question is at the embedding server, the first search waits for less of it.
-        def prepare(conn: sqlite3.Connection) -> None:
-            for (name,) in conn.execute(
-                "SELECT file FROM memchat_graphs WHERE session_id = ? AND model = ?", (self.session_id, model)
-            ):
-                self._store.graphs.readable(str(name))
-
-        await self._store.run(prepare)
+        # Opening a graph walks its whole file: 110 ms at a million entries when the file is in the
+        # system's cache, 0.6 to 0.9 s when it is not, and 11 ms to import the library. In a thread of its
+        # own, so the store's reads (a turn's history, its search by words) go on meanwhile.
+        names = await self._store.query(
+            "SELECT file FROM memchat_graphs WHERE session_id = ? AND model = ?", self.session_id, model
+        )
+        for (name,) in names:
+            await asyncio.to_thread(self._store.graphs.readable, str(name))
 
     async def nearest(self, model: str, query: bytes, limit: int, before: int | None = None) -> list[Hit]:
         def search(conn: sqlite3.Connection) -> list[Hit]:

@@ -191,4 +191,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        "embedded mark: what lacks a vector found without counting a long history",
+        # Every message of a user up to through_id has its vector of that model: a message's id never
+        # comes back, and its vector goes only with it. Only messages after it are looked at.
+        (
+            """
+            CREATE TABLE IF NOT EXISTS memchat_embedded (
+                session_id TEXT NOT NULL,
+                model TEXT NOT NULL,
+                through_id INTEGER NOT NULL,
+                PRIMARY KEY (session_id, model)
+            )
+            """,
+        ),
+    ),
 )
