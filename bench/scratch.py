@@ -22,17 +22,22 @@ def run_name(purpose: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def postgres_database(purpose: str) -> AsyncIterator[str]:
-    """The URL of a database of this run's own, dropped after it."""
+async def postgres_database(purpose: str, kept: str | None = None, fresh: bool = False) -> AsyncIterator[str]:
+    """The URL of a database of this run's own, dropped after it; or of database ``kept``, made if missing
+    (or ``fresh``: made again) and kept."""
     import asyncpg
 
-    name = run_name(purpose)
+    name = kept or run_name(purpose)
     admin = await asyncpg.connect(POSTGRES)
-    await admin.execute(f'CREATE DATABASE "{name}"')
+    if fresh:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    if not await admin.fetchval("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name):
+        await admin.execute(f'CREATE DATABASE "{name}"')
     try:
         yield f"{POSTGRES.rsplit('/', 1)[0]}/{name}"
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if kept is None:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
 
 

@@ -15,6 +15,8 @@ nearest 10 (by an exact scan done here) among the 10 found. Last, whole one-shot
 ``--code PATH`` measures the memchat checked out at PATH instead of this one (the benchmark, the
 test server and the texts stay this checkout's), to put the code before a change beside the code after.
 PostgreSQL runs in a database of this run's own (``MEMCHAT_BENCH_POSTGRES``), dropped after it.
+``--keep DIR`` plants each store once and keeps it (SQLite in DIR, PostgreSQL in a database named
+by the count), so a change to how a store is searched is measured again without an hour of planting.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -203,12 +206,25 @@ def one_shot(code: Path, location: str, url: str, meaning: bool) -> tuple[float,
 
 
 def measure(
-    store: str, location: str, code: Path, count: int, url: str, turns: int, graph_from: int | None = None
+    store: str,
+    location: str,
+    code: Path,
+    count: int,
+    url: str,
+    turns: int,
+    graph_from: int | None = None,
+    kept: Path | None = None,
 ) -> dict[str, Any]:
+    """One store's row; with ``kept`` (a file for the true nearest), a store planted by an earlier run is reused."""
     questions = texts(QUESTIONS, seed=2)
-    started = time.perf_counter()
-    truth = run_in(code, "plant", location, count, questions, graph_from)
-    planted = time.perf_counter() - started
+    if kept is not None and kept.exists():
+        truth, planted = json.loads(kept.read_text())
+    else:
+        started = time.perf_counter()
+        truth = run_in(code, "plant", location, count, questions, graph_from)
+        planted = time.perf_counter() - started
+        if kept is not None:
+            kept.write_text(json.dumps([truth, planted]))
     result = run_in(code, "child", location, url, questions)
     found = sum(len(set(t) & set(f)) for t, f in zip(truth, result["found"], strict=True))
     later = result["seconds"][1:]
@@ -276,6 +292,12 @@ def main() -> None:
     parser.add_argument("--stores", default="sqlite,postgres", help="comma-separated: sqlite, postgres")
     parser.add_argument("--code", type=Path, default=ROOT, help="the memchat checkout to measure")
     parser.add_argument("--turns", type=int, default=3, help="one-shot turns of each kind")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="plant each store once and keep it (SQLite files in this folder, a PostgreSQL database named by the "
+        "count), for later runs that change only how it is searched",
+    )
     parser.add_argument("--smoke", action="store_true", help="a small, quick run (the test suite's)")
     parser.add_argument("--plant", help=argparse.SUPPRESS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -293,18 +315,33 @@ def main() -> None:
     print(f"{count:,} messages of one user, {SIZE}-number vectors ({MODEL}), code: {args.code}\n")
     print(HEADER, flush=True)
     with tempfile.TemporaryDirectory() as work:
+        folder = args.keep or Path(work)
+        folder.mkdir(parents=True, exist_ok=True)
         for store in args.stores.split(","):
+            kept = folder / f"{store}-{count}.truth.json" if args.keep else None
+            # A kept store without its truth was not planted whole: it is planted again from nothing.
+            again = kept is not None and not kept.exists()
             if store == "sqlite":
-                result = measure(store, str(Path(work) / "m.db"), args.code, count, server.url, turns, graph_from)
+                location = str(folder / f"sqlite-{count}.db")
+                if again:
+                    for part in folder.glob(f"sqlite-{count}.db*"):
+                        if part.is_dir():
+                            shutil.rmtree(part)
+                        else:
+                            part.unlink()
+                result = measure(store, location, args.code, count, server.url, turns, graph_from, kept)
                 print(row(result), flush=True)
             else:
 
-                async def database(kind: str) -> None:
-                    async with postgres_database("vectors") as location:
-                        result = await asyncio.to_thread(measure, kind, location, args.code, count, server.url, turns)
+                async def database(kind: str, kept: Path | None, again: bool) -> None:
+                    name = f"memchat_vectors_kept_{count}" if kept is not None else None
+                    async with postgres_database("vectors", name, again) as location:
+                        result = await asyncio.to_thread(
+                            measure, kind, location, args.code, count, server.url, turns, None, kept
+                        )
                         print(row(result), flush=True)
 
-                asyncio.run(database(store))
+                asyncio.run(database(store, kept, again))
     server.stop()
 
 

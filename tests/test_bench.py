@@ -117,6 +117,16 @@ def test_the_vector_scale_benchmark_runs_and_prints_its_table() -> None:
     assert float(cells[12]) > 0, out  # the graph's size
 
 
+def test_the_vector_scale_benchmark_can_keep_what_it_planted_for_the_next_run(tmp_path: Path) -> None:
+    runs = [bench("vectors.py", "--smoke", "--stores", "sqlite", "--keep", str(tmp_path)) for _ in range(2)]
+    first, second = (next(line for line in out.splitlines() if line.startswith("| sqlite |")) for out in runs)
+    planted = tmp_path / "sqlite-3000.db"
+    # The second run searched the same file, planted once: the same truth, the same planting time.
+    assert planted.exists() and (tmp_path / "sqlite-3000.truth.json").exists()
+    assert first.split(" | ")[-1] == second.split(" | ")[-1], runs
+    assert float(second.split(" | ")[6].rstrip("%")) >= 95, runs
+
+
 def test_the_saved_memories_benchmark_runs_and_prints_its_table() -> None:
     out = bench("memories.py", "--smoke")
     rows = dict(line.strip("| ").split(" | ") for line in out.splitlines()[2:] if line.startswith("| "))
