@@ -107,7 +107,9 @@ def plant(location: str, count: int, questions: list[str], graph_from: int | Non
                 top = np.argsort(-scores[q])[:10]
                 merged = best[q] + [(float(scores[q][n]), rows[n][0]) for n in top]
                 best[q] = sorted(merged, reverse=True)[:10]
-        # What a store indexes on its own (pgvector's copy) is brought up to date, as memchat index does.
+        # As memchat index ends: nothing is left without a vector, and what a store indexes on its own
+        # (SQLite's graph, pgvector's copy) is brought up to date.
+        await memory.unembedded(MODEL, 1)
         if hasattr(memory, "index_vectors"):  # code from before it had none
             await memory.index_vectors(MODEL)
         await store.close()

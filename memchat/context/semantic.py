@@ -152,6 +152,8 @@ class Semantic:
                 f"{len(missing):,} messages: check MEMCHAT_EMBEDDING_MODEL and the server, then run it again "
                 "to go on from there"
             ) from None
+        # Nothing left is what lets the next run's start look only at what comes after (SQLite's mark).
+        await memory.unembedded(self.model, 1)
         await memory.index_vectors(self.model, progress)
         return done
 
