@@ -447,8 +447,9 @@ class SQLiteMemory(MemoryBase):
 
     async def prepare_search(self, model: str) -> None:
         # Opening a graph walks its whole file: 110 ms at a million entries when the file is in the
-        # system's cache, 0.6 to 0.9 s when it is not, and 11 ms to import the library. In a thread of its
-        # own, so the store's reads (a turn's history, its search by words) go on meanwhile.
+        # system's cache, 0.6 to 0.9 s when it is not, after about 150 ms importing numpy and usearch in a
+        # new process. In a thread of its own, so the store's reads (a turn's history, its search by
+        # words) go on meanwhile.
         names = await self._store.query(
             "SELECT file FROM memchat_graphs WHERE session_id = ? AND model = ?", self.session_id, model
         )
