@@ -31,8 +31,10 @@ if TYPE_CHECKING:
 TOKENS_PER_CANDIDATE = 25
 MIN_CANDIDATES, MAX_CANDIDATES = 12, 300
 # The matching message is cut past this many tokens (what it is about is in its first lines), the
-# messages beside it past fewer: they give who asked what, the match gives the answer.
-MATCH_TOKENS, NEIGHBOUR_TOKENS = 300, 80
+# messages beside it past fewer: they give who asked what, the match gives the answer. A reply of a
+# few sentences still comes whole: cut at 80, the end of a long reply beside a match was lost, and on
+# LoCoMo with it the evidence of 4 questions in 383 at 8,000 tokens by words.
+MATCH_TOKENS, NEIGHBOUR_TOKENS = 300, 150
 # What the messages beside a match are worth, against the match: those of the best match come
 # before the third match, those of the tenth after the twentieth. Whole exchanges for every match
 # crowded out matches ranked 9 to 16 at 2,000 tokens; matches alone lost the answer beside them.

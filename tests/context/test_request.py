@@ -71,6 +71,20 @@ def test_a_recalled_match_comes_with_the_messages_beside_it(tmp_path: Path) -> N
     assert lines[:3] == [trip[0]["content"], trip[1]["content"], trip[2]["content"]]
 
 
+def test_a_reply_of_a_few_sentences_beside_a_match_comes_back_whole(tmp_path: Path) -> None:
+    # The answer shares no word with the question: only the message it replies to does.
+    reply = (
+        "It was wonderful! We slept under the stars by the lake, roasted marshmallows, watched the kids chase "
+        "frogs along the shore, and on the last morning hiked up to the ridge before sunrise. The view over the "
+        "valley was unreal, mist everywhere, and we had pancakes on the little stove when we got back down. "
+        "Already planning the next one for August with my sister's family."
+    )
+    trip = [exchange("how was your camping trip in June?")[0], {"role": "assistant", "content": reply}]
+    built = request(tmp_path / "m.db", [trip, *FILLER], "When did we go camping?", 4000)
+    # Cut at 80 tokens, it lost its last sentences, and with them what a later question might ask.
+    assert f"assistant: {reply}" in built.recalled.text
+
+
 def test_a_question_that_joins_two_parts_of_the_past_gets_both(tmp_path: Path) -> None:
     plant = [exchange("my sister Ingrid lives in Bergen"), *FILLER[:150], exchange("my brother Tomas moved to Porto")]
     built = request(tmp_path / "m.db", [*plant, *FILLER[150:]], "Where do Ingrid and Tomas live?", 1000)
