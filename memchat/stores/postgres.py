@@ -126,6 +126,12 @@ SELECT id, message_data FROM (
 ) AS m WHERE NOT EXISTS (SELECT 1 FROM memchat_vectors AS v WHERE v.message_id = m.id AND v.model = :model)
 ORDER BY id DESC LIMIT :limit
 """
+UNEMBEDDED_AFTER = """
+SELECT id, message_data FROM agent_messages AS m
+WHERE session_id = :user AND id > :mark AND id <= :newest
+AND NOT EXISTS (SELECT 1 FROM memchat_vectors AS v WHERE v.message_id = m.id AND v.model = :model)
+ORDER BY id DESC LIMIT :limit
+"""
 UNEMBEDDED_ANY = """
 SELECT id, message_data FROM agent_messages AS m WHERE session_id = :user
 AND NOT EXISTS (SELECT 1 FROM memchat_vectors AS v WHERE v.message_id = m.id AND v.model = :model)
@@ -564,14 +570,40 @@ class PostgresMemory(MemoryBase):
 
     async def unembedded(self, model: str, limit: int) -> list[tuple[int, str]]:
         params = {"user": self.session_id, "model": model, "limit": limit}
-        # As on SQLite: two counts say how many lack a vector, nearly always among as many of the newest.
+        # As on SQLite: past the mark only; without one, two counts say how many lack a vector, nearly
+        # always among as many of the newest. A user's messages are written under the lock of their
+        # session row, so none below the newest seen can still be on its way.
         async with self._store.connection() as conn:
-            missing = (await conn.execute(text(UNEMBEDDED_COUNT), params)).scalar_one()
-            if missing <= 0:
+            newest = (
+                await conn.execute(text("SELECT MAX(id) FROM agent_messages WHERE session_id = :user"), params)
+            ).scalar_one()
+            if newest is None:
                 return []
-            rows = (await conn.execute(text(UNEMBEDDED_NEWEST), {**params, "missing": missing})).all()
-            if len(rows) < min(missing, limit):
-                rows = (await conn.execute(text(UNEMBEDDED_ANY), params)).all()
+            mark = (
+                await conn.execute(
+                    text("SELECT through_id FROM memchat_embedded WHERE session_id = :user AND model = :model"), params
+                )
+            ).scalar_one_or_none()
+            if mark is not None:
+                rows = (await conn.execute(text(UNEMBEDDED_AFTER), {**params, "mark": mark, "newest": newest})).all()
+            elif (missing := (await conn.execute(text(UNEMBEDDED_COUNT), params)).scalar_one()) <= 0:
+                rows = []
+            else:
+                rows = (await conn.execute(text(UNEMBEDDED_NEWEST), {**params, "missing": missing})).all()
+                if len(rows) < min(missing, limit):
+                    rows = (await conn.execute(text(UNEMBEDDED_ANY), params)).all()
+        if not rows:
+            async with self._store.connection(write=True) as conn:
+                await conn.execute(
+                    text(
+                        """
+                        INSERT INTO memchat_embedded (session_id, model, through_id) VALUES (:user, :model, :newest)
+                        ON CONFLICT (session_id, model)
+                        DO UPDATE SET through_id = GREATEST(memchat_embedded.through_id, EXCLUDED.through_id)
+                        """
+                    ),
+                    {**params, "newest": newest},
+                )
         return self.texts(rows)
 
     async def save_vectors(self, model: str, vectors: Sequence[tuple[int, str, bytes]]) -> None:
@@ -596,6 +628,11 @@ class PostgresMemory(MemoryBase):
         async with self._store.connection(write=True) as conn:
             for size in sizes:
                 await self._store.index_size(conn, size)
+            # A message has one vector: another model's may be replaced here, so its mark is no longer sure.
+            await conn.execute(
+                text("DELETE FROM memchat_embedded WHERE session_id = :user AND model != :model"),
+                {"user": self.session_id, "model": model},
+            )
             await conn.execute(text(sql), rows)
 
     async def nearest(self, model: str, query: bytes, limit: int, before: int | None = None) -> list[Hit] | None:
@@ -752,6 +789,7 @@ class PostgresMemory(MemoryBase):
             for table in (
                 "memchat_instructions",
                 "memchat_saved",
+                "memchat_embedded",
                 "memchat_summaries",
                 "agent_messages",
                 "agent_sessions",

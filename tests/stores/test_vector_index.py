@@ -519,3 +519,38 @@ def test_once_a_history_is_all_embedded_what_lacks_a_vector_is_found_without_cou
             assert statements and not any("COUNT(" in statement for statement in statements), statements
 
     asyncio.run(run())
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_past_the_embedded_mark_only_what_came_after_it_is_looked_at(
+    kind: str, tmp_path: Path, server: FakeOpenAI
+) -> None:
+    location = fresh_store(kind, tmp_path)
+
+    async def run() -> None:
+        async with opened(location) as store:
+            memory = store.memory("ann")
+            await memory.add_items([{"role": "user", "content": text} for text in texts(20)])
+            semantic = semantic_for(server, MEMCHAT_EMBEDDING_MODEL=EMBEDDER)
+            await semantic.embed_all(memory)
+            await semantic.aclose()
+            # A vector gone from below the mark (no memchat does this) is not looked for: nothing is counted.
+            first = min(row[0] for row in (await memory.vectors(EMBEDDER)).rows)
+            delete = f"DELETE FROM memchat_vectors WHERE message_id = {first}"
+            if kind == "sqlite":
+                with sqlite3.connect(location) as db:
+                    db.execute(delete)
+            else:
+                import asyncpg
+
+                conn = await asyncpg.connect(location)
+                await conn.execute(delete)
+                await conn.close()
+            await memory.add_items([{"role": "user", "content": "new one"}])
+            assert [text for _, text in await memory.unembedded(EMBEDDER, 10)] == ["new one"]
+            # /clear takes the mark with the memory: a new history is counted afresh.
+            await memory.clear_session()
+            await memory.add_items([{"role": "user", "content": "after the clear"}])
+            assert [text for _, text in await memory.unembedded(EMBEDDER, 10)] == ["after the clear"]
+
+    asyncio.run(run())

@@ -116,4 +116,18 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        "embedded mark: what lacks a vector found without counting a long history",
+        # As on SQLite: every message of a user up to through_id has its vector of that model.
+        (
+            """
+            CREATE TABLE IF NOT EXISTS memchat_embedded (
+                session_id VARCHAR NOT NULL,
+                model TEXT NOT NULL,
+                through_id BIGINT NOT NULL,
+                PRIMARY KEY (session_id, model)
+            )
+            """,
+        ),
+    ),
 )
