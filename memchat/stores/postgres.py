@@ -586,6 +586,8 @@ class PostgresMemory(MemoryBase):
             ).scalar_one_or_none()
             if mark is not None:
                 rows = (await conn.execute(text(UNEMBEDDED_AFTER), {**params, "mark": mark, "newest": newest})).all()
+                if mark >= newest:
+                    return self.texts(rows)  # the mark is where it would be written: no write for nothing
             elif (missing := (await conn.execute(text(UNEMBEDDED_COUNT), params)).scalar_one()) <= 0:
                 rows = []
             else:

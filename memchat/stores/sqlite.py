@@ -390,6 +390,7 @@ class SQLiteMemory(MemoryBase):
         params = (self.session_id, model)
 
         def find(conn: sqlite3.Connection) -> tuple[list[RawRow], int | None]:
+            """What lacks a vector, and the newest message if the mark may move up to it."""
             # Up to the newest message now: one written meanwhile is after it, and not vouched for below.
             (newest,) = conn.execute("SELECT MAX(id) FROM agent_messages WHERE session_id = ?", params[:1]).fetchone()
             if newest is None:
@@ -399,7 +400,9 @@ class SQLiteMemory(MemoryBase):
             if known is not None:
                 # Only what came after the mark is looked at: counting a million messages took 1.2 s when the
                 # file was not in the system's cache, and a run's first turn waited behind it.
-                return conn.execute(UNEMBEDDED_AFTER, (*params, known[0], newest, limit)).fetchall(), newest
+                found = conn.execute(UNEMBEDDED_AFTER, (*params, known[0], newest, limit)).fetchall()
+                # A mark already at the newest is not written again: that would take the write lock each start.
+                return found, None if known[0] >= newest else newest
             # No mark yet (a file from before it, or a history never fully embedded): two counts tell how
             # many lack a vector, and they are nearly always among as many of the newest messages.
             (missing,) = conn.execute(UNEMBEDDED_COUNT, params).fetchone()

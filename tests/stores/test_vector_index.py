@@ -510,6 +510,12 @@ def test_once_a_history_is_all_embedded_what_lacks_a_vector_is_found_without_cou
             semantic = semantic_for(server, MEMCHAT_EMBEDDING_MODEL=EMBEDDER)
             assert await semantic.embed_all(memory) == 30
             await semantic.aclose()
+            # Nothing new since the mark: the look writes nothing (a write takes the file's lock each start).
+            looked: list[str] = []
+            await store.run(lambda conn: conn.set_trace_callback(looked.append))  # type: ignore[attr-defined]
+            assert await memory.unembedded(EMBEDDER, 10) == []
+            await store.run(lambda conn: conn.set_trace_callback(None))  # type: ignore[attr-defined]
+            assert looked and not any("INSERT" in statement for statement in looked), looked
             await memory.add_items([{"role": "user", "content": "new one"}])
             statements: list[str] = []
             await store.run(lambda conn: conn.set_trace_callback(statements.append))  # type: ignore[attr-defined]
