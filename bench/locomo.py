@@ -256,8 +256,11 @@ class Tally:
     by_depth: dict[int, list[bool]] = field(default_factory=dict)
     tokens: list[int] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
+    # Each question's outcome, for --per-question.
+    outcomes: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, question: Question, found: list[bool], depth: int, used: int, seconds: float = 0.0) -> None:
+        self.outcomes.append({"question": question.text, "category": question.category, "found": found})
         self.by_category.setdefault(question.category, []).append(all(found))
         self.tokens.append(used)
         if seconds:
@@ -400,6 +403,11 @@ def main() -> None:
         help="search by meaning with all-MiniLM-L6-v2 (extra: bench), the test server's toy model, or not at all",
     )
     parser.add_argument("--smoke", action="store_true", help="at most 20 questions a conversation (the test suite's)")
+    parser.add_argument(
+        "--per-question",
+        metavar="FILE",
+        help="also write each question's outcome in each row, one JSON object a line (to compare two runs)",
+    )
     args = parser.parse_args()
     conversations = load(args.paths)
     if args.smoke:
@@ -425,6 +433,11 @@ def main() -> None:
     print("|---:|---|" + "---:|" * 13)
     for (budget, label), tally in sorted(rows.tallies.items(), key=lambda entry: entry[0][0]):
         print(row(budget, label, tally), flush=True)
+    if args.per_question:
+        with open(args.per_question, "w") as out:
+            for (budget, label), tally in rows.tallies.items():
+                for outcome in tally.outcomes:
+                    out.write(json.dumps({"budget": budget, "recall": label, **outcome}) + "\n")
 
 
 if __name__ == "__main__":

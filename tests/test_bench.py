@@ -97,7 +97,8 @@ def locomo_shaped(path: Path) -> Path:
 
 def test_the_locomo_benchmark_runs_and_prints_its_table(tmp_path: Path) -> None:
     conversation = str(locomo_shaped(tmp_path / "1.json"))
-    out = bench("locomo.py", conversation, "--smoke", "--embeddings", "fake")
+    outcomes = tmp_path / "outcomes.jsonl"
+    out = bench("locomo.py", conversation, "--smoke", "--embeddings", "fake", "--per-question", str(outcomes))
     assert "1 conversations, 64 messages, 1 multi-hop, 1 temporal, 1 single-hop, 1 adversarial questions" in out
     rows = {tuple(line.split(" | ")[:2]): line.split(" | ")[2] for line in out.splitlines() if "%" in line}
     for budget in ("| 2,000", "| 8,000"):
@@ -105,6 +106,10 @@ def test_the_locomo_benchmark_runs_and_prints_its_table(tmp_path: Path) -> None:
             assert (budget, label) in rows, out
         # Every planted fact is found by its words in a conversation this small.
         assert rows[(budget, "memchat, words")] == "**100.0%**", out
+    # Each question's outcome in each row, to compare two runs question by question.
+    lines = [json.loads(line) for line in outcomes.read_text().splitlines()]
+    dog = [line for line in lines if line["question"] == "What is Bo's dog called?"]
+    assert len(dog) == 2 * 6 and all(line["found"] == [True] for line in dog if line["recall"] == "memchat, words")
 
 
 def test_the_vector_scale_benchmark_runs_and_prints_its_table() -> None:
