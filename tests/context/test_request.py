@@ -13,7 +13,8 @@ from agents.testing import ScriptedModel, assistant_message
 
 from config import load_settings
 from fake_openai import FakeOpenAI
-from memchat.context.budget import TokenEstimator, build_context
+from memchat.context.budget import MESSAGE_TOKENS, TokenEstimator, build_context
+from memchat.context.recall import recall
 from memchat.context.tools import ToolContext, search
 from memchat.items import describe
 from memchat.stores.protocol import Memory
@@ -56,6 +57,13 @@ def test_recall_fills_the_room_the_newest_turns_leave(tmp_path: Path) -> None:
     assert built.recalled.tokens > 2000 // 2
     assert 0.85 * 2000 <= built.tokens + built.room <= 2000
     assert built.context.turns, "the newest turns keep their share"
+
+
+def test_the_first_request_keeps_a_twelfth_of_the_budget_for_the_tool_and_uses_the_rest(tmp_path: Path) -> None:
+    garden = [exchange(f"in the garden, bed {n} has {n % 7} rows of beans and a sunflower") for n in range(200)]
+    built = request(tmp_path / "m.db", garden + FILLER, "how many rows of beans are in the garden beds?", 2400)
+    # Every request pays for the tool's room, used or not: an eighth (300) found less on LoCoMo.
+    assert 2400 // 12 - 40 <= built.room <= 2400 // 10, built.room
 
 
 def test_a_recalled_match_comes_with_the_messages_beside_it(tmp_path: Path) -> None:
@@ -219,3 +227,26 @@ def test_recalled_excerpts_count_their_day_and_gap_lines_within_the_budget(tmp_p
     built = request(tmp_path / "m.db", plant, "what is the code for the locker?", 1000, tools=False)
     assert len(built.recalled.excerpts) > 10
     assert built.room >= 0, f"{-built.room} tokens over the budget"
+
+
+def test_the_answer_to_a_matching_question_comes_before_what_led_to_it(tmp_path: Path) -> None:
+    said = [
+        {"role": "user", "content": "The rain kept on all afternoon, so I stayed in and read."},
+        {"role": "assistant", "content": "What did you cook for the potluck on Saturday?"},
+        {"role": "user", "content": "A big pot of chili with cornbread, and it was gone in an hour."},
+        {"role": "assistant", "content": "Chili always goes first."},
+    ]
+    estimator = TokenEstimator(chars_per_token=4.0)
+    line = lambda item: estimator.tokens(f"{item['role']}: {item['content']}")  # noqa: E731 - as recall counts it
+    # Room for the match and one message beside it, not two.
+    room = MESSAGE_TOKENS + line(said[1]) + max(line(said[0]), line(said[2]))
+
+    async def recalled() -> list[str]:
+        async with opened(str(tmp_path / "m.db")) as store:
+            memory = store.memory("ann")
+            await memory.add_items(said)
+            found = await recall(memory, "potluck", room, estimator)
+            return [line.text for excerpt in found.excerpts for line in excerpt.lines]
+
+    # A question's answer follows it; what came before was about something else.
+    assert asyncio.run(recalled()) == [said[1]["content"], said[2]["content"]]
