@@ -132,18 +132,21 @@ def child(location: str, url: str, questions: list[str]) -> None:
     import resource
 
     from config import load_settings
-    from memchat.context.semantic import Semantic
+    from memchat.conversation import Conversation
     from memchat.stores import open_store
 
     async def search() -> dict[str, Any]:
-        settings = load_settings(env={"OPENAI_BASE_URL": url, "MEMCHAT_EMBEDDING_MODEL": MODEL, "OPENAI_API_KEY": "x"})
+        settings = load_settings(
+            env={"OPENAI_BASE_URL": url, "MEMCHAT_EMBEDDING_MODEL": MODEL, "OPENAI_API_KEY": "x"}, user=USER
+        )
         store = await open_store(location)
-        memory = store.memory(USER)
-        semantic = Semantic(settings)
-        # As a run starts (Conversation.catch_up): what the word index lacks is indexed, and the background
-        # fill begins, which first opens what the search needs (SQLite's graph); then the memory is read
-        # (its size, for the banner), and the question comes at once.
-        await memory.index_missing()
+        # As a run starts: what the word index lacks is indexed, what the search needs (SQLite's graph)
+        # opens, the background fill begins (``Conversation.catch_up``); then the memory is read (its size,
+        # for the banner), and the question comes at once.
+        conversation = Conversation(settings, store)
+        await conversation.catch_up()
+        memory, semantic = conversation.memory, conversation.runners.semantic
+        assert semantic is not None
         filling = semantic.fill(memory)
         await memory.count()
         seconds, embedding, found = [], [], []

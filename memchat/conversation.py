@@ -8,6 +8,7 @@ object that another session shares.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 from typing import TYPE_CHECKING
@@ -17,7 +18,7 @@ from memchat.attachments import Attachment
 from memchat.errors import MemchatError
 from memchat.items import is_user_message, item_text
 from memchat.loading import load_model_code
-from memchat.stores.protocol import Memory, Store, Turn
+from memchat.stores.protocol import Memory, Store, Turn, VectorMemory
 from memchat.toolbox.approval import AllowedTools, Approver
 from memchat.toolbox.config import read_servers
 
@@ -129,6 +130,8 @@ class Conversation:
         self.last_price: tuple[float, float] | None = None
         # Files that go with the next message (/attach, or dropped on the page).
         self.attached: list[Attachment] = []
+        # The search's files opening (see ``catch_up``), held so the task is not collected before it ends.
+        self._preparing: asyncio.Future[None] | None = None
 
     async def switch_user(self, user: str) -> int:
         """Talk as ``user`` from now on; the number of messages they have."""
@@ -144,9 +147,17 @@ class Conversation:
 
         Messages with no vector yet are embedded in the background, when an embedding model is set.
         """
+        model = self.settings.embedding_model
+        if model is not None and isinstance(self.memory, VectorMemory):
+            # What a search by meaning needs (SQLite's graph file: imports and a walk of the file, 0.2 s
+            # at 100,000 messages) opens in a thread of its own from now, so the first question finds it open.
+            self._preparing = asyncio.ensure_future(self.memory.prepare_search(model))
+            self._preparing.add_done_callback(lambda task: task.cancelled() or task.exception())
         indexed = await self.memory.index_missing(progress)
-        if self.runners.semantic is not None:
-            self.runners.semantic.fill(self.memory)
+        # The HTTP client takes 0.7 s to load: in a thread, so the opening above goes on meanwhile.
+        semantic = await asyncio.to_thread(lambda: self.runners.semantic)
+        if semantic is not None:
+            semantic.fill(self.memory)
         return indexed
 
     async def turn(

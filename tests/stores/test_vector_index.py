@@ -6,15 +6,18 @@ import asyncio
 import os
 import random
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from config import load_settings
 from fake_openai import FakeOpenAI, meaning
 from memchat.context import semantic as semantic_module
 from memchat.context.semantic import HeldVectors, normalized
+from memchat.conversation import Conversation
 from memchat.stores import graph, postgres, vector_index
 from memchat.stores.protocol import Memory, Vectors
 from memchat.stores.sqlite import MIGRATIONS, SQLiteMemory
@@ -560,3 +563,72 @@ def test_past_the_embedded_mark_only_what_came_after_it_is_looked_at(
             assert [text for _, text in await memory.unembedded(EMBEDDER, 10)] == ["after the clear"]
 
     asyncio.run(run())
+
+
+def test_a_runs_first_search_is_made_at_its_start_once_not_on_the_first_question(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(graph, "TAIL_MOST", 100)
+
+    async def run() -> None:
+        async with opened(str(tmp_path / "m.db")) as store:
+            memory = store.memory("ann")
+            await planted(memory, texts(300))
+        # A new process: a first search costs more than later ones (numpy's first calls, statements
+        # prepared, the top of the tables' trees read, the graph's first walk).
+        async with opened(str(tmp_path / "m.db")) as store:
+            memory = store.memory("ann")
+            statements: list[str] = []
+            await store.run(lambda conn: conn.set_trace_callback(statements.append))  # type: ignore[attr-defined]
+            await memory.prepare_search(EMBEDDER)
+            searched = [statement for statement in statements if "FROM memchat_vectors WHERE seq IN" in statement]
+            assert len(searched) == 1, statements
+            statements.clear()
+            # Each question prepares again (it may be the first): once made, no search for nothing.
+            await memory.prepare_search(EMBEDDER)
+            assert not any("FROM memchat_vectors WHERE seq IN" in statement for statement in statements)
+            assert await memory.nearest(EMBEDDER, vector("w1 w2 w3"), 3)
+
+    asyncio.run(run())
+
+
+def test_a_run_opens_its_graph_while_the_http_client_loads(
+    tmp_path: Path, server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(graph, "TAIL_MOST", 100)
+    path = tmp_path / "m.db"
+
+    async def plant() -> None:
+        async with opened(str(path)) as store:
+            await planted(store.memory("ann"), texts(300))
+
+    asyncio.run(plant())
+    opened_graph = threading.Event()
+    readable = graph.Graphs.readable
+
+    def marked(self: graph.Graphs, name: str) -> bool:
+        found = readable(self, name)
+        opened_graph.set()
+        return found
+
+    client = semantic_module.Semantic.__init__
+
+    def slow_client(self: Any, settings: Any) -> None:
+        # The HTTP client's import takes 0.7 s: the graph opens meanwhile, not after it.
+        assert opened_graph.wait(10), "the graph waited for the HTTP client"
+        client(self, settings)
+
+    monkeypatch.setattr(graph.Graphs, "readable", marked)
+    monkeypatch.setattr(semantic_module.Semantic, "__init__", slow_client)
+    settings = load_settings(
+        user="ann",
+        env={"OPENAI_BASE_URL": server.url, "HOME": "/nonexistent", "MEMCHAT_EMBEDDING_MODEL": EMBEDDER},
+    )
+
+    async def start() -> None:
+        async with opened(str(path)) as store:
+            conversation = Conversation(settings, store)
+            await asyncio.wait_for(conversation.catch_up(), 20)
+            await conversation.runners.aclose()
+
+    asyncio.run(start())
