@@ -27,6 +27,7 @@ summary of messages that are gone.
 from __future__ import annotations
 
 import contextlib
+from array import array
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from contextvars import ContextVar
@@ -185,6 +186,8 @@ class PostgresStore:
         self.timeout = timeout
         # Whether the server has pgvector, so vectors are searched where they are (see ``open``).
         self.pgvector = False
+        # (user, model) searched once by this process (see ``PostgresMemory.prepare_search``).
+        self.searched: set[tuple[str, str]] = set()
         self._indexed_sizes: set[int] = set()
 
     @classmethod
@@ -207,6 +210,7 @@ class PostgresStore:
                 },
             },
             pool_pre_ping=True,
+            pool_use_lifo=True,
         )
         return cls(engine, hide_password(url), encryption_key, timeout)
 
@@ -636,6 +640,21 @@ class PostgresMemory(MemoryBase):
                 {"user": self.session_id, "model": model},
             )
             await conn.execute(text(sql), rows)
+
+    async def prepare_search(self, model: str) -> None:
+        if not self._store.pgvector or (self.session_id, model) in self._store.searched:
+            return
+        self._store.searched.add((self.session_id, model))
+        sizes = await self._store.query(
+            "SELECT octet_length(vector) FROM memchat_vectors WHERE session_id = :user AND model = :model "
+            "AND octet_length(vector) > 0 LIMIT 1",
+            user=self.session_id,
+            model=model,
+        )
+        # A process's first search costs more than later ones (its first query on pgvector's types and
+        # index, the settings it changes): one for nothing, now, rather than on the person's first question.
+        for (size,) in sizes:
+            await self.nearest(model, array("f", [1.0]).tobytes() * (int(size) // 4), 1)
 
     async def nearest(self, model: str, query: bytes, limit: int, before: int | None = None) -> list[Hit] | None:
         if not self._store.pgvector:

@@ -632,3 +632,31 @@ def test_a_run_opens_its_graph_while_the_http_client_loads(
             await conversation.runners.aclose()
 
     asyncio.run(start())
+
+
+def test_a_postgresql_runs_first_search_is_made_at_its_start_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(postgres, "EXACT_UP_TO", 100)  # past it, the HNSW index answers
+    location = fresh_store("postgres", tmp_path)
+    require_pgvector(location)
+    made: list[int] = []
+    nearest = postgres.PostgresMemory.nearest
+
+    async def counted(self: Any, model: str, query: bytes, limit: int, before: int | None = None) -> Any:
+        made.append(limit)
+        return await nearest(self, model, query, limit, before)
+
+    async def run() -> None:
+        async with opened(location) as store:
+            await planted(store.memory("ann"), texts(300))
+        monkeypatch.setattr(postgres.PostgresMemory, "nearest", counted)
+        # A new process: its first query on pgvector's types and index costs more than later ones.
+        async with opened(location) as store:
+            memory = store.memory("ann")
+            await memory.prepare_search(EMBEDDER)
+            await memory.prepare_search(EMBEDDER)
+            assert made == [1]  # one search for nothing, once
+            assert await memory.nearest(EMBEDDER, vector("w1 w2 w3"), 3)
+
+    asyncio.run(run())
