@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import threading
 from typing import TYPE_CHECKING
 
 from config import Settings, check_user_id
@@ -41,6 +42,7 @@ class Runners:
         self.settings = settings
         self._runners: dict[str, TurnRunner] = {}
         self._semantic: Semantic | None = None
+        self._making = threading.Lock()
         # The MCP servers configured; read now, so a mistake in the file is said before the chat starts.
         self.servers = read_servers(settings.mcp_config) if settings.tools else ()
         self._toolbox: Toolbox | None = None
@@ -70,10 +72,13 @@ class Runners:
     @property
     def semantic(self) -> Semantic | None:
         """Search by meaning, when an embedding model is set; made on first use (it loads the HTTP client)."""
-        if self._semantic is None and self.settings.embedding_model:
-            from memchat.context.semantic import Semantic
+        # Under a lock: a run's start makes it in a thread (see ``Conversation.catch_up``), and the web
+        # page's sessions may start at once.
+        with self._making:
+            if self._semantic is None and self.settings.embedding_model:
+                from memchat.context.semantic import Semantic
 
-            self._semantic = Semantic(self.settings)
+                self._semantic = Semantic(self.settings)
         return self._semantic
 
     async def aclose(self) -> None:

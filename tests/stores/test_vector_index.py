@@ -8,6 +8,7 @@ import random
 import sqlite3
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -660,3 +661,33 @@ def test_a_postgresql_runs_first_search_is_made_at_its_start_once(
             assert await memory.nearest(EMBEDDER, vector("w1 w2 w3"), 3)
 
     asyncio.run(run())
+
+
+def test_two_sessions_starting_at_once_share_one_search_client(
+    tmp_path: Path, server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from memchat.conversation import Runners
+
+    made: list[object] = []
+    client = semantic_module.Semantic.__init__
+
+    def slow_client(self: Any, settings: Any) -> None:
+        made.append(self)
+        time.sleep(0.3)  # the HTTP client's import: both starts are inside it at once
+        client(self, settings)
+
+    monkeypatch.setattr(semantic_module.Semantic, "__init__", slow_client)
+    settings = load_settings(
+        user="ann", env={"OPENAI_BASE_URL": server.url, "HOME": "/nonexistent", "MEMCHAT_EMBEDDING_MODEL": EMBEDDER}
+    )
+
+    async def start() -> None:
+        async with opened(str(tmp_path / "m.db")) as store:
+            runners = Runners(settings)  # one a process, as the web page's sessions share
+            ann = Conversation(settings, store, runners)
+            bob = Conversation(replace(settings, user="bob"), store, runners)
+            await asyncio.wait_for(asyncio.gather(ann.catch_up(), bob.catch_up()), 20)
+            await runners.aclose()
+
+    asyncio.run(start())
+    assert len(made) == 1, made
