@@ -86,8 +86,6 @@ async def search(searched: ToolContext, query: str) -> str:
 async def search_memory(run: RunContextWrapper[ToolContext], query: str) -> str:
     """Search everything this user said in earlier conversations with you, beyond what you were given.
 
-    A question about several things, people or times is best searched one part at a time.
-
     Args:
         query: the words to look for, such as a name, a place or a topic.
     """

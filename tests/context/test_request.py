@@ -250,11 +250,3 @@ def test_the_answer_to_a_matching_question_comes_before_what_led_to_it(tmp_path:
 
     # A question's answer follows it; what came before was about something else.
     assert asyncio.run(recalled()) == [said[1]["content"], said[2]["content"]]
-
-
-def test_the_model_is_told_to_search_a_question_of_several_parts_one_part_at_a_time() -> None:
-    from memchat.context.tools import search_memory
-
-    # Recall brings what matches the whole question; a question joining parts of the past that share
-    # no words (LoCoMo's multi-hop) needs a search for each, which only the model can split.
-    assert "one part at a time" in search_memory.description
