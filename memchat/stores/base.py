@@ -14,6 +14,7 @@ import functools
 import re
 import secrets
 from abc import ABC, abstractmethod
+from array import array
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
@@ -67,6 +68,15 @@ class MemoryBase(ABC):
 
     async def prepare_search(self, model: str) -> None:
         return None
+
+    async def _search_for_nothing(self, model: str, size: int) -> None:
+        """One search of this user's ``model`` vectors of ``size`` bytes, for no question.
+
+        A process's first search costs more than later ones (numpy's first calls, statements prepared,
+        the first walk of SQLite's graph, the first query on pgvector's types and index): a run's start
+        makes it (see ``prepare_search``) rather than the person's first question.
+        """
+        await self.nearest(model, array("f", [1.0]).tobytes() * (size // 4), 1)
 
     async def index_vectors(self, model: str, progress: Callable[[int, int], None] | None = None) -> int:
         return 0

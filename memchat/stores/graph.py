@@ -79,16 +79,10 @@ class Graphs:
         # that opening rather than walking the file a second time.
         with self._lock:
             if name not in self._open:
-                import numpy as np
                 from usearch.index import Index
 
                 try:
-                    graph = Index.restore(str(self.folder / name), view=True, expansion_search=CANDIDATES)
-                    if graph is not None and len(graph):
-                        # A first walk costs more than later ones (usearch sets up what a search uses): done
-                        # here, where a run's start opens the graph, not on the person's first question.
-                        graph.search(np.zeros(graph.ndim // 8, dtype=np.uint8), min(CANDIDATES, len(graph)))
-                    self._open[name] = graph
+                    self._open[name] = Index.restore(str(self.folder / name), view=True, expansion_search=CANDIDATES)
                 except (OSError, RuntimeError, ValueError):
                     self._open[name] = None
             return self._open[name]

@@ -27,7 +27,6 @@ summary of messages that are gone.
 from __future__ import annotations
 
 import contextlib
-from array import array
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from contextvars import ContextVar
@@ -651,10 +650,8 @@ class PostgresMemory(MemoryBase):
             user=self.session_id,
             model=model,
         )
-        # A process's first search costs more than later ones (its first query on pgvector's types and
-        # index, the settings it changes): one for nothing, now, rather than on the person's first question.
         for (size,) in sizes:
-            await self.nearest(model, array("f", [1.0]).tobytes() * (int(size) // 4), 1)
+            await self._search_for_nothing(model, int(size))
 
     async def nearest(self, model: str, query: bytes, limit: int, before: int | None = None) -> list[Hit] | None:
         if not self._store.pgvector:

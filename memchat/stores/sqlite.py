@@ -29,7 +29,6 @@ import os
 import sqlite3
 import threading
 import time
-from array import array
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -121,8 +120,8 @@ class SQLiteStore:
             raise
         self._closed = threading.Event()
         self.graphs = graph.Graphs(self.path)
-        # (user, model, vector size) searched once by this process (see ``prepare_search``).
-        self.searched: set[tuple[str, str, int]] = set()
+        # (user, model) searched once by this process (see ``SQLiteMemory.prepare_search``).
+        self.searched: set[tuple[str, str]] = set()
 
     def memory(self, user: str) -> SQLiteMemory:
         return SQLiteMemory(self, user)
@@ -456,23 +455,18 @@ class SQLiteMemory(MemoryBase):
         # system's cache, 0.6 to 0.9 s when it is not, after about 150 ms importing numpy and usearch in a
         # new process. In a thread of its own, so the store's reads (a turn's history, its search by
         # words) go on meanwhile.
-        kinds = await self._store.query(
-            """
-            SELECT c.size, g.file FROM (SELECT DISTINCT size FROM memchat_codes WHERE session_id = ?1 AND model = ?2) AS c
-            LEFT JOIN memchat_graphs AS g ON g.session_id = ?1 AND g.model = ?2 AND g.size = c.size
-            """,
-            self.session_id,
-            model,
+        names = await self._store.query(
+            "SELECT file FROM memchat_graphs WHERE session_id = ? AND model = ?", self.session_id, model
         )
-        for size, name in kinds:
-            if name is not None:
-                await asyncio.to_thread(self._store.graphs.readable, str(name))
-            if (self.session_id, model, size) not in self._store.searched:
-                self._store.searched.add((self.session_id, model, size))
-                # A process's first search costs more than later ones (numpy's import and first calls, its
-                # statements prepared, the top of the tables' trees read): one for nothing, now, rather than
-                # on the person's first question.
-                await self.nearest(model, array("f", [1.0]).tobytes() * (int(size) // 4), 1)
+        for (name,) in names:
+            await asyncio.to_thread(self._store.graphs.readable, str(name))
+        if (self.session_id, model) not in self._store.searched:
+            self._store.searched.add((self.session_id, model))
+            sizes = await self._store.query(
+                "SELECT DISTINCT size FROM memchat_codes WHERE session_id = ? AND model = ?", self.session_id, model
+            )
+            for (size,) in sizes:
+                await self._search_for_nothing(model, int(size))
 
     async def nearest(self, model: str, query: bytes, limit: int, before: int | None = None) -> list[Hit]:
         def search(conn: sqlite3.Connection) -> list[Hit]:
