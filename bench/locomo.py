@@ -308,12 +308,15 @@ async def ask_memchat(runner: Any, memory: Any, question: str) -> tuple[str, str
     """The first request's text, what search_memory adds, both requests' tokens, and the build time."""
     from memchat.context.tools import ToolContext, search
     from memchat.items import describe
+    from memchat.turn import tools_chars
 
     started = time.perf_counter()
     request = await runner.request_for(memory, question)
     seconds = time.perf_counter() - started
     texts = [describe(item)[1] for item in request.items]
-    first = message_tokens(request.instructions) + sum(map(message_tokens, texts)) + message_tokens(question)
+    # The tools offered are sent with every request, their schemas counted as the server counts them.
+    schemas = math.ceil(tools_chars(runner.offered(memory)) / CHARS_PER_TOKEN)
+    first = schemas + message_tokens(request.instructions) + sum(map(message_tokens, texts)) + message_tokens(question)
     # The tool called with the question, as a model would, in the room the request left for it.
     searched = ToolContext(memory, runner.semantic, runner.estimator, request.room, set(request.positions))
     found = await search(searched, question)

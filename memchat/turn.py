@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import openai
-from agents import Agent, FunctionTool, Model, ModelBehaviorError, ModelSettings, Runner
+from agents import Agent, FunctionTool, Model, ModelBehaviorError, ModelSettings, Runner, Tool
 from agents.result import RunResultBase
 from openai.types.responses import ResponseTextDeltaEvent
 
@@ -32,6 +32,7 @@ from memchat.attachments import Attachment, content
 from memchat.context import saved
 from memchat.context.budget import (
     MESSAGE_TOKENS,
+    SUMMARY_HEADING,
     Context,
     TokenEstimator,
     build_context,
@@ -65,6 +66,9 @@ WINDOW_SHARE = 6
 # most models answer from the first: an eighth found the evidence for fewer LoCoMo questions there
 # (0.3 to 0.5 in 100) and for no more once the tool was called.
 TOOL_SHARE = 12
+# The syntax a server adds around the tools, a tool's words and each of its parameters, in characters
+# at about 4 a token (see ``tools_chars``).
+TOOLS_FRAME_CHARS, TOOL_FRAME_CHARS, PARAMETER_FRAME_CHARS = 48, 40, 12
 # What an attached image is counted as against the budget: about what OpenAI charges for a large one.
 IMAGE_TOKENS = 1_000
 
@@ -89,7 +93,7 @@ def instructions_with(
     if pinned:
         parts.append(pinned)
     if summary is not None:
-        parts.append(f"What you remember from earlier conversations with this user:\n{summary.text}")
+        parts.append(SUMMARY_HEADING + summary.text)
     if recalled is not None and recalled.excerpts:
         parts.append(recalled.text)
     return "\n\n".join(parts)
@@ -236,12 +240,13 @@ class TurnRunner:
         images = any(item.is_image for item in attached)
         attached_tokens = sum(IMAGE_TOKENS if item.is_image else self.estimator.tokens(item.text) for item in attached)
         own = await memory.instructions()
-        keeps_facts = self.settings.saved_memories and isinstance(memory, SavedMemory)
+        keeps_facts = self._keeps_facts(memory)
         facts = await saved.read(memory) if keeps_facts else []
         if self.tools and self.toolbox is not None:
             await self.toolbox.start()
         while True:
-            built = await self.request_for(memory, text, own, replacing, facts, attached_tokens)
+            tools = self.offered(memory)
+            built = await self.request_for(memory, text, own, replacing, facts, attached_tokens, tools)
             if built.left_out and self._left_out.get(memory.session_id) != built.left_out:
                 # Said when it starts or changes, not every turn.
                 self._left_out[memory.session_id] = built.left_out
@@ -262,10 +267,6 @@ class TurnRunner:
                 approve=approve,
             )
             try:
-                offered = [*MODEL_TOOLS, *(SAVED_TOOLS if keeps_facts else [])]
-                if self.toolbox is not None:
-                    offered += self.toolbox.tools()
-                tools = [*self.agent.tools, *offered] if self.tools else self.agent.tools
                 agent = self.agent.clone(instructions=built.instructions, tools=tools)
                 result = await self._call(agent, request, on_text, searched)
                 break
@@ -331,6 +332,18 @@ class TurnRunner:
             text=text,
         )
 
+    def _keeps_facts(self, memory: Memory) -> bool:
+        return self.settings.saved_memories and isinstance(memory, SavedMemory)
+
+    def offered(self, memory: Memory) -> list[Tool]:
+        """The tools a request for ``memory`` offers the model: memchat's own and the MCP servers' (once started)."""
+        if not self.tools:
+            return list(self.agent.tools)
+        offered = [*self.agent.tools, *MODEL_TOOLS, *(SAVED_TOOLS if self._keeps_facts(memory) else [])]
+        if self.toolbox is not None:
+            offered += self.toolbox.tools()
+        return offered
+
     async def request_for(
         self,
         memory: Memory,
@@ -339,11 +352,14 @@ class TurnRunner:
         replacing: int | None = None,
         facts: Sequence[saved.Fact] = (),
         attached_tokens: int = 0,
+        tools: list[Tool] | None = None,
     ) -> Request:
         """What a request for ``text`` carries besides it: the history, and the instructions with the saved
-        memories (``facts``) and what is recalled; ``attached_tokens`` of files go with the message."""
+        memories (``facts``) and what is recalled; ``attached_tokens`` of files go with the message, and
+        the ``tools`` offered (by default ``offered``) are counted against the budget as the server counts them."""
         pinned, left_out = saved.pinned(facts, self.budget // saved.PINNED_SHARE, self.estimator)
-        context, recalled, room = await self._history(memory, text, own, replacing, pinned, attached_tokens)
+        schemas = self.estimator.chars_tokens(tools_chars(self.offered(memory) if tools is None else tools))
+        context, recalled, room = await self._history(memory, text, own, replacing, pinned, attached_tokens + schemas)
         instructions = instructions_with(self.settings.instructions, context.summary, own, recalled, pinned=pinned)
         return Request(context, recalled, instructions, room, left_out)
 
@@ -358,7 +374,7 @@ class TurnRunner:
     ) -> tuple[Context, Recalled, int]:
         """The history to send, what recall found for ``text``, and the budget's tokens left, all within the budget.
 
-        The instructions and the new message count against the budget too. The newest turns
+        The instructions, the tools' schemas (in ``attached_tokens``) and the new message count against the budget too. The newest turns
         take a sixth of it, and the tool's room a twelfth; recall gets the rest, and what it
         does not fill goes back to the newest turns, which then reach further back.
         """
@@ -465,9 +481,25 @@ async def newest_start(memory: Memory) -> int:
 
 
 def tools_chars(tools: list[Any]) -> int:
-    """The characters of the tools' names, descriptions and schemas: a server counts them with the request."""
-    return sum(
-        len(tool.name) + len(tool.description) + len(json.dumps(tool.params_json_schema))
-        for tool in tools
-        if isinstance(tool, FunctionTool)
+    """The characters a server reads of the tools offered: each one's name, description and parameters.
+
+    Not their JSON: OpenAI renders tools as a compact declaration, about 12 tokens of syntax for them
+    all, 10 a tool and 3 a parameter around their words (its cookbook's count); other servers fill a
+    chat template much like it.
+    """
+    offered = [tool for tool in tools if isinstance(tool, FunctionTool)]
+    total = TOOLS_FRAME_CHARS if offered else 0
+    for tool in offered:
+        total += TOOL_FRAME_CHARS + len(tool.name) + len(tool.description)
+        for name, spec in tool.params_json_schema.get("properties", {}).items():
+            total += PARAMETER_FRAME_CHARS + len(name) + parameter_chars(spec)
+    return total
+
+
+def parameter_chars(spec: dict[str, Any]) -> int:
+    """A parameter's type and description, or the whole of a nested one (an MCP tool's objects and lists)."""
+    if any(key in spec for key in ("properties", "items", "anyOf", "oneOf", "allOf", "$ref")):
+        return len(json.dumps(spec))
+    return (
+        len(str(spec.get("type", ""))) + len(str(spec.get("description", ""))) + len(json.dumps(spec.get("enum", "")))
     )

@@ -18,6 +18,8 @@ from memchat.stores.protocol import Memory, Summary, Turn
 # Cautious until the server reports real counts: fewer characters a token means more tokens counted.
 INITIAL_CHARS_PER_TOKEN = 3.0
 MIN_CHARS_PER_TOKEN, MAX_CHARS_PER_TOKEN = 1.0, 6.0
+# What the summary is sent under, in the instructions.
+SUMMARY_HEADING = "What you remember from earlier conversations with this user:\n"
 # What a server adds around each message (its role and separators), in tokens.
 MESSAGE_TOKENS = 4
 MESSAGE_KINDS = ("message", "function_call", "function_call_output")
@@ -37,7 +39,10 @@ class TokenEstimator:
         self.chars_per_token = chars_per_token
 
     def tokens(self, text: str) -> int:
-        return int(len(text) / self.chars_per_token) + 1
+        return self.chars_tokens(len(text))
+
+    def chars_tokens(self, chars: int) -> int:
+        return int(chars / self.chars_per_token) + 1
 
     def item_tokens(self, items: list[Item]) -> int:
         return sum(int(item_chars(item) / self.chars_per_token) + 1 + MESSAGE_TOKENS for item in items)
@@ -127,11 +132,12 @@ async def _newest_that_fit(
     memory: Memory, budget: int, estimator: TokenEstimator, before: int | None, turn_room: int | None
 ) -> Context:
     summary = await memory.summary()
-    summary_tokens = estimator.tokens(summary.text) if summary else 0
+    summary_tokens = estimator.tokens(SUMMARY_HEADING + summary.text) if summary else 0
     room = budget - summary_tokens
     cap = room if turn_room is None else min(room, turn_room)
     turns: list[Turn] = []
-    used = unsummarized = 0
+    costs: list[int] = []
+    unsummarized = 0
     full = overflow = False
     after = summary.through if summary else 0
     async for turn in memory.turns_backward(after) if before is None else memory.turns_backward(after, before):
@@ -141,12 +147,24 @@ async def _newest_that_fit(
             # More than the whole room holds is in no summary: time to fold (see ``summary``).
             overflow = True
             break
-        if not full and used + cost <= cap:
-            used += cost
+        if not full and sum(costs) + cost <= cap:
+            costs.append(cost)
             turns.append(turn)
         else:
             # The newest turns' share is full: read on only to learn whether the rest overflows.
             full = True
     turns.reverse()
+    costs.reverse()
     days = await memory.days([turn.start for turn in turns]) if turns else {}
+    # Each day's first message is sent with the day before it: the oldest turns make room for those lines.
+    while turns and sum(costs) + day_tokens(turns, days, estimator) > cap:
+        turns.pop(0)
+        costs.pop(0)
+        full = True
+    used = sum(costs) + day_tokens(turns, days, estimator)
     return Context(summary, turns, overflow, room, summary_tokens + used, days, full)
+
+
+def day_tokens(turns: list[Turn], days: dict[int, str], estimator: TokenEstimator) -> int:
+    """The tokens of the day lines the turns are sent with (see ``opening_days``)."""
+    return sum(estimator.tokens(f"[{day}]\n") for day in opening_days(turns, days) if day)

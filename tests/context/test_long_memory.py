@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from fake_openai import FakeOpenAI, conversation
-from memchat.context.budget import TokenEstimator, build_context
+from memchat.context.budget import TokenEstimator, build_context, day_tokens
 from memchat.stores.base import PAGE_ROWS, RawRow
 from memchat.stores.protocol import Summary
 from memchat.stores.sqlite import SQLiteStore
@@ -52,7 +52,9 @@ def test_a_tool_call_is_never_split_from_its_output(tmp_path: Path) -> None:
     asyncio.run(memory.add_items(tool_turn))
     asyncio.run(memory.add_items(turn(1)))
     estimator = TokenEstimator()
-    tight = estimator.item_tokens(turn(1)) + estimator.item_tokens(tool_turn) - 1
+    whole = asyncio.run(build_context(memory, 10_000, estimator))
+    dated = day_tokens(whole.turns, whole.days, estimator)  # today's line, before the first message
+    tight = estimator.item_tokens(turn(1)) + estimator.item_tokens(tool_turn) + dated - 1
     context = asyncio.run(build_context(memory, tight, estimator))
     assert context.items == turn(1)  # the whole tool turn is left out, not its tail
     roomy = asyncio.run(build_context(memory, tight + 1, estimator))
@@ -99,7 +101,7 @@ def test_building_a_request_reads_only_the_rows_it_needs_from_100000_messages(
 def test_a_fact_from_the_first_turn_survives_500_later_turns_within_budget(
     memchat: Memchat, server: FakeOpenAI
 ) -> None:
-    budget = 400
+    budget = 800  # of which the tools' schemas take about 250
     lines = ["my name is Sara"] + [f"turn {n}: tell me something about the number {n}" for n in range(500)]
     run = memchat("--context-tokens", str(budget), input="\n".join([*lines, "what's my name?"]) + "\n", timeout=300)
     assert run.returncode == 0, run.stderr

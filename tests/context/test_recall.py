@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fake_openai import FakeOpenAI
+from fake_openai import FakeOpenAI, request_tokens
 from memchat.stores.sqlite import MIGRATIONS, SQLiteStore
 from support import Memchat, exchange, fresh_store, opened
 
@@ -169,13 +169,16 @@ def test_a_fact_far_out_of_the_window_is_recalled_into_the_request(memchat: Memc
     assert len(json.dumps(request["messages"])) / 4 <= 600
 
 
-def test_every_request_stays_within_the_budget_with_recall(memchat: Memchat, server: FakeOpenAI) -> None:
+def test_every_request_stays_within_the_budget_with_recall_and_the_tools_offered(
+    memchat: Memchat, server: FakeOpenAI
+) -> None:
     lines = [f"note {n}: the code for locker {n} is {n * 7919 % 10000}" for n in range(80)]
     lines += [f"what is the code for locker {n}?" for n in (3, 40, 77)]
-    run = memchat("--context-tokens", "500", input="\n".join(lines) + "\n", timeout=120)
+    run = memchat("--context-tokens", "800", input="\n".join(lines) + "\n", timeout=120)
     assert run.returncode == 0, run.stderr
     chats = [r for r in server.requests if "Update the memory summary" not in str(r.body["messages"][0])]
-    assert all(len(json.dumps(r.body["messages"])) / 4 <= 500 for r in chats)
+    # Counted as the server counts them: the tools' names, descriptions and schemas too (about 250 tokens).
+    assert all(request_tokens(r.body) <= 800 for r in chats), str([request_tokens(r.body) for r in chats])
     asked = chats[-3:]
     for request, n in zip(asked, (3, 40, 77), strict=True):
         assert f"the code for locker {n} is {n * 7919 % 10000}" in json.dumps(request.body["messages"])
@@ -258,16 +261,16 @@ def test_the_model_can_search_memory_with_a_tool_and_its_steps_are_stored_paired
 ) -> None:
     # Recall off and a small budget: only the tool can bring the fact back.
     lines = ["my heron is called Pip"] + [f"filler turn {n} about the weather" for n in range(40)]
-    memchat("--context-tokens", "600", input="\n".join(lines) + "\n", MEMCHAT_RECALL="off", timeout=120)
-    run = memchat("--context-tokens", "600", input="who is [[lookup:heron]]?\n", MEMCHAT_RECALL="off")
+    memchat("--context-tokens", "900", input="\n".join(lines) + "\n", MEMCHAT_RECALL="off", timeout=120)
+    run = memchat("--context-tokens", "900", input="who is [[lookup:heron]]?\n", MEMCHAT_RECALL="off")
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("From memory: Earlier messages") and "user: my heron is called Pip" in run.stdout
     answering = next(r.body for r in reversed(server.requests) if "tools" in r.body)
     assert [tool["function"]["name"] for tool in answering["tools"]] == ["search_memory", "remember", "forget_memory"]
     speakers = [speaker for speaker, _ in memchat.stored("user1")]
     assert speakers[-4:] == ["you", "tool", "tool", "assistant"]  # call and output, in the turn
-    # The request that answered stayed within the budget, the tool's findings included.
-    assert len(json.dumps(answering["messages"])) / 4 <= 600
+    # The request that answered stayed within the budget, the tools and the tool's findings included.
+    assert request_tokens(answering) <= 900
 
 
 def test_a_server_that_refuses_tools_is_told_once_and_the_chat_goes_on(memchat: Memchat, server: FakeOpenAI) -> None:

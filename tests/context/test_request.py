@@ -53,9 +53,10 @@ FILLER = [exchange(f"filler {n}: the weather was grey and the tea was cold again
 def test_recall_fills_the_room_the_newest_turns_leave(tmp_path: Path) -> None:
     garden = [exchange(f"in the garden, bed {n} has {n % 7} rows of beans and a sunflower") for n in range(200)]
     built = request(tmp_path / "m.db", garden + FILLER, "how many rows of beans are in the garden beds?", 2000)
-    # Once a quarter of the budget went to recall and the rest stayed unused; now recall takes what it can use.
+    # Once a quarter of the budget went to recall and the rest stayed unused; now recall takes what it can use
+    # (of what the tools' schemas, about 250 tokens, leave).
     assert built.recalled.tokens > 2000 // 2
-    assert 0.85 * 2000 <= built.tokens + built.room <= 2000
+    assert 0.85 * (2000 - 250) <= built.tokens + built.room <= 2000 - 250
     assert built.context.turns, "the newest turns keep their share"
 
 
@@ -110,16 +111,32 @@ def test_recalled_parts_far_apart_are_shown_apart_not_as_one_conversation(tmp_pa
 def test_the_newest_turns_and_recalled_messages_carry_the_day_they_were_said(tmp_path: Path) -> None:
     path = tmp_path / "m.db"
     plant = [exchange("my sister Ingrid lives in Bergen"), *FILLER[:40], exchange("hello"), exchange("and again")]
-    request(path, plant, "warm up", 400)
+    request(path, plant, "warm up", 700)
     total = 2 * len(plant)
     stored_on(path, {p: "2023-05-07 10:00:00" for p in range(1, total - 3)})
     stored_on(path, {total - 3: "2023-05-08 13:56:00", total - 2: "2023-05-08 13:56:00"})
     stored_on(path, {total - 1: "2023-06-09 09:00:00", total: "2023-06-09 09:00:00"})
-    built = request(path, [], "where does my sister live?", 400)
+    built = request(path, [], "where does my sister live?", 700)
     users = [str(item["content"]) for item in built.items if item.get("role") == "user"]
     assert users[-2:] == ["[Monday 8 May 2023]\nhello", "[Friday 9 June 2023]\nand again"]
     assert "[Sunday 7 May 2023]\nuser: my sister Ingrid lives in Bergen" in built.instructions
     assert "Today is " in built.instructions
+
+
+def test_the_day_lines_sent_with_the_newest_turns_count_against_the_budget(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    turns = [exchange(f"news of day {n}: nothing much happened") for n in range(3)]
+    request(path, turns, "warm up", 700)
+    stored_on(path, {p: f"2023-05-0{(p + 1) // 2} 10:00:00" for p in range(1, 7)})
+    estimator = TokenEstimator(4.0)
+    undated = sum(estimator.item_tokens(items) for items in turns)
+
+    async def build() -> list[Any]:
+        async with opened(str(path)) as store:
+            return (await build_context(store.memory("ann"), undated, estimator)).turns
+
+    # Three turns fit their messages exactly, but each is sent with its day before it: two fit.
+    assert len(asyncio.run(build())) == 2
 
 
 def test_a_search_turn_leaves_room_for_the_turns_before_it(tmp_path: Path) -> None:
