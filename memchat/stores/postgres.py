@@ -104,17 +104,21 @@ WHERE v.session_id = :user AND v.model = :model AND v.message_id < :before AND v
 ORDER BY distance, v.message_id DESC LIMIT :limit
 """
 # The closest by their bits, through the index (its expression and condition, so the planner can use it),
-# then ranked by cosine on their half-precision copies, in the database: only the best leave it.
+# then ranked by cosine on their half-precision copies, in the database: only the best leave it, and
+# only they are looked up for their day (all the candidates' lookups took 4 ms of 41 at 100,000).
 NEAREST_BY_INDEX = """
-SELECT c.message_id, to_char(m.created_at, 'YYYY-MM-DD HH24:MI:SS'),
-    c.embedding <=> CAST(:query AS halfvec({size})) AS distance
+SELECT r.message_id, to_char(m.created_at, 'YYYY-MM-DD HH24:MI:SS'), r.distance
 FROM (
-    SELECT message_id, embedding FROM memchat_vectors
-    WHERE vector_dims(embedding) = {size} AND session_id = :user AND model = :model AND message_id < :before
-    ORDER BY binary_quantize(embedding)::bit({size}) <~> binary_quantize(CAST(:query AS halfvec({size})))
-    LIMIT :wanted
-) AS c JOIN agent_messages AS m ON m.id = c.message_id
-ORDER BY distance, c.message_id DESC LIMIT :limit
+    SELECT c.message_id, c.embedding <=> CAST(:query AS halfvec({size})) AS distance
+    FROM (
+        SELECT message_id, embedding FROM memchat_vectors
+        WHERE vector_dims(embedding) = {size} AND session_id = :user AND model = :model AND message_id < :before
+        ORDER BY binary_quantize(embedding)::bit({size}) <~> binary_quantize(CAST(:query AS halfvec({size})))
+        LIMIT :wanted
+    ) AS c
+    ORDER BY distance, c.message_id DESC LIMIT :limit
+) AS r JOIN agent_messages AS m ON m.id = r.message_id
+ORDER BY r.distance, r.message_id DESC
 """
 UNEMBEDDED_COUNT = """
 SELECT (SELECT COUNT(*) FROM agent_messages WHERE session_id = :user)
