@@ -122,6 +122,12 @@ def test_the_vector_scale_benchmark_runs_and_prints_its_table() -> None:
     assert float(cells[12]) > 0, out  # the graph's size
 
 
+def test_the_vector_scale_benchmark_runs_on_postgresql_and_names_its_shared_buffers() -> None:
+    out = bench("vectors.py", "--smoke", "--stores", "postgres")
+    line = next(line for line in out.splitlines() if line.startswith("| postgres (shared_buffers "))
+    assert float(line.split(" | ")[6].rstrip("%")) >= 95, out
+
+
 def test_the_vector_scale_benchmark_can_keep_what_it_planted_for_the_next_run(tmp_path: Path) -> None:
     runs = [bench("vectors.py", "--smoke", "--stores", "sqlite", "--keep", str(tmp_path)) for _ in range(2)]
     first, second = (next(line for line in out.splitlines() if line.startswith("| sqlite |")) for out in runs)
