@@ -360,7 +360,8 @@ async def _import(args: argparse.Namespace) -> int:
     "history, an import, a memory written with search by meaning off), a batch at a time. "
     "Stopped, it goes on from there when run again; what new turns add is embedded as they go. "
     "On SQLite it also puts a long history's vectors (50,000 or more outside one) into a graph beside "
-    "the file, which searches them in milliseconds.",
+    "the file, which searches them in milliseconds; on PostgreSQL it makes again a vector index made "
+    "by an older memchat, in the shape that finds more, faster.",
     OneOf((USER, option("--all", action="store_true", help="every user in the store"))),
     STORE,
 )
@@ -381,6 +382,11 @@ async def _index(args: argparse.Namespace) -> int:
     )
     semantic = Semantic(settings)
     try:
+        # Shared by every user, so made again first, once (an index of an older shape, on PostgreSQL).
+        rebuilding = Progress(out, "making the vector index again")
+        if await store.rebuild_indexes(rebuilding):
+            rebuilding.finish(0)
+            out.notice("the vector index was made again, in today's shape")
         users = [stats.user for stats in await store.users()] if args.all else [settings.user]
         for user in users:
             memory = store.memory(user)

@@ -290,6 +290,13 @@ class Store(Protocol):
         """Users with stored messages, most recently active first."""
         ...
 
+    async def rebuild_indexes(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Make again the store-wide search indexes made in an older, slower shape; how many it made.
+
+        ``memchat index`` does it, ``progress(done, total)`` following it (minutes at a million vectors).
+        """
+        ...
+
     async def close(self) -> None:
         """Release the connection."""
         ...

@@ -135,6 +135,9 @@ class RedisStore:
             )
         return RedisMemory(self, user)
 
+    async def rebuild_indexes(self, progress: Callable[[int, int], None] | None = None) -> int:
+        return 0  # its indexes are per user, made by ``index_vectors``
+
     async def users(self) -> list[UserStats]:
         found: list[tuple[str, int, int]] = []
         with self.errors():

@@ -126,6 +126,9 @@ class SQLiteStore:
     def memory(self, user: str) -> SQLiteMemory:
         return SQLiteMemory(self, user)
 
+    async def rebuild_indexes(self, progress: Callable[[int, int], None] | None = None) -> int:
+        return 0  # its indexes are per user, made by ``index_vectors``
+
     async def users(self) -> list[UserStats]:
         rows = await self.query(
             """

@@ -691,3 +691,51 @@ def test_two_sessions_starting_at_once_share_one_search_client(
 
     asyncio.run(start())
     assert len(made) == 1, made
+
+
+def test_memchat_index_makes_an_older_postgresql_vector_index_again_in_todays_shape(
+    tmp_path: Path, memchat: Memchat, server: FakeOpenAI
+) -> None:
+    location = fresh_store("postgres", tmp_path)
+    require_pgvector(location)
+    index = "idx_memchat_vectors_bits_384"
+
+    async def sql(statement: str) -> Any:
+        import asyncpg
+
+        conn = await asyncpg.connect(location)
+        try:
+            return await conn.fetchval(statement)
+        finally:
+            await conn.close()
+
+    async def plant() -> str | None:
+        async with opened(location) as store:
+            await planted(store.memory("ann"), ["my Volvo is red", *texts(300)])
+        # As an older memchat made it: pgvector's own shape (16 links a node).
+        await sql(f"DROP INDEX {index}")
+        await sql(
+            f"CREATE INDEX {index} ON memchat_vectors USING hnsw ((binary_quantize(embedding)::bit(384)) "
+            "bit_hamming_ops) WHERE vector_dims(embedding) = 384"
+        )
+        async with opened(location) as store:
+            return store.memory("ann").vector_search_note
+
+    note = asyncio.run(plant())
+    assert note is not None and "memchat index makes it again" in note
+    run = memchat("index", "--db", location, "--user", "ann", MEMCHAT_EMBEDDING_MODEL=EMBEDDER)
+    assert run.returncode == 0, run.stderr
+    assert "the vector index was made again, in today's shape" in run.stderr
+    options = asyncio.run(sql(f"SELECT reloptions FROM pg_class WHERE relname = '{index}'"))
+    assert f"m={postgres.GRAPH_LINKS}" in options
+    assert asyncio.run(sql("SELECT COUNT(*) FROM pg_class WHERE relname LIKE '%\\_new'")) == 0
+
+    async def search() -> tuple[str | None, int]:
+        async with opened(location) as store:
+            memory = store.memory("ann")
+            hits = await memory.nearest(EMBEDDER, vector("automobile"), 3)
+            return memory.vector_search_note, hits[0].position if hits else 0
+
+    assert asyncio.run(search()) == (None, 1)
+    again = memchat("index", "--db", location, "--user", "ann", MEMCHAT_EMBEDDING_MODEL=EMBEDDER)
+    assert "made again" not in again.stderr  # once only
