@@ -369,28 +369,38 @@ class PostgresStore:
     async def rebuild_indexes(self, progress: Callable[[int, int], None] | None = None) -> int:
         """Each vector index of an older shape made again beside the store's reads and writes (``CONCURRENTLY``).
 
-        With no time limit; a rebuild cut short leaves the old index in use, and the next one starts over.
+        With no time limit. The new index takes the old one's name in one statement, so searches and
+        saves always find it; one cut short leaves a spare (``_new`` or ``_old``), dropped by the next.
         """
         older = await self.older_indexes()
-        for name in older:
-            size = int(name.rsplit("_", 1)[1])
-            async with self._engine.connect() as plain:
-                conn = await plain.execution_options(isolation_level="AUTOCOMMIT")
-                await conn.execute(text("SET statement_timeout = 0"))
-                try:
-                    await conn.execute(text(f"DROP INDEX CONCURRENTLY IF EXISTS {name}_new"))
+        spares = await self.query(
+            "SELECT relname FROM pg_class WHERE relkind = 'i' AND relname ~ '^idx_memchat_vectors_bits_[0-9]+_(new|old)$'"
+        )
+        if not older and not spares:
+            return 0
+        async with self._engine.connect() as plain:
+            conn = await plain.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(text("SET statement_timeout = 0"))
+            try:
+                for (spare,) in spares:
+                    await conn.execute(text(f"DROP INDEX CONCURRENTLY IF EXISTS {spare}"))
+                for name in older:
                     building = asyncio.ensure_future(
-                        conn.execute(text(_bits_index(f"{name}_new", size, concurrently=True)))
+                        conn.execute(text(_bits_index(f"{name}_new", int(name.rsplit("_", 1)[1]), concurrently=True)))
                     )
                     while not building.done():
                         await asyncio.wait([building], timeout=1.0)
                         if progress is not None and not building.done():
                             progress(*await self._build_progress())
                     await building
-                    await conn.execute(text(f"DROP INDEX CONCURRENTLY {name}"))
-                    await conn.execute(text(f"ALTER INDEX {name}_new RENAME TO {name}"))
-                finally:
-                    await conn.execute(text("RESET statement_timeout"))
+                    await conn.execute(
+                        text(
+                            f"DO $$ BEGIN ALTER INDEX {name} RENAME TO {name}_old; ALTER INDEX {name}_new RENAME TO {name}; END $$"
+                        )
+                    )
+                    await conn.execute(text(f"DROP INDEX CONCURRENTLY {name}_old"))
+            finally:
+                await conn.execute(text("RESET statement_timeout"))
         self.older = []
         return len(older)
 

@@ -718,6 +718,11 @@ def test_memchat_index_makes_an_older_postgresql_vector_index_again_in_todays_sh
             f"CREATE INDEX {index} ON memchat_vectors USING hnsw ((binary_quantize(embedding)::bit(384)) "
             "bit_hamming_ops) WHERE vector_dims(embedding) = 384"
         )
+        # And a spare left by a rebuild cut short, in the old shape: it must not be taken for the new index.
+        await sql(
+            f"CREATE INDEX {index}_new ON memchat_vectors USING hnsw ((binary_quantize(embedding)::bit(384)) "
+            "bit_hamming_ops) WHERE vector_dims(embedding) = 384"
+        )
         async with opened(location) as store:
             return store.memory("ann").vector_search_note
 
@@ -728,7 +733,8 @@ def test_memchat_index_makes_an_older_postgresql_vector_index_again_in_todays_sh
     assert "the vector index was made again, in today's shape" in run.stderr
     options = asyncio.run(sql(f"SELECT reloptions FROM pg_class WHERE relname = '{index}'"))
     assert f"m={postgres.GRAPH_LINKS}" in options
-    assert asyncio.run(sql("SELECT COUNT(*) FROM pg_class WHERE relname LIKE '%\\_new'")) == 0
+    spares = "SELECT COUNT(*) FROM pg_class WHERE relname LIKE 'idx_memchat_vectors_bits_384_%'"
+    assert asyncio.run(sql(spares)) == 0
 
     async def search() -> tuple[str | None, int]:
         async with opened(location) as store:
