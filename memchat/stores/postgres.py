@@ -100,6 +100,15 @@ SELECT s.relname FROM pg_stat_user_tables AS s JOIN pg_class AS c ON c.oid = s.r
 WHERE s.relid IN (SELECT to_regclass(name) FROM unnest(CAST(:names AS text[])) AS name)
 AND s.n_mod_since_analyze > 1000 + GREATEST(c.reltuples, 0)
 """
+# For this transaction, in one round trip: the walk's width and how far it may go for this user's rows;
+# no sort (the planner, seeing the user's filter, may read all their rows and sort them instead: at
+# 25,000 rows that took 430 ms against a few for the index), and no compiling (that rule makes the plan
+# look costly enough to compile, JIT: 126 ms for a 14 ms query).
+INDEX_SETTINGS = """
+SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), set_config('hnsw.ef_search', :walk, true),
+    set_config('hnsw.max_scan_tuples', :scan, true), set_config('enable_sort', 'off', true),
+    set_config('jit', 'off', true)
+"""
 COUNT_UP_TO = """
 SELECT COUNT(*) FROM (SELECT 1 FROM memchat_vectors WHERE session_id = :user AND model = :model LIMIT :most) AS few
 """
@@ -198,6 +207,8 @@ class PostgresStore:
         # (user, model) searched once by this process (see ``PostgresMemory.prepare_search``).
         self.searched: set[tuple[str, str]] = set()
         self._indexed_sizes: set[int] = set()
+        # (user, model) with more vectors than are searched exactly (see ``PostgresMemory.nearest``).
+        self.long_histories: set[tuple[str, str]] = set()
         # Vector indexes made in an older shape, which memchat index makes again (see ``rebuild_indexes``).
         self.older: list[str] = []
 
@@ -729,20 +740,19 @@ class PostgresMemory(MemoryBase):
             given = 0
             while given < CATCH_UP_PER_SEARCH and (more := await self._give_embeddings(conn, model)):
                 given += more
-            few = (await conn.execute(text(COUNT_UP_TO), {**params, "most": EXACT_UP_TO + 1})).scalar_one()
+            # A history only grows (but for /clear): once past the exact search, counted no more (5 to 10 ms
+            # at a million, a twentieth of the rows read for nothing).
+            key = (self.session_id, model)
+            if key not in self._store.long_histories:
+                few = (await conn.execute(text(COUNT_UP_TO), {**params, "most": EXACT_UP_TO + 1})).scalar_one()
+                if few > EXACT_UP_TO:
+                    self._store.long_histories.add(key)
             wanted = limit
             sql = NEAREST_EXACT
-            if few > EXACT_UP_TO:
+            if key in self._store.long_histories:
                 # HNSW, filtered to this user as it walks (an iterative scan goes on until enough are theirs).
                 wanted = MOST_CANDIDATES
-                await conn.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
-                await conn.execute(text(f"SET LOCAL hnsw.ef_search = {wanted}"))
-                # The planner, seeing the user's filter, may read all their rows and sort them instead: at
-                # 25,000 rows that took 430 ms against a few for the index. Sorting is only ever the slower way here.
-                await conn.execute(text("SET LOCAL enable_sort = off"))
-                # That rule makes the plan look costly enough to compile (JIT): 126 ms for a 14 ms query.
-                await conn.execute(text("SET LOCAL jit = off"))
-                await conn.execute(text(f"SET LOCAL hnsw.max_scan_tuples = {SCAN_MOST}"))
+                await conn.execute(text(INDEX_SETTINGS), {"walk": str(wanted), "scan": str(SCAN_MOST)})
                 sql = NEAREST_BY_INDEX.format(size=size)
             asked = {**params, "query": _as_text(query), "wanted": wanted, "limit": limit}
             rows = (await conn.execute(text(sql), asked)).all()
@@ -868,6 +878,7 @@ class PostgresMemory(MemoryBase):
     @uninterrupted
     async def clear_session(self) -> None:
         params = {"user": self.session_id}
+        self._store.long_histories = {key for key in self._store.long_histories if key[0] != self.session_id}
         async with self._store.connection(write=True) as conn:
             await conn.execute(text("SELECT 1 FROM agent_sessions WHERE session_id = :user FOR UPDATE"), params)
             # Standing instructions may exist before any message, so they go whether or not there is a memory.
