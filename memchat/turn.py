@@ -370,16 +370,17 @@ class TurnRunner:
         own: str | None,
         replacing: int | None,
         pinned: str = "",
-        attached_tokens: int = 0,
+        sent_with: int = 0,
     ) -> tuple[Context, Recalled, int]:
         """The history to send, what recall found for ``text``, and the budget's tokens left, all within the budget.
 
-        The instructions, the tools' schemas (in ``attached_tokens``) and the new message count against the budget too. The newest turns
-        take a sixth of it, and the tool's room a twelfth; recall gets the rest, and what it
-        does not fill goes back to the newest turns, which then reach further back.
+        The instructions, the new message and the ``sent_with`` tokens beside them (attached files, the
+        tools' schemas) count against the budget too. The newest turns take a sixth of it, and the
+        tool's room a twelfth; recall gets the rest, and what it does not fill goes back to the newest
+        turns, which then reach further back.
         """
         bare = instructions_with(self.settings.instructions, None, own, pinned=pinned)
-        fixed = self.estimator.tokens(bare + text + HEADING) + 2 * MESSAGE_TOKENS + attached_tokens
+        fixed = self.estimator.tokens(bare + text + HEADING) + 2 * MESSAGE_TOKENS + sent_with
         budget = max(0, self.budget - fixed)
         usable = budget - (budget // TOOL_SHARE if self.tools else 0)
         if not self.settings.recall:

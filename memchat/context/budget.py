@@ -45,7 +45,7 @@ class TokenEstimator:
         return int(chars / self.chars_per_token) + 1
 
     def item_tokens(self, items: list[Item]) -> int:
-        return sum(int(item_chars(item) / self.chars_per_token) + 1 + MESSAGE_TOKENS for item in items)
+        return sum(self.chars_tokens(item_chars(item)) + MESSAGE_TOKENS for item in items)
 
     def calibrate(self, chars_sent: int, messages: int, tokens_reported: int) -> None:
         """Move toward the ratio the server just reported for one request, staying cautious (never above it).
@@ -137,7 +137,7 @@ async def _newest_that_fit(
     cap = room if turn_room is None else min(room, turn_room)
     turns: list[Turn] = []
     costs: list[int] = []
-    unsummarized = 0
+    used = unsummarized = 0
     full = overflow = False
     after = summary.through if summary else 0
     async for turn in memory.turns_backward(after) if before is None else memory.turns_backward(after, before):
@@ -147,7 +147,8 @@ async def _newest_that_fit(
             # More than the whole room holds is in no summary: time to fold (see ``summary``).
             overflow = True
             break
-        if not full and sum(costs) + cost <= cap:
+        if not full and used + cost <= cap:
+            used += cost
             costs.append(cost)
             turns.append(turn)
         else:
@@ -157,11 +158,11 @@ async def _newest_that_fit(
     costs.reverse()
     days = await memory.days([turn.start for turn in turns]) if turns else {}
     # Each day's first message is sent with the day before it: the oldest turns make room for those lines.
-    while turns and sum(costs) + day_tokens(turns, days, estimator) > cap:
+    while turns and used + day_tokens(turns, days, estimator) > cap:
         turns.pop(0)
-        costs.pop(0)
+        used -= costs.pop(0)
         full = True
-    used = sum(costs) + day_tokens(turns, days, estimator)
+    used += day_tokens(turns, days, estimator)
     return Context(summary, turns, overflow, room, summary_tokens + used, days, full)
 
 
