@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from fake_openai import FakeOpenAI
-from memchat.context.recall import matching
+from memchat.context.recall import MEANING_WEIGHT, WORDS_WEIGHT, matching
 from memchat.context.semantic import HeldVectors, normalized
 from memchat.stores.protocol import VectorMemory, Vectors
 from memchat.stores.search import Hit, fuse
@@ -125,10 +125,19 @@ def test_a_vector_made_for_a_message_replaced_meanwhile_is_not_kept(location: st
 
 
 def test_fusion_puts_a_message_found_both_ways_first() -> None:
-    by_words = [Hit(5, "2026-01-02", -3.0), Hit(9, "2026-01-03", -2.0)]
-    by_meaning = [Hit(7, "", -0.9), Hit(9, "", -0.8)]
+    by_words = [Hit(5, "2026-01-02", -3.0), Hit(9, "2026-01-03", -2.0), Hit(1, "2026-01-01", -1.0)]
+    by_meaning = [Hit(7, "", -0.9), Hit(9, "", -0.8), Hit(2, "", -0.1)]
     assert [hit.position for hit in fuse([by_words, by_meaning], 3)] == [9, 7, 5]
     assert fuse([by_words, by_meaning], 3)[0].stored_at == "2026-01-03"  # a store's date is kept
+
+
+def test_fusion_keeps_how_far_ahead_of_the_rest_a_hit_is() -> None:
+    # Message 1 matches far better than anything else by words; 2 is second by meaning and barely
+    # above the last by words. Fusing ranks alone put 2 first, as found both ways.
+    by_words = [Hit(1, "", -10.0), Hit(2, "", -1.1), Hit(3, "", -1.0)]
+    by_meaning = [Hit(4, "", -0.52), Hit(2, "", -0.51), Hit(5, "", -0.50)]
+    assert [hit.position for hit in fuse([by_words, by_meaning], 3, (WORDS_WEIGHT, MEANING_WEIGHT))] == [1, 4, 2]
+    assert [hit.position for hit in fuse([[Hit(8, "", -2.0)], []], 3)] == [8]  # one hit, and an empty ranking
 
 
 def test_nearest_ranks_by_cosine_and_skips_vectors_of_another_size() -> None:
