@@ -36,7 +36,7 @@ MIN_CANDIDATES, MAX_CANDIDATES = 12, 300
 # LoCoMo with it the evidence of 4 questions in 383 at 8,000 tokens by words.
 MATCH_TOKENS, NEIGHBOUR_TOKENS = 300, 150
 # What the messages beside a match are worth, against the match: those of the best match come
-# before the third match, those of the tenth after the twentieth. Whole exchanges for every match
+# before every match scoring less than half as well. Whole exchanges for every match
 # crowded out matches ranked 9 to 16 at 2,000 tokens; matches alone lost the answer beside them.
 NEIGHBOUR_WORTH = 0.5
 # The message after a match that asks something is its answer: worth more than the neighbours of
@@ -161,17 +161,21 @@ async def recall(
         # beside a match, whose neighbours the store gave; two neighbours may have a gap between them.
         return n + 1 < len(order) and (order[n] in matched or order[n + 1] in matched)
 
-    # A match at rank r is worth 1 / r; the messages beside it a share of that, so they come
-    # before weaker matches but after stronger ones.
+    # A match is worth its score, scaled to 1 for the best and 0 for the worst; the messages beside it
+    # a share of that, so they come before weaker matches but after stronger ones. By place alone
+    # (1 / rank) a third match as good as the first was worth a third of it, less than the first's
+    # neighbours: on LoCoMo at 2,000 tokens 75.7% with meaning against 77.5% by scores.
     worth: dict[int, float] = {}
-    for rank, hit in enumerate(hits, start=1):
+    best, worst = min((hit.rank for hit in hits), default=0.0), max((hit.rank for hit in hits), default=0.0)
+    for hit in hits:
+        score = (worst - hit.rank) / (worst - best) if worst > best else 1.0
         if hit.position not in index:
             continue
         n = index[hit.position]
         after = ANSWER_WORTH if "?" in describe(stored[hit.position][1])[1] else AFTER_WORTH
         for m, weight in ((n, 1.0), (n - 1, NEIGHBOUR_WORTH), (n + 1, after)):
             if 0 <= m < len(order):
-                worth[order[m]] = max(worth.get(order[m], 0.0), weight / rank)
+                worth[order[m]] = max(worth.get(order[m], 0.0), weight * score)
     lines: dict[int, Line] = {}
     chosen: set[int] = set()  # by index in ``order``
     used = 0

@@ -267,3 +267,24 @@ def test_the_answer_to_a_matching_question_comes_before_what_led_to_it(tmp_path:
 
     # A question's answer follows it; what came before was about something else.
     assert asyncio.run(recalled()) == [said[1]["content"], said[2]["content"]]
+
+
+def test_matches_as_good_as_the_best_come_before_the_messages_beside_it(tmp_path: Path) -> None:
+    said = [{"role": "user", "content": "I brought chili to the potluck."}]
+    filler = [{"role": "assistant", "content": "Sounds like a fine evening with friends."}]
+    estimator = TokenEstimator(chars_per_token=4.0)
+    match = estimator.tokens(f"user: {said[0]['content']}")
+    # Room for three matches, each under its own day line, and nothing beside them.
+    room = 3 * (match + MESSAGE_TOKENS)
+
+    async def recalled() -> list[str]:
+        async with opened(str(tmp_path / "m.db")) as store:
+            memory = store.memory("ann")
+            for _ in range(3):
+                await memory.add_items([*filler, *said, *filler])
+            found = await recall(memory, "potluck chili", room, estimator)
+            return [line.text for excerpt in found.excerpts for line in excerpt.lines]
+
+    # Ranked by place alone, the third match was worth a third of the first, less than the
+    # message before the first, which took its room.
+    assert asyncio.run(recalled()) == [said[0]["content"]] * 3
