@@ -52,6 +52,10 @@ def test_the_recall_benchmark_runs_and_prints_its_table() -> None:
     assert words[1:3] == ["100% (4/4)", "100% (4/4)"] and words[4] == "100% (4/4)", out
     assert meaning[1:] == ["100% (4/4)", "100% (4/4)", "100% (3/3)", "100% (4/4)"], out
     assert words[3] != "100% (3/3)", out
+    # The build less the question's embedding is timed apart: less than the whole build, never nothing.
+    cells = next(line.split(" | ") for line in out.splitlines() if line.startswith("| sqlite | 600 | words + meaning"))
+    whole, less = (float(cell.split(" / ")[0]) for cell in (cells[-2], cells[-1].rstrip(" |")))
+    assert 0 < less < whole, out
 
 
 def locomo_shaped(path: Path) -> Path:
