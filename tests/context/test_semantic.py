@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 
 from fake_openai import FakeOpenAI
-from memchat.context.recall import MEANING_WEIGHT, WORDS_WEIGHT, matching
+from memchat.context.recall import MEANING_WEIGHT, WORDS_WEIGHT, matching, ranked
 from memchat.context.semantic import HeldVectors, normalized
+from memchat.items import describe
+from memchat.stores.base import END
 from memchat.stores.protocol import VectorMemory, Vectors
 from memchat.stores.search import Hit, fuse
 from support import EMBEDDER, Memchat, close_sdk_session, exchange, opened, sdk_session_for, semantic_for
@@ -34,6 +36,36 @@ def test_a_paraphrase_sharing_no_word_is_found_by_meaning_on_every_store(locatio
         await semantic.aclose()
 
     asyncio.run(run())
+
+
+def test_meaning_is_looked_for_near_the_best_match_by_words_too(location: str, server: FakeOpenAI) -> None:
+    said = [
+        "I brought chili with cornbread",
+        "my Volvo is red",
+        "the weather is mild",
+        "I like jazz",
+        "the train was late again",
+        "she plays tennis on Sundays",
+        "we painted the fence blue",
+        "chili with cornbread went first at the potluck",
+    ]
+
+    async def run() -> list[str]:
+        semantic = semantic_for(server)
+        async with opened(location) as store:
+            memory = store.memory("ann")
+            for text in said:
+                await memory.add_items([{"role": "user", "content": text}, {"role": "assistant", "content": "ok"}])
+            await semantic.fill(memory)
+            hits = await ranked(memory, "what did I bring to the potluck?", 3, END, semantic)
+            async with memory.reading():
+                texts = {at: describe(item)[1] for at, _, item in await memory.around([hit.position for hit in hits])}
+        await semantic.aclose()
+        return [texts[hit.position] for hit in hits]
+
+    # "I brought chili with cornbread" shares no word that is looked for with the question, and most
+    # of its words with the one message that mentions the potluck.
+    assert "I brought chili with cornbread" in asyncio.run(run())
 
 
 class WordsOnly:
