@@ -22,7 +22,7 @@ from memchat.context.budget import MESSAGE_TOKENS, TokenEstimator, clip, spoken_
 from memchat.items import Item, describe
 from memchat.stores.base import END
 from memchat.stores.protocol import Memory, Turn
-from memchat.stores.search import Hit, fuse, item_words
+from memchat.stores.search import Hit, fuse, item_words, scaled
 
 if TYPE_CHECKING:
     from memchat.context.semantic import Semantic
@@ -177,16 +177,15 @@ async def recall(
     # (1 / rank) a third match as good as the first was worth a third of it, less than the first's
     # neighbours: on LoCoMo at 2,000 tokens 75.7% with meaning against 77.5% by scores.
     worth: dict[int, float] = {}
-    best, worst = min((hit.rank for hit in hits), default=0.0), max((hit.rank for hit in hits), default=0.0)
+    scores = scaled(hits)
     for hit in hits:
-        score = (worst - hit.rank) / (worst - best) if worst > best else 1.0
         if hit.position not in index:
             continue
         n = index[hit.position]
         after = ANSWER_WORTH if "?" in describe(stored[hit.position][1])[1] else AFTER_WORTH
         for m, weight in ((n, 1.0), (n - 1, NEIGHBOUR_WORTH), (n + 1, after)):
             if 0 <= m < len(order):
-                worth[order[m]] = max(worth.get(order[m], 0.0), weight * score)
+                worth[order[m]] = max(worth.get(order[m], 0.0), weight * scores[hit.position])
     lines: dict[int, Line] = {}
     chosen: set[int] = set()  # by index in ``order``
     used = 0

@@ -41,27 +41,31 @@ class Hit:
     rank: float
 
 
+def scaled(hits: list[Hit]) -> dict[int, float]:
+    """Each hit's score scaled to 1 for the best of ``hits`` and 0 for the worst (1 for every hit when they tie)."""
+    if not hits:
+        return {}
+    best, worst = min(hit.rank for hit in hits), max(hit.rank for hit in hits)
+    return {hit.position: (worst - hit.rank) / (worst - best) if worst > best else 1.0 for hit in hits}
+
+
 def fuse(rankings: list[list[Hit]], limit: int, weights: tuple[float, ...] = ()) -> list[Hit]:
-    """Several rankings of hits as one, best first: a weighted sum of each ranking's scores, scaled to 0..1.
+    """Several rankings of hits as one, best first, by the weighted sum of each hit's ``scaled`` scores.
 
     A full-text score and a cosine cannot be compared, but within one ranking each says
-    how far a hit stands from the best and the worst hit of that ranking; so each is
-    scaled to 1 for its best hit and 0 for its worst (1 for every hit when they tie),
-    and the hit's sums weighted by ``weights`` (1 each by default) rank them. A message
-    near the top of either list comes early, one high in both first. Scaled scores keep
-    what ranks alone lose, how far ahead the best hits are: on LoCoMo, reciprocal rank
-    fusion put every evidence turn among its first 120 for 307 of 383 questions, this 323.
+    how far a hit stands between the best and the worst of that ranking; ``weights``
+    (1 each by default) say how far each ranking is trusted. A message near the top of
+    either list comes early, one high in both first. Scaled scores keep what ranks alone
+    lose, how far ahead the best hits are: on LoCoMo, reciprocal rank fusion put every
+    evidence turn among its first 120 for 307 of 383 questions, this 323.
     """
     scores: dict[int, float] = {}
     hits: dict[int, Hit] = {}
     for number, ranking in enumerate(rankings):
-        if not ranking:
-            continue
         weight = weights[number] if number < len(weights) else 1.0
-        best, worst = min(hit.rank for hit in ranking), max(hit.rank for hit in ranking)
+        for position, score in scaled(ranking).items():
+            scores[position] = scores.get(position, 0.0) + weight * score
         for hit in ranking:
-            scaled = (worst - hit.rank) / (worst - best) if worst > best else 1.0
-            scores[hit.position] = scores.get(hit.position, 0.0) + weight * scaled
             if hit.position not in hits or not hits[hit.position].stored_at:
                 hits[hit.position] = hit
     chosen = sorted(scores, key=lambda position: (-scores[position], -position))[:limit]
