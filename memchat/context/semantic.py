@@ -32,6 +32,8 @@ from memchat.stores.search import Hit
 from memchat.stores.vector_index import by_cosine
 
 if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
     from openai import AsyncOpenAI
 
     from memchat.stores.protocol import Memory, Vectors
@@ -262,12 +264,10 @@ def added(first: bytes, second: bytes, weight: float) -> bytes:
     """``first`` plus ``weight`` times ``second`` (two stored vectors), scaled to length 1: what lies between them."""
     import numpy as np
 
-    total = np.frombuffer(first, dtype=np.float32) + weight * np.frombuffer(second, dtype=np.float32)
-    length = float(np.linalg.norm(total))
-    return (total / length if length else total).tobytes()
+    return normalized(np.frombuffer(first, dtype=np.float32) + weight * np.frombuffer(second, dtype=np.float32))
 
 
-def normalized(embedding: Sequence[float]) -> bytes:
+def normalized(embedding: Sequence[float] | NDArray[np.float32]) -> bytes:
     """A vector as stored: float32, scaled to length 1, so that comparing two is one dot product."""
     import numpy as np
 
