@@ -22,7 +22,7 @@ from memchat.context.budget import MESSAGE_TOKENS, TokenEstimator, clip, spoken_
 from memchat.items import Item, describe
 from memchat.stores.base import END
 from memchat.stores.protocol import Memory, Turn
-from memchat.stores.search import Hit, fuse, item_words, scaled
+from memchat.stores.search import Hit, fuse, scaled
 
 if TYPE_CHECKING:
     from memchat.context.semantic import Semantic
@@ -129,16 +129,11 @@ async def ranked(memory: Memory, query: str, wanted: int, before: int, semantic:
     # is about, in other words than the question's. On LoCoMo, 78.6% at 2,000 tokens and 91.9% at
     # 8,000 this way, 77.5% and 91.4% by the question alone; steered toward the best matches by
     # meaning instead, fewer evidence turns ranked high (it only finds more of what it found).
-    best = await _text_at(memory, by_words[0].position) if by_words else ""
+    from memchat.context.semantic import said_at
+
+    best = (await said_at(memory, [by_words[0].position])).get(by_words[0].position) if by_words else None
     by_meaning = await semantic.hits(memory, query, wanted, before, toward=best)
     return fuse([by_words, by_meaning], wanted * 2, (WORDS_WEIGHT, MEANING_WEIGHT))
-
-
-async def _text_at(memory: Memory, position: int) -> str:
-    """The text of the message at ``position``, as it is embedded ("" if it is gone)."""
-    async with memory.reading():
-        around = await memory.around([position])
-    return next((item_words(item).strip() for at, _, item in around if at == position), "")
 
 
 async def recall(

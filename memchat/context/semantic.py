@@ -23,12 +23,12 @@ import asyncio
 import json
 import weakref
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from config import Settings
 from memchat.errors import MemchatError
-from memchat.stores.protocol import VectorMemory
-from memchat.stores.search import Hit
+from memchat.stores.protocol import Memory, VectorMemory
+from memchat.stores.search import Hit, item_words
 from memchat.stores.vector_index import by_cosine
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
     from openai import AsyncOpenAI
 
-    from memchat.stores.protocol import Memory, Vectors
+    from memchat.stores.protocol import Vectors
 
 # Messages embedded per request when filling in, and the most characters of one sent (embedding
 # models take a few thousand tokens; what a message is about is in its first pages).
@@ -50,6 +50,13 @@ HELD_MOST = 20_000
 # How far a search by meaning steered toward a message (``Semantic.hits``) leans to it, against the
 # query: on LoCoMo with all-MiniLM-L6-v2, 1 gained at 2,000 tokens and lost at 8,000; a half, both.
 TOWARD_WEIGHT = 0.5
+# How far a message's vector leans to the message before it (see ``in_context``): on LoCoMo, 0.7 and
+# 1 found the same at 8,000 tokens (93.0%), 0.7 a little more at 2,000 (80.4% against 79.9%).
+CONTEXT_WEIGHT = 0.7
+
+
+class MemoryWithVectors(Memory, VectorMemory, Protocol):
+    """A user's memory in a store that keeps vectors."""
 
 
 class Semantic:
@@ -78,13 +85,13 @@ class Semantic:
         self._held: weakref.WeakKeyDictionary[VectorMemory, HeldVectors] = weakref.WeakKeyDictionary()
 
     async def hits(
-        self, memory: Memory, query: str, limit: int, before: int | None = None, toward: str = ""
+        self, memory: Memory, query: str, limit: int, before: int | None = None, toward: Said | None = None
     ) -> list[Hit]:
         """The ``limit`` stored messages nearest in meaning to ``query``; none if it cannot be embedded in time.
 
-        With ``toward`` (a message found by other means), nearest to the two together: both are
-        embedded in one request and their vectors added, ``toward``'s at ``TOWARD_WEIGHT``
-        (see ``recall.ranked``).
+        With ``toward`` (a message found by other means), nearest to the two together: the query and
+        that message (with the one before it) are embedded in one request and their vectors added,
+        the message's as it is stored, at ``TOWARD_WEIGHT`` (see ``recall.ranked``).
         """
         if not isinstance(memory, VectorMemory):
             return []
@@ -99,9 +106,10 @@ class Semantic:
                 async with self._batch:
                     pass
             async with asyncio.timeout(self._query_timeout):
-                vector, *beside = await self._embed([query, toward] if toward else [query], quick=True)
+                texts = [query, *(text for text in toward if text)] if toward and toward[0] else [query]
+                vector, *beside = await self._embed(texts, quick=True)
             if beside:
-                vector = added(vector, beside[0], TOWARD_WEIGHT)
+                vector = added(vector, in_context(*beside), TOWARD_WEIGHT)
         except TimeoutError:
             self._failed(f"no answer within {self._query_timeout:g} s (MEMCHAT_EMBEDDING_TIMEOUT)")
             return []
@@ -194,17 +202,23 @@ class Semantic:
             self._failed(str(exc))
         return done
 
-    async def _embed_and_save(self, memory: VectorMemory, batch: list[tuple[int, str]]) -> int:
+    async def _embed_and_save(self, memory: MemoryWithVectors, batch: list[tuple[int, str]]) -> int:
         """Embed one batch of (position, text) and keep the vectors; how many messages it covered.
 
         Sent only while no question waits, and never beside another batch (see ``hits``).
         """
-        texts = [text for _, text in batch if text]
+        found = await said_at(memory, [at for at, text in batch if text])
+        said = {at: found.get(at, (text, "")) for at, text in batch if text}
+        # The message before each is mostly in the batch too: one text more a batch, not twice as many.
+        texts = list(dict.fromkeys(text for pair in said.values() for text in pair if text))
         await self._no_query.wait()
         async with self._batch:
-            made = iter(await self._embed(texts, quick=False) if texts else [])
+            made = dict(zip(texts, await self._embed(texts, quick=False) if texts else [], strict=True))
         # A message with no text gets an empty vector: it is done, and never matches.
-        await memory.save_vectors(self.model, [(at, text, next(made) if text else b"") for at, text in batch])
+        vectors = [
+            (at, text, in_context(*(made[each] for each in said[at] if each)) if text else b"") for at, text in batch
+        ]
+        await memory.save_vectors(self.model, vectors)
         return len(batch)
 
     async def _embed(self, texts: list[str], *, quick: bool) -> list[bytes]:
@@ -254,6 +268,36 @@ class Semantic:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
         await self._client.close()
+
+
+# A message's text and the text of the message before it ("" for the first).
+Said = tuple[str, str]
+
+
+async def said_at(memory: Memory, positions: Sequence[int]) -> dict[int, Said]:
+    """The text of each message at ``positions``, with the text of the message before it (gone ones left out)."""
+    async with memory.reading():
+        stored = await memory.around(positions)
+    said: dict[int, Said] = {}
+    previous = ""
+    for position, _, item in stored:
+        text = item_words(item).strip()
+        said[position] = (text, previous)
+        previous = text
+    return {position: said[position] for position in positions if position in said}
+
+
+def in_context(own: bytes, previous: bytes = b"") -> bytes:
+    """A message's vector as stored: its own, plus the message's before it at ``CONTEXT_WEIGHT``.
+
+    A reply means what it answers too: "I'm off to do some taekwondo!" is about martial arts
+    beside the question it answers. On LoCoMo with all-MiniLM-L6-v2, 80.4% at 2,000 tokens and
+    93.0% at 8,000 this way, 78.9% and 92.7% each message alone. Embedding the two texts as one
+    found less (79.6%, 92.7%), cost twice the tokens, and a short reply ("ok") became a copy of
+    what it followed; a model that reads only its first 256 tokens would miss a reply after a
+    long message.
+    """
+    return added(own, previous, CONTEXT_WEIGHT) if previous else own
 
 
 class EmbeddingError(Exception):

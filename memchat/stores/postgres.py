@@ -135,6 +135,12 @@ FROM (
 ) AS r JOIN agent_messages AS m ON m.id = r.message_id
 ORDER BY r.distance, r.message_id DESC
 """
+# A message's vector leans to the message before it (see ``semantic.in_context``): the one after a
+# forgotten exchange loses its vector, and gets one again from what now precedes it.
+FORGET_NEXT_VECTOR = """
+DELETE FROM memchat_vectors WHERE session_id = :user
+AND message_id = (SELECT MIN(id) FROM agent_messages WHERE session_id = :user AND id > :end)
+"""
 UNEMBEDDED_COUNT = """
 SELECT (SELECT COUNT(*) FROM agent_messages WHERE session_id = :user)
     - (SELECT COUNT(*) FROM memchat_vectors WHERE session_id = :user AND model = :model)
@@ -938,10 +944,13 @@ class PostgresMemory(MemoryBase):
                 await conn.execute(text("SELECT through_id FROM memchat_summaries WHERE session_id = :user"), params)
             ).first()
             for turn in turns:
+                span = {"user": self.session_id, "start": turn.start, "end": turn.end}
                 await conn.execute(
-                    text("DELETE FROM agent_messages WHERE session_id = :user AND id BETWEEN :start AND :end"),
-                    {"user": self.session_id, "start": turn.start, "end": turn.end},
+                    text("DELETE FROM agent_messages WHERE session_id = :user AND id BETWEEN :start AND :end"), span
                 )
+                await conn.execute(text(FORGET_NEXT_VECTOR), span)
+            # The vectors of the messages after them are made again, beside what now comes before them.
+            await conn.execute(text("DELETE FROM memchat_embedded WHERE session_id = :user"), params)
             covered = self.covers(None if summary is None else summary[0], turns)
             if covered:
                 await conn.execute(text("DELETE FROM memchat_summaries WHERE session_id = :user"), params)

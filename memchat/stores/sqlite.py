@@ -70,6 +70,12 @@ SELECT id, message_data FROM agent_messages AS m WHERE session_id = ?1 AND id > 
 AND NOT EXISTS (SELECT 1 FROM memchat_vectors AS v WHERE v.message_id = m.id AND v.model = ?2)
 ORDER BY id DESC LIMIT ?5
 """
+# A message's vector leans to the message before it (see ``semantic.in_context``): the one after a
+# forgotten exchange loses its vector, and gets one again from what now precedes it.
+FORGET_NEXT_VECTOR = """
+DELETE FROM memchat_vectors WHERE session_id = ?1
+AND message_id = (SELECT MIN(id) FROM agent_messages WHERE session_id = ?1 AND id > ?2)
+"""
 GONE_CODES = "SELECT seq FROM memchat_codes_gone WHERE session_id = ? AND model = ?"
 USER_CODES = "SELECT block, size, entries FROM memchat_codes WHERE session_id = ? AND model = ?"
 GRAPH = "SELECT file, through_seq, from_block FROM memchat_graphs WHERE session_id = ? AND model = ? AND size = ?"
@@ -766,6 +772,9 @@ class SQLiteMemory(MemoryBase):
                 span = (self.session_id, turn.start, turn.end)
                 conn.execute("DELETE FROM agent_messages WHERE session_id = ? AND id BETWEEN ? AND ?", span)
                 conn.execute("DELETE FROM memchat_search WHERE session_id = ? AND rowid BETWEEN ? AND ?", span)
+                conn.execute(FORGET_NEXT_VECTOR, (self.session_id, turn.end))
+            # The vectors of the messages after them are made again, beside what now comes before them.
+            conn.execute("DELETE FROM memchat_embedded WHERE session_id = ?", params)
             covered = self.covers(None if summary is None else summary[0], turns)
             if covered:
                 conn.execute("DELETE FROM memchat_summaries WHERE session_id = ?", params)

@@ -8,9 +8,10 @@ import sqlite3
 import time
 from typing import Any
 
+import numpy as np
 import pytest
 
-from fake_openai import FakeOpenAI
+from fake_openai import FakeOpenAI, meaning
 from memchat.context.recall import MEANING_WEIGHT, WORDS_WEIGHT, matching, ranked
 from memchat.context.semantic import HeldVectors, normalized
 from memchat.items import describe
@@ -54,8 +55,8 @@ def test_meaning_is_looked_for_near_the_best_match_by_words_too(location: str, s
         semantic = semantic_for(server)
         async with opened(location) as store:
             memory = store.memory("ann")
-            for text in said:
-                await memory.add_items([{"role": "user", "content": text}, {"role": "assistant", "content": "ok"}])
+            # Said one after another, with no reply between: each message's vector leans to the one before.
+            await memory.add_items([{"role": "user", "content": text} for text in said])
             await semantic.fill(memory)
             hits = await ranked(memory, "what did I bring to the potluck?", 3, END, semantic)
             async with memory.reading():
@@ -66,6 +67,31 @@ def test_meaning_is_looked_for_near_the_best_match_by_words_too(location: str, s
     # "I brought chili with cornbread" shares no word that is looked for with the question, and most
     # of its words with the one message that mentions the potluck.
     assert "I brought chili with cornbread" in asyncio.run(run())
+
+
+def test_a_short_reply_is_found_by_meaning_through_the_message_it_answers(location: str, server: FakeOpenAI) -> None:
+    async def run() -> list[str]:
+        semantic = semantic_for(server)
+        async with opened(location) as store:
+            memory = store.memory("ann")
+            await memory.add_items(exchange("the weather is mild"))
+            await memory.add_items(
+                [
+                    {"role": "assistant", "content": "Which music instrument did your daughter take up?"},
+                    {"role": "user", "content": "The cello, twice a week."},
+                ]
+            )
+            for text in ("the train was late again", "the kids play outside after school until dinner every day"):
+                await memory.add_items(exchange(text))
+            await semantic.fill(memory)
+            hits = await semantic.hits(memory, "what music does my child play?", 2, END)
+            async with memory.reading():
+                texts = {at: describe(item)[1] for at, _, item in await memory.around([hit.position for hit in hits])}
+        await semantic.aclose()
+        return [texts[hit.position] for hit in hits]
+
+    # The reply shares no meaning with the question, the message it answers two; the kids playing, one.
+    assert "The cello, twice a week." in asyncio.run(run())
 
 
 class WordsOnly:
@@ -139,6 +165,27 @@ def test_vectors_go_with_their_messages_whoever_deletes_them(location: str) -> N
             assert await vectors_of(memory) == 0
 
     asyncio.run(run())
+
+
+def test_no_vector_keeps_the_meaning_of_a_forgotten_exchange(location: str, server: FakeOpenAI) -> None:
+    async def run() -> list[float]:
+        semantic = semantic_for(server)
+        async with opened(location) as store:
+            memory = store.memory("ann")
+            for text in ("the kayak is red", "my sister plays the violin", "the canoe is green"):
+                await memory.add_items(exchange(text))
+            await semantic.fill(memory)
+            turns = [turn async for turn in memory.turns_backward(0)]
+            await memory.forget([turns[1]])  # the violin
+            await semantic.fill(memory)
+            kept = await memory.vectors(EMBEDDER)  # type: ignore[attr-defined]
+        await semantic.aclose()
+        violin = np.frombuffer(normalized(meaning("violin")), dtype=np.float32)
+        return [float(np.frombuffer(vector, dtype=np.float32) @ violin) for _, _, vector in kept.rows]
+
+    # "the canoe is green" followed the violin's reply, and its vector leaned to it; it is made again.
+    leanings = asyncio.run(run())
+    assert len(leanings) == 4 and max(leanings) == 0.0
 
 
 def test_a_vector_made_for_a_message_replaced_meanwhile_is_not_kept(location: str) -> None:
