@@ -207,16 +207,18 @@ class Semantic:
 
         Sent only while no question waits, and never beside another batch (see ``hits``).
         """
-        found = await said_at(memory, [at for at, text in batch if text])
-        said = {at: found.get(at, (text, "")) for at, text in batch if text}
+        said = await said_at(memory, [at for at, text in batch if text])
+        previous = {at: before for at, (_, before) in said.items()}
         # The message before each is mostly in the batch too: one text more a batch, not twice as many.
-        texts = list(dict.fromkeys(text for pair in said.values() for text in pair if text))
+        texts = list(dict.fromkeys(each for at, text in batch if text for each in (text, previous.get(at)) if each))
         await self._no_query.wait()
         async with self._batch:
             made = dict(zip(texts, await self._embed(texts, quick=False) if texts else [], strict=True))
-        # A message with no text gets an empty vector: it is done, and never matches.
+        # A message with no text gets an empty vector: it is done, and never matches. Its own vector is of
+        # the text the store gave with the batch, the one ``save_vectors`` keeps it beside.
         vectors = [
-            (at, text, in_context(*(made[each] for each in said[at] if each)) if text else b"") for at, text in batch
+            (at, text, in_context(made[text], made.get(previous.get(at, ""), b"")) if text else b"")
+            for at, text in batch
         ]
         await memory.save_vectors(self.model, vectors)
         return len(batch)
