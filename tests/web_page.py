@@ -256,14 +256,19 @@ async def page_socket(url: str, cookie: str) -> Any:
     import socketio
 
     client = socketio.AsyncClient()
-    await client.connect(
-        url,
-        socketio_path="/ws/socket.io",
-        headers={"Cookie": cookie, "Origin": url},
-        auth={"sessionId": str(uuid.uuid4()), "clientType": "webapp"},
-        transports=["websocket"],
-        wait_timeout=10,
-    )
+    try:
+        await client.connect(
+            url,
+            socketio_path="/ws/socket.io",
+            headers={"Cookie": cookie, "Origin": url},
+            auth={"sessionId": str(uuid.uuid4()), "clientType": "webapp"},
+            transports=["websocket"],
+            wait_timeout=10,
+        )
+    except BaseException:
+        # A refused connection leaves the client's HTTP session open ("Unclosed client session" at exit).
+        await client.eio.disconnect()
+        raise
     return client
 
 

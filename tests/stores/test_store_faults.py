@@ -22,6 +22,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 from urllib.parse import urlsplit
 
 import pytest
@@ -81,9 +82,11 @@ class Conversation:
         return self.proc.wait(timeout=timeout)
 
 
-def _read_lines(stream: object, lines: queue.Queue[str]) -> None:
-    for raw in stream:  # type: ignore[attr-defined]
-        lines.put(raw.decode(errors="replace").rstrip("\n"))
+def _read_lines(stream: IO[bytes], lines: queue.Queue[str]) -> None:
+    # Closed at the end of the output, or the pipe is left to the collector ("unclosed file" warnings).
+    with stream:
+        for raw in stream:
+            lines.put(raw.decode(errors="replace").rstrip("\n"))
 
 
 @pytest.fixture
