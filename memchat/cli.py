@@ -354,7 +354,7 @@ async def _import(args: argparse.Namespace) -> int:
 
 @subcommand(
     "index",
-    "[--user ID | --all]",
+    "[--user ID | --all] [--again]",
     "embed every message with no vector yet, for search by meaning",
     "Embed, through MEMCHAT_EMBEDDING_MODEL, every message that has no vector yet (an older "
     "history, an import, a memory written with search by meaning off), a batch at a time. "
@@ -363,6 +363,12 @@ async def _import(args: argparse.Namespace) -> int:
     "the file, which searches them in milliseconds; on PostgreSQL it makes again a vector index made "
     "by an older memchat, in the shape that finds more, faster.",
     OneOf((USER, option("--all", action="store_true", help="every user in the store"))),
+    option(
+        "--again",
+        action="store_true",
+        help="embed every message anew, replacing its vector (vectors made before 2026-12-03 are each "
+        "message's alone; today's lean to the message before, and find more)",
+    ),
     STORE,
 )
 async def _index(args: argparse.Namespace) -> int:
@@ -390,8 +396,8 @@ async def _index(args: argparse.Namespace) -> int:
         users = [stats.user for stats in await store.users()] if args.all else [settings.user]
         for user in users:
             memory = store.memory(user)
-            progress = Progress(out, f"embedding the messages of {user}")
-            done = await semantic.embed_all(memory, progress)
+            progress = Progress(out, f"embedding the messages of {user}" + (" again" if args.again else ""))
+            done = await semantic.embed_all(memory, progress, again=args.again)
             progress.finish(0)
             out.notice(f"{user}: {done:,} messages embedded" if done else f"{user}: every message has its vector")
     finally:

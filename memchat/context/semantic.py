@@ -153,27 +153,27 @@ class Semantic:
             self._filling[memory.session_id] = task
         return task
 
-    async def embed_all(self, memory: Memory, progress: Callable[[int, int], None] | None = None) -> int:
+    async def embed_all(
+        self, memory: Memory, progress: Callable[[int, int], None] | None = None, *, again: bool = False
+    ) -> int:
         """Embed every message of this user that has no vector yet, a batch at a time (``memchat index``).
 
         Stopped and run again, it goes on where it stopped: the store knows what has no vector.
-        ``progress(done, total)`` follows it. Returns how many messages it embedded.
+        With ``again``, every message is embedded anew first, oldest first, its vector replaced (one
+        made by an older memchat, before vectors leaned to the message before them); stopped, that
+        starts over. ``progress(done, total)`` follows it. Returns how many messages it embedded.
         """
         if not isinstance(memory, VectorMemory):
             raise MemchatError("this store keeps no vectors: search by meaning needs SQLite, PostgreSQL or Redis")
+        done = await self._embed_again(memory, progress) if again else 0
         missing = await memory.unembedded(self.model, 2**31 - 1)
-        done = 0
         try:
             for start in range(0, len(missing), EMBED_BATCH):
                 done += await self._embed_and_save(memory, missing[start : start + EMBED_BATCH])
                 if progress is not None:
                     progress(done, len(missing))
         except EmbeddingError as exc:
-            raise MemchatError(
-                f"embedding model {self.model!r} of {self.server} failed ({exc}) after {done:,} of "
-                f"{len(missing):,} messages: check MEMCHAT_EMBEDDING_MODEL and the server, then run it again "
-                "to go on from there"
-            ) from None
+            raise self._stopped(exc, done, len(missing), "then run it again to go on from there") from None
         # Nothing left is what lets the next run's start look only at what comes after (SQLite's mark).
         await memory.unembedded(self.model, 1)
         await memory.index_vectors(self.model, progress)
@@ -201,6 +201,33 @@ class Semantic:
         except (EmbeddingError, MemchatError) as exc:
             self._failed(str(exc))
         return done
+
+    async def _embed_again(self, memory: MemoryWithVectors, progress: Callable[[int, int], None] | None) -> int:
+        """Embed every message anew, oldest first, replacing its vector; how many messages."""
+        from memchat.stores.base import END
+
+        total = await memory.count()
+        done = 0
+        batch: list[tuple[int, str]] = []
+        try:
+            async for turn in memory.turns_forward(0, END):
+                batch += [(at, item_words(item).strip()) for at, item in zip(turn.positions, turn.items, strict=True)]
+                while len(batch) >= EMBED_BATCH:
+                    done += await self._embed_and_save(memory, batch[:EMBED_BATCH])
+                    batch = batch[EMBED_BATCH:]
+                    if progress is not None:
+                        progress(done, max(total, done))
+            if batch:
+                done += await self._embed_and_save(memory, batch)
+        except EmbeddingError as exc:
+            raise self._stopped(exc, done, total, "then run it again (it starts over)") from None
+        return done
+
+    def _stopped(self, exc: EmbeddingError, done: int, total: int, then: str) -> MemchatError:
+        return MemchatError(
+            f"embedding model {self.model!r} of {self.server} failed ({exc}) after {done:,} of {total:,} "
+            f"messages: check MEMCHAT_EMBEDDING_MODEL and the server, {then}"
+        )
 
     async def _embed_and_save(self, memory: MemoryWithVectors, batch: list[tuple[int, str]]) -> int:
         """Embed one batch of (position, text) and keep the vectors; how many messages it covered.

@@ -74,6 +74,11 @@ class Graphs:
         found = graph.search(bits, min(wanted, len(graph)))
         return np.asarray(found.keys, dtype=np.int64), np.asarray(found.distances, dtype=np.int64)
 
+    def size(self, name: str) -> int:
+        """How many entries graph ``name`` holds, deleted ones too; 0 if it cannot be read."""
+        graph = self._opened(name)
+        return 0 if graph is None else len(graph)
+
     def _opened(self, name: str) -> Any:
         # Opened under the lock: a search that comes while the run's start is opening a graph waits for
         # that opening rather than walking the file a second time.

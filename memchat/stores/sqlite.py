@@ -559,6 +559,16 @@ class SQLiteMemory(MemoryBase):
         old, after, from_block = (None, 0, 0) if known is None else (str(known[0]), int(known[1]), int(known[2]))
         if old is not None and not self._store.graphs.readable(old):
             old, after, from_block = None, 0, 0
+        if old is not None:
+            (kept,) = conn.execute(
+                "SELECT COUNT(*) FROM memchat_vectors WHERE session_id = ? AND model = ? AND seq <= ? "
+                "AND length(vector) = ?",
+                (self.session_id, model, after, size),
+            ).fetchone()
+            # Mostly vectors deleted since (a history embedded again, much forgotten): extended, the graph
+            # would walk the dead to reach the living; made again from what is there, it holds only these.
+            if 2 * kept < self._store.graphs.size(old):
+                old, after, from_block = None, 0, 0
         (outside,) = conn.execute(
             "SELECT COUNT(*) FROM memchat_vectors WHERE session_id = ? AND model = ? AND seq > ? AND length(vector) = ?",
             (self.session_id, model, after, size),

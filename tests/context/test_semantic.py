@@ -94,6 +94,49 @@ def test_a_short_reply_is_found_by_meaning_through_the_message_it_answers(locati
     assert "The cello, twice a week." in asyncio.run(run())
 
 
+def test_memchat_index_again_gives_an_older_history_vectors_that_lean_to_the_message_before(
+    location: str, server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from memchat.context import semantic as module
+
+    question = "what music does my child play?"
+
+    async def found(semantic: Any, memory: Any) -> list[str]:
+        hits = await semantic.hits(memory, question, 2, END)
+        async with memory.reading():
+            texts = {at: describe(item)[1] for at, _, item in await memory.around([hit.position for hit in hits])}
+        return [texts[hit.position] for hit in hits]
+
+    async def run() -> tuple[list[str], list[str], int, int]:
+        semantic = semantic_for(server)
+        async with opened(location) as store:
+            memory = store.memory("ann")
+            await memory.add_items(exchange("the weather is mild"))
+            await memory.add_items(
+                [
+                    {"role": "assistant", "content": "Which music instrument did your daughter take up?"},
+                    {"role": "user", "content": "The cello, twice a week."},
+                ]
+            )
+            for text in ("the train was late again", "the kids play outside after school until dinner every day"):
+                await memory.add_items(exchange(text))
+            # Embedded as an older memchat did: each message's vector its own alone.
+            monkeypatch.setattr(module, "CONTEXT_WEIGHT", 0.0)
+            await semantic.fill(memory)
+            monkeypatch.undo()
+            before = await found(semantic, memory)
+            again = await semantic.embed_all(memory, again=True)
+            after = await found(semantic, memory)
+            held = await memory.vectors(EMBEDDER)
+        await semantic.aclose()
+        return before, after, again, len(held.rows)
+
+    before, after, again, vectors = asyncio.run(run())
+    assert "The cello, twice a week." not in before
+    assert "The cello, twice a week." in after
+    assert again == vectors == 8  # every message once, each with one vector still
+
+
 class WordsOnly:
     """A memory of a store that keeps no vectors: everything but ``VectorMemory``'s part."""
 

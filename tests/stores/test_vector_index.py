@@ -287,6 +287,33 @@ def test_a_graph_deleted_under_a_running_process_costs_a_scan_and_memchat_index_
     asyncio.run(run())
 
 
+def test_a_graph_whose_vectors_were_mostly_replaced_is_made_again_not_extended(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(graph, "TAIL_MOST", 300)
+    path = tmp_path / "m.db"
+
+    async def run() -> tuple[int, int]:
+        async with opened(str(path)) as store:
+            memory = store.memory("ann")
+            await planted(memory, ["my Volvo is red", *texts(399)])
+            (made,) = graph_files(path)
+            before = graph.Graphs(path).size(made)
+            # Every vector replaced, as memchat index --again does: new rows, the old ones deleted.
+            with sqlite3.connect(path) as db:
+                stored = db.execute("SELECT message_id, vector FROM memchat_vectors").fetchall()
+            await memory.save_vectors(EMBEDDER, [(at, "", bytes(kept)) for at, kept in stored])
+            await memory.index_vectors(EMBEDDER)
+            (again,) = graph_files(path)
+            hits = await memory.nearest(EMBEDDER, vector("volvo"), 3)
+            assert hits and hits[0].position == 1
+            return before, graph.Graphs(path).size(again)
+
+    before, after = asyncio.run(run())
+    assert before == 400
+    assert after == 400  # extended, it would hold 800: 400 of them deleted
+
+
 def test_a_search_that_reads_a_long_history_says_once_that_memchat_index_makes_it_quick(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: FakeOpenAI
 ) -> None:
@@ -397,6 +424,31 @@ def test_memchat_index_embeds_a_whole_history_at_once_and_goes_on_after_a_failur
     assert vectors_of(memchat.db, "ann") == 300 and vectors_of(memchat.db, "bob") == 0
     every = memchat("index", "--all", **env)
     assert "ann: every message has its vector" in every.stderr and "bob: 1 messages embedded" in every.stderr
+
+
+def test_memchat_index_again_embeds_every_message_anew_and_says_a_failure_starts_over(
+    memchat: Memchat, server: FakeOpenAI
+) -> None:
+    async def plant() -> None:
+        async with opened(str(memchat.db)) as store:
+            await store.memory("ann").add_items([{"role": "user", "content": text} for text in texts(100)])
+
+    asyncio.run(plant())
+    env = {"MEMCHAT_EMBEDDING_MODEL": EMBEDDER}
+    assert "ann: 100 messages embedded" in memchat("index", "--user", "ann", **env).stderr
+    assert "ann: every message has its vector" in memchat("index", "--user", "ann", **env).stderr
+    with sqlite3.connect(memchat.db) as db:
+        first = db.execute("SELECT MIN(seq) FROM memchat_vectors").fetchone()[0]
+    server.embedding_status = 500
+    failed = memchat("index", "--user", "ann", "--again", **env)
+    assert failed.returncode == 2 and failed.stderr.count("\n") == 1
+    assert failed.stderr.startswith("error: embedding model") and "it starts over" in failed.stderr
+    server.embedding_status = None
+    done = memchat("index", "--user", "ann", "--again", **env)
+    assert done.returncode == 0 and "ann: 100 messages embedded" in done.stderr, done.stderr
+    with sqlite3.connect(memchat.db) as db:
+        # Each message has one vector still, every one of them written again.
+        assert db.execute("SELECT COUNT(*), MIN(seq) > ? FROM memchat_vectors", (first + 99,)).fetchone() == (100, 1)
 
 
 def test_memchat_index_gives_messages_without_text_an_empty_vector_without_asking_the_server(
