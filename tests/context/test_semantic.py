@@ -69,29 +69,42 @@ def test_meaning_is_looked_for_near_the_best_match_by_words_too(location: str, s
     assert "I brought chili with cornbread" in asyncio.run(run())
 
 
+CELLO = "The cello, twice a week."
+
+
+async def plant_a_short_reply(memory: Any) -> None:
+    """A reply that means something only beside the question it answers, among unrelated exchanges."""
+    await memory.add_items(exchange("the weather is mild"))
+    await memory.add_items(
+        [
+            {"role": "assistant", "content": "Which music instrument did your daughter take up?"},
+            {"role": "user", "content": CELLO},
+        ]
+    )
+    for text in ("the train was late again", "the kids play outside after school until dinner every day"):
+        await memory.add_items(exchange(text))
+
+
+async def nearest_texts(semantic: Any, memory: Any, query: str, limit: int) -> list[str]:
+    hits = await semantic.hits(memory, query, limit, END)
+    async with memory.reading():
+        texts = {at: describe(item)[1] for at, _, item in await memory.around([hit.position for hit in hits])}
+    return [texts[hit.position] for hit in hits]
+
+
 def test_a_short_reply_is_found_by_meaning_through_the_message_it_answers(location: str, server: FakeOpenAI) -> None:
     async def run() -> list[str]:
         semantic = semantic_for(server)
         async with opened(location) as store:
             memory = store.memory("ann")
-            await memory.add_items(exchange("the weather is mild"))
-            await memory.add_items(
-                [
-                    {"role": "assistant", "content": "Which music instrument did your daughter take up?"},
-                    {"role": "user", "content": "The cello, twice a week."},
-                ]
-            )
-            for text in ("the train was late again", "the kids play outside after school until dinner every day"):
-                await memory.add_items(exchange(text))
+            await plant_a_short_reply(memory)
             await semantic.fill(memory)
-            hits = await semantic.hits(memory, "what music does my child play?", 2, END)
-            async with memory.reading():
-                texts = {at: describe(item)[1] for at, _, item in await memory.around([hit.position for hit in hits])}
+            found = await nearest_texts(semantic, memory, "what music does my child play?", 2)
         await semantic.aclose()
-        return [texts[hit.position] for hit in hits]
+        return found
 
     # The reply shares no meaning with the question, the message it answers two; the kids playing, one.
-    assert "The cello, twice a week." in asyncio.run(run())
+    assert CELLO in asyncio.run(run())
 
 
 def test_memchat_index_again_gives_an_older_history_vectors_that_lean_to_the_message_before(
@@ -101,39 +114,25 @@ def test_memchat_index_again_gives_an_older_history_vectors_that_lean_to_the_mes
 
     question = "what music does my child play?"
 
-    async def found(semantic: Any, memory: Any) -> list[str]:
-        hits = await semantic.hits(memory, question, 2, END)
-        async with memory.reading():
-            texts = {at: describe(item)[1] for at, _, item in await memory.around([hit.position for hit in hits])}
-        return [texts[hit.position] for hit in hits]
-
     async def run() -> tuple[list[str], list[str], int, int]:
         semantic = semantic_for(server)
         async with opened(location) as store:
             memory = store.memory("ann")
-            await memory.add_items(exchange("the weather is mild"))
-            await memory.add_items(
-                [
-                    {"role": "assistant", "content": "Which music instrument did your daughter take up?"},
-                    {"role": "user", "content": "The cello, twice a week."},
-                ]
-            )
-            for text in ("the train was late again", "the kids play outside after school until dinner every day"):
-                await memory.add_items(exchange(text))
+            await plant_a_short_reply(memory)
             # Embedded as an older memchat did: each message's vector its own alone.
             monkeypatch.setattr(module, "CONTEXT_WEIGHT", 0.0)
             await semantic.fill(memory)
             monkeypatch.undo()
-            before = await found(semantic, memory)
+            before = await nearest_texts(semantic, memory, question, 2)
             again = await semantic.embed_all(memory, again=True)
-            after = await found(semantic, memory)
+            after = await nearest_texts(semantic, memory, question, 2)
             held = await memory.vectors(EMBEDDER)
         await semantic.aclose()
         return before, after, again, len(held.rows)
 
     before, after, again, vectors = asyncio.run(run())
-    assert "The cello, twice a week." not in before
-    assert "The cello, twice a week." in after
+    assert CELLO not in before
+    assert CELLO in after
     assert again == vectors == 8  # every message once, each with one vector still
 
 
