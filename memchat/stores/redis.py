@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import hashlib
 import math
 import random
@@ -56,7 +57,7 @@ from memchat.stores.base import (
 )
 from memchat.stores.codec import Codecs, UnreadableError
 from memchat.stores.protocol import Summary, Turn, UserStats, Vectors
-from memchat.stores.search import Hit, index_query, item_words, words
+from memchat.stores.search import Hit, item_words, query_words, words
 from memchat.web.accounts import LoginFailures
 
 PREFIX = "agents:session"
@@ -73,8 +74,12 @@ READ_RETRIES = 3
 # How often a watched change starts again when other processes keep writing, and the pauses between.
 WATCH_ATTEMPTS = 100
 WATCH_PAUSE, WATCH_PAUSE_CAP = 0.002, 0.05
-# Where the search index's keys start (see RedisMemory.__init__).
-INDEX_PREFIX = "memchat:index"
+# Where the search index's keys start (see RedisMemory.__init__), and the field of the SDK's session
+# hash that says up to which item the index is complete. Words are indexed by their stems since
+# 2026-12-03; the unstemmed index of before, under the old names, is dropped and made again under
+# the new ones on a memory's first use (``index_missing``).
+INDEX_PREFIX, INDEXED_FIELD = "memchat:stems", "memchat_stems_indexed"
+OLD_INDEX_PREFIX, OLD_INDEXED_FIELD = "memchat:index", "memchat_indexed"
 VECTORS_PREFIX = "memchat:vectors"
 # Items indexed per transaction when catching up, and positions read per word when searching.
 INDEX_BATCH = 2000
@@ -267,6 +272,7 @@ class RedisMemory(MemoryBase):
         # user id can reach another's: a set of the words indexed, and one sorted set of positions per word.
         digest = hashlib.sha256(f"{store.prefix}\x00{user}".encode()).hexdigest()[:32]
         self._vocabulary_key = f"{INDEX_PREFIX}:{store.prefix}:{digest}"
+        self._old_vocabulary_key = f"{OLD_INDEX_PREFIX}:{store.prefix}:{digest}"
         # Embeddings likewise: one vector per position (base64), and beside it "model tag:seq", seq
         # from a counter that only grows, so a reader can ask for the vectors written since it last read.
         self._vectors_key = f"{VECTORS_PREFIX}:{store.prefix}:{digest}"
@@ -303,7 +309,7 @@ class RedisMemory(MemoryBase):
                     return
                 self.check_key_fits(await pipe.lindex(self._messages_key, -1) if count else None)
                 mark[:] = [count]
-                caught_up = int(await pipe.hget(self._session_key, "memchat_indexed") or 0) == count
+                caught_up = int(await pipe.hget(self._session_key, INDEXED_FIELD) or 0) == count
                 now = str(int(time.time()))
                 pipe.multi()
                 pipe.hset(self._session_key, "session_id", self.session_id)
@@ -347,6 +353,7 @@ class RedisMemory(MemoryBase):
         return await self._watched(change)
 
     async def clear_session(self) -> None:
+        await self._drop_old_index()
         with self._store.errors():
             indexed = await self._redis.smembers(self._vocabulary_key)
             await self._redis.delete(
@@ -378,7 +385,7 @@ class RedisMemory(MemoryBase):
 
         async def change(pipe: Any) -> None:
             self.check_still_last(start, await last_turn_start(self.rows_backward(0)))
-            caught_up = int(await pipe.hget(self._session_key, "memchat_indexed") or 0) >= start - 1
+            caught_up = int(await pipe.hget(self._session_key, INDEXED_FIELD) or 0) >= start - 1
             await self._truncate(pipe, start - 1)
             pipe.rpush(self._messages_key, *encoded)
             if caught_up:
@@ -390,7 +397,7 @@ class RedisMemory(MemoryBase):
         return f"{self._vocabulary_key}:{word}"
 
     def _index_words(self, item: Item) -> set[str]:
-        return set(self.codec.index_words(words(item_words(item))))
+        return set(self.codec.index_words(stems(words(item_words(item)))))
 
     def _queue_index(self, pipe: Any, after: int, items: list[Item]) -> None:
         """Queue the index entries of ``items``, stored at the positions after ``after``."""
@@ -400,7 +407,7 @@ class RedisMemory(MemoryBase):
                 pipe.sadd(self._vocabulary_key, *found)
             for word in found:
                 pipe.zadd(self._postings_key(word), {str(offset): offset})
-        pipe.hset(self._session_key, "memchat_indexed", after + len(items))
+        pipe.hset(self._session_key, INDEXED_FIELD, after + len(items))
 
     async def search(self, query: str, limit: int, before: int | None = None) -> list[Hit]:
         """Words ranked by how rare they are in this memory (a sum of their idf), newest first among equals.
@@ -409,7 +416,7 @@ class RedisMemory(MemoryBase):
         positions per word. Each candidate is read back and checked, so an entry left behind by
         another program's pop can never return the wrong message.
         """
-        terms = index_query(self.codec, query)
+        terms = self.codec.index_words(list(dict.fromkeys(stems(query_words(query)))))
         if not terms:
             return []
         newest = "+inf" if before is None else f"({before}"
@@ -446,14 +453,15 @@ class RedisMemory(MemoryBase):
 
     async def index_missing(self, progress: Callable[[int, int], None] | None = None) -> int:
         """Index the items after the last one known to be indexed, a batch a transaction."""
+        await self._drop_old_index()
         with self._store.errors():
-            start = int(await self._redis.hget(self._session_key, "memchat_indexed") or 0)
+            start = int(await self._redis.hget(self._session_key, INDEXED_FIELD) or 0)
             total = int(await self._redis.llen(self._messages_key)) - start
         done = 0
         while done < total:
 
             async def change(pipe: Any) -> int:
-                indexed = int(await pipe.hget(self._session_key, "memchat_indexed") or 0)
+                indexed = int(await pipe.hget(self._session_key, INDEXED_FIELD) or 0)
                 batch = await pipe.lrange(self._messages_key, indexed, indexed + INDEX_BATCH - 1)
                 items: list[Item] = []
                 for data in batch:
@@ -473,6 +481,20 @@ class RedisMemory(MemoryBase):
             if progress is not None:
                 progress(min(done, total), total)
         return done
+
+    async def _drop_old_index(self) -> None:
+        """Delete the unstemmed index an older memchat kept; the messages are indexed again by their stems."""
+        with self._store.errors():
+            reader = self._redis.pipeline(transaction=False)
+            reader.smembers(self._old_vocabulary_key)
+            reader.hexists(self._session_key, OLD_INDEXED_FIELD)
+            old, marked = await reader.execute()
+            if not old and not marked:
+                return
+            keys = [self._old_vocabulary_key, *(f"{self._old_vocabulary_key}:{word}" for word in old)]
+            for start in range(0, len(keys), INDEX_BATCH):
+                await self._redis.delete(*keys[start : start + INDEX_BATCH])
+            await self._redis.hdel(self._session_key, OLD_INDEXED_FIELD)
 
     async def unembedded(self, model: str, limit: int) -> list[tuple[int, str]]:
         tag = _model_tag(model)
@@ -627,7 +649,7 @@ class RedisMemory(MemoryBase):
         """
         through = await pipe.hget(self._session_key, "memchat_through")
         anchor = await pipe.lindex(self._messages_key, keep - 1) if keep else None
-        indexed = int(await pipe.hget(self._session_key, "memchat_indexed") or 0)
+        indexed = int(await pipe.hget(self._session_key, INDEXED_FIELD) or 0)
         embedded = await pipe.hkeys(self._vector_models_key)
         removed_words: set[str] = set()
         for data in await pipe.lrange(self._messages_key, keep, -1):
@@ -638,7 +660,7 @@ class RedisMemory(MemoryBase):
             pipe.zremrangebyscore(self._postings_key(word), keep + 1, "+inf")
         self._queue_unembed(pipe, [position for position in map(int, embedded) if position > keep])
         if indexed > keep:
-            pipe.hset(self._session_key, "memchat_indexed", keep)
+            pipe.hset(self._session_key, INDEXED_FIELD, keep)
         if keep == 0:
             pipe.delete(self._messages_key)
             pipe.hdel(self._session_key, "memchat_summary", "memchat_through", "memchat_anchor")
@@ -746,3 +768,16 @@ def _glob_escape(text: str) -> str:
 
 def _timestamp(seconds: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _stem(word: str) -> str:
+    # Snowball's English stemmer, pure Python: 20 µs a word; a history repeats its words, so a cache.
+    import snowballstemmer  # type: ignore[import-untyped]
+
+    return str(snowballstemmer.stemmer("english").stemWord(word))
+
+
+def stems(words: list[str]) -> list[str]:
+    """Each word by its stem ("repairing" and "repaired" are "repair"), as SQLite's and PostgreSQL's indexes keep them."""
+    return [_stem(word) for word in words]

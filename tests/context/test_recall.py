@@ -46,8 +46,8 @@ def test_every_message_is_indexed_with_its_turn_and_found_by_its_words(location:
     # Folding everywhere: "emile" finds "Émile", "BICYCLE" finds "bicycle".
     assert found(location, "ann", "emile") == ["Émile plays the cello"]
     assert found(location, "ann", "BICYCLE") == ["I repaired the bicycle"]
-    if not location.startswith("redis"):  # stemming: SQLite and PostgreSQL only
-        assert found(location, "ann", "repairing bicycles") == ["I repaired the bicycle"]
+    # Stems: "repairing" finds "repaired" (Redis's own index stems too, since 2026-12-03).
+    assert found(location, "ann", "repairing bicycles") == ["I repaired the bicycle"]
     assert found(location, "ann", "what is it") == []  # nothing but stopwords
 
 
@@ -217,6 +217,48 @@ def test_a_memory_written_by_the_sdks_own_session_is_indexed_on_first_use(locati
     assert found(location, "ann", "heron") == ["the heron nests by the mill"]
     write(location, "ann", "the otter swims at dawn")  # and memchat's own turns go on being indexed
     assert found(location, "ann", "otter") == ["the otter swims at dawn"]
+
+
+def test_a_redis_memory_indexed_without_stems_is_indexed_again_by_stems_and_the_old_keys_go(tmp_path: Path) -> None:
+    import redis.asyncio as aioredis
+
+    from memchat.stores.redis import OLD_INDEX_PREFIX, split_url
+
+    location = fresh_store("redis", tmp_path)
+    write(location, "ann", "I repaired the bicycle", "my sister Ingrid lives in Bergen")
+    url, prefix = split_url(location)
+
+    async def as_an_older_memchat_left_it() -> list[str]:
+        # Today's index removed, and the one an older memchat kept put in its place: words as they are.
+        client = aioredis.Redis.from_url(url, decode_responses=True)
+        async with opened(location) as store:
+            memory = store.memory("ann")
+            vocabulary, session = memory._vocabulary_key, memory._session_key  # type: ignore[attr-defined]
+        stemmed = [key async for key in client.scan_iter(match=f"{vocabulary}*")]
+        await client.delete(*stemmed)
+        await client.hdel(session, "memchat_stems_indexed")
+        old = vocabulary.replace("memchat:stems", OLD_INDEX_PREFIX)
+        await client.sadd(old, "repaired", "bicycle")
+        await client.zadd(f"{old}:repaired", {"1": 1})
+        await client.zadd(f"{old}:bicycle", {"1": 1})
+        await client.hset(session, "memchat_indexed", 4)
+        await client.aclose()
+        return stemmed
+
+    async def first_use() -> tuple[int, list[str], bool]:
+        async with opened(location) as store:
+            indexed = await store.memory("ann").index_missing()
+        client = aioredis.Redis.from_url(url, decode_responses=True)
+        left = [key async for key in client.scan_iter(match=f"{OLD_INDEX_PREFIX}:{prefix}:*")]
+        marked = bool(await client.hexists(f"{prefix}:ann", "memchat_indexed"))
+        await client.aclose()
+        return indexed, left, marked
+
+    assert asyncio.run(as_an_older_memchat_left_it())  # there was a stemmed index to remove
+    assert found(location, "ann", "repairing") == []  # not yet indexed by stems
+    assert asyncio.run(first_use()) == (4, [], False)
+    assert found(location, "ann", "repairing bicycles") == ["I repaired the bicycle"]
+    assert found(location, "ann", "where does my sister live?") == ["my sister Ingrid lives in Bergen"]
 
 
 def test_forget_deletes_whole_exchanges_with_their_index_entries_on_every_store(location: str) -> None:
