@@ -269,7 +269,7 @@ class RedisMemory(MemoryBase):
         self._session_key = f"{store.prefix}:{user}"
         self._messages_key = f"{self._session_key}:messages"
         # The search index lives outside the SDK's key space, named by a digest of the user, so no
-        # user id can reach another's: a set of the words indexed, and one sorted set of positions per word.
+        # user id can reach another's: a set of the stems indexed, and one sorted set of positions per stem.
         digest = hashlib.sha256(f"{store.prefix}\x00{user}".encode()).hexdigest()[:32]
         self._vocabulary_key = f"{INDEX_PREFIX}:{store.prefix}:{digest}"
         self._old_vocabulary_key = f"{OLD_INDEX_PREFIX}:{store.prefix}:{digest}"
