@@ -165,8 +165,9 @@ class Semantic:
         """
         if not isinstance(memory, VectorMemory):
             raise MemchatError("this store keeps no vectors: search by meaning needs SQLite, PostgreSQL or Redis")
-        done = await self._embed_again(memory, progress) if again else 0
+        again_done = await self._embed_again(memory, progress) if again else 0
         missing = await memory.unembedded(self.model, 2**31 - 1)
+        done = 0
         try:
             for start in range(0, len(missing), EMBED_BATCH):
                 done += await self._embed_and_save(memory, missing[start : start + EMBED_BATCH])
@@ -177,7 +178,7 @@ class Semantic:
         # Nothing left is what lets the next run's start look only at what comes after (SQLite's mark).
         await memory.unembedded(self.model, 1)
         await memory.index_vectors(self.model, progress)
-        return done
+        return again_done + done
 
     async def _fill(self, memory: Memory) -> int:
         if not isinstance(memory, VectorMemory):
@@ -209,16 +210,27 @@ class Semantic:
         total = await memory.count()
         done = 0
         batch: list[tuple[int, str]] = []
+        # Read once, in order: the text before each message is the one read just before it.
+        before: dict[int, str] = {}
+        last = ""
+
+        async def send(part: list[tuple[int, str]]) -> None:
+            nonlocal done
+            done += await self._embed_and_save(memory, part, {at: before.pop(at) for at, _ in part})
+            if progress is not None:
+                progress(done, max(total, done))
+
         try:
             async for turn in memory.turns_forward(0, END):
-                batch += [(at, item_words(item).strip()) for at, item in zip(turn.positions, turn.items, strict=True)]
+                for at, item in zip(turn.positions, turn.items, strict=True):
+                    text = item_words(item).strip()
+                    batch.append((at, text))
+                    before[at], last = last, text
                 while len(batch) >= EMBED_BATCH:
-                    done += await self._embed_and_save(memory, batch[:EMBED_BATCH])
+                    await send(batch[:EMBED_BATCH])
                     batch = batch[EMBED_BATCH:]
-                    if progress is not None:
-                        progress(done, max(total, done))
             if batch:
-                done += await self._embed_and_save(memory, batch)
+                await send(batch)
         except EmbeddingError as exc:
             raise self._stopped(exc, done, total, "then run it again (it starts over)") from None
         return done
@@ -229,13 +241,17 @@ class Semantic:
             f"messages: check MEMCHAT_EMBEDDING_MODEL and the server, {then}"
         )
 
-    async def _embed_and_save(self, memory: MemoryWithVectors, batch: list[tuple[int, str]]) -> int:
+    async def _embed_and_save(
+        self, memory: MemoryWithVectors, batch: list[tuple[int, str]], previous: dict[int, str] | None = None
+    ) -> int:
         """Embed one batch of (position, text) and keep the vectors; how many messages it covered.
 
+        ``previous`` is the text before each message, where the caller read it already; else it is read.
         Sent only while no question waits, and never beside another batch (see ``hits``).
         """
-        said = await said_at(memory, [at for at, text in batch if text])
-        previous = {at: before for at, (_, before) in said.items()}
+        if previous is None:
+            said = await said_at(memory, [at for at, text in batch if text])
+            previous = {at: before for at, (_, before) in said.items()}
         # The message before each is mostly in the batch too: one text more a batch, not twice as many.
         texts = list(dict.fromkeys(each for at, text in batch if text for each in (text, previous.get(at)) if each))
         await self._no_query.wait()

@@ -136,6 +136,30 @@ def test_memchat_index_again_gives_an_older_history_vectors_that_lean_to_the_mes
     assert again == vectors == 8  # every message once, each with one vector still
 
 
+def test_memchat_index_again_counts_what_it_fills_after_against_that_alone(tmp_path: Any, server: FakeOpenAI) -> None:
+    async def run() -> tuple[int, list[tuple[int, int]]]:
+        semantic = semantic_for(server)
+        shown: list[tuple[int, int]] = []
+        async with opened(str(tmp_path / "m.db")) as store:
+            memory = store.memory("ann")
+            await plant_a_short_reply(memory)
+            await semantic.fill(memory)
+            looks = memory.unembedded
+
+            async def one_written_meanwhile(model: str, limit: int) -> list[tuple[int, str]]:
+                # A message another memchat stored while the history was embedded again.
+                return [(1, "the weather is mild")] if limit > 1 else await looks(model, limit)
+
+            memory.unembedded = one_written_meanwhile  # type: ignore[method-assign]
+            done = await semantic.embed_all(memory, lambda done, total: shown.append((done, total)), again=True)
+        await semantic.aclose()
+        return done, shown
+
+    done, shown = asyncio.run(run())
+    assert done == 9  # the 8 messages again, then the one that had none
+    assert shown and all(step <= total for step, total in shown), shown
+
+
 class WordsOnly:
     """A memory of a store that keeps no vectors: everything but ``VectorMemory``'s part."""
 
