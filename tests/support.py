@@ -176,7 +176,7 @@ def drop_redis_keys() -> None:
             f"memchat:passwords:{REDIS_PREFIX}",
             f"memchat:web_sessions:{REDIS_PREFIX}",
             f"memchat:login_failures:{REDIS_PREFIX}:*",
-            f"memchat:index:{REDIS_PREFIX}:*",  # an older memchat's index (see test_redis_index_upgrade)
+            f"memchat:index:{REDIS_PREFIX}:*",  # an older memchat's index (see test_a_redis_memory_indexed_without_stems_...)
             f"memchat:stems:{REDIS_PREFIX}:*",
             f"memchat:vectors:{REDIS_PREFIX}:*",
         ):
